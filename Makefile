@@ -1,0 +1,48 @@
+# bnlab: two commands on a fresh machine.
+#   make run   -> set up .venv, fetch the data, run the main job
+#   make test  -> set up .venv (idempotent), run lint and the whole test suite
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BNLAB  := $(VENV)/bin/bnlab
+STAMP  := $(VENV)/.bnlab-installed
+
+.PHONY: setup data run test test-slow lint format bench clean
+
+setup: $(STAMP)
+
+# torch first, pinned: the pin resolves to the local CPU wheel; an unpinned torch
+# would pull several GB of CUDA packages.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+data: setup
+	$(BNLAB) data fetch mnist fashion-mnist
+
+run: data
+	$(BNLAB) demo
+
+lint: setup
+	$(VENV)/bin/ruff check bnlab tests benchmarks
+	$(VENV)/bin/ruff format --check bnlab tests benchmarks
+
+format: setup
+	$(VENV)/bin/ruff format bnlab tests benchmarks
+	$(VENV)/bin/ruff check --fix bnlab tests benchmarks
+
+test: data lint
+	$(VENV)/bin/pytest -n 2
+
+test-slow: data
+	$(VENV)/bin/pytest -n 2 -m slow
+
+bench: setup
+	$(PY) benchmarks/bn_op.py
+	$(PY) benchmarks/data.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""The `bnlab` command line: one subcommand per module, each with its own `--help`.
+
+Every subcommand module exposes `add_parser(subparsers)`, which adds its parser and sets
+`func` (a callable taking the parsed `argparse.Namespace` and returning an exit code).
+Modules are imported only when the CLI starts, so `bnlab --help` stays cheap to extend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from bnlab import __version__
+
+# Each entry is a module with `add_parser(subparsers)`; order is the order in `--help`.
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "bnlab.data.cli",
+    "bnlab.demo",
+)
+
+
+class BnlabError(Exception):
+    """An error meant for the user: printed as one line, exit status 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bnlab",
+        description="bnlab: see, verify and measure what Batch Normalization does.",
+    )
+    parser.add_argument("--version", action="version", version=f"bnlab {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (BnlabError, ValueError, FileNotFoundError) as err:
+        print(f"bnlab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
