@@ -1,3 +1,31 @@
-"""bnlab: the Batch Normalization lab."""
+"""bnlab: the Batch Normalization lab.
+
+Public API (everything else may change):
+
+- `bnlab.reference`: NumPy Batch Normalization, forward and hand-derived backward.
+- `batch_norm`: `torch.nn.functional.batch_norm`'s contract on a hand-written autograd.Function.
+- `normalize`, `update_running_stats`: the two halves of it, for stacked (K-member) models.
+- `BatchNorm1d`, `BatchNorm2d`, `BatchNorm3d`: drop-in replacements for `torch.nn`'s.
+- `fold_batchnorm`: fold BN into the preceding Linear/Conv layer for inference.
+"""
 
 __version__ = "0.1.0"
+
+from bnlab import reference
+from bnlab._checks import BatchNormShapeError
+from bnlab.fold import fold_batchnorm
+from bnlab.functional import batch_norm, normalize, update_running_stats
+from bnlab.modules import BatchNorm1d, BatchNorm2d, BatchNorm3d
+
+__all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "BatchNormShapeError",
+    "__version__",
+    "batch_norm",
+    "fold_batchnorm",
+    "normalize",
+    "reference",
+    "update_running_stats",
+]
