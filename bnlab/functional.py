@@ -25,6 +25,7 @@ import math
 import torch
 from torch import Tensor
 
+from bnlab import _fastpath
 from bnlab._checks import check_batch_norm_call, check_finite_stats
 
 __all__ = ["batch_norm", "batch_stats", "normalize", "update_running_stats"]
@@ -53,16 +54,28 @@ def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor
     return x_hat
 
 
-def _train_backward(
-    dy: Tensor, x: Tensor, weight: Tensor | None, mu: Tensor, inv_std: Tensor, dims: tuple
-) -> Tensor:
-    """dL/dx through the batch statistics (the fused Algorithm 1 chain rule)."""
+def _train_forward(x: Tensor, weight, bias, dims: tuple, eps: float):
+    mu, var = batch_stats(x, dims)
+    inv_std = torch.rsqrt(var + eps)
+    y = _affine((x - mu) * inv_std, weight, bias)
+    return y, mu, var, inv_std
+
+
+def _train_backward(dy: Tensor, x: Tensor, weight, bias, mu, inv_std, dims: tuple, needs):
+    """(dx, dweight, dbias) through the batch statistics: the fused Alg. 1 chain rule."""
     x_hat = (x - mu) * inv_std
-    dx_hat = dy if weight is None else dy * weight
-    # mu and var depend on every x_i, hence the two batch-mean correction terms
-    mean_dx_hat = dx_hat.mean(dims, keepdim=True)
-    mean_dx_hat_x_hat = (dx_hat * x_hat).mean(dims, keepdim=True)
-    return inv_std * (dx_hat - mean_dx_hat - x_hat * mean_dx_hat_x_hat)
+    dx = dweight = dbias = None
+    if needs[0]:
+        dx_hat = dy if weight is None else dy * weight
+        # mu and var depend on every x_i, hence the two batch-mean correction terms
+        mean_dx_hat = dx_hat.mean(dims, keepdim=True)
+        mean_dx_hat_x_hat = (dx_hat * x_hat).mean(dims, keepdim=True)
+        dx = inv_std * (dx_hat - mean_dx_hat - x_hat * mean_dx_hat_x_hat)
+    if needs[1]:
+        dweight = (dy * x_hat).sum_to_size(weight.shape)
+    if needs[2]:
+        dbias = dy.sum_to_size(bias.shape)
+    return dx, dweight, dbias
 
 
 class _BatchNormTrain(torch.autograd.Function):
@@ -70,9 +83,11 @@ class _BatchNormTrain(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, dims, eps):
-        mu, var = batch_stats(x, dims)
-        inv_std = torch.rsqrt(var + eps)
-        y = _affine((x - mu) * inv_std, weight, bias)
+        args = (x, weight, bias, dims, eps)
+        if _fastpath.wants(x):
+            y, mu, var, inv_std = _fastpath.run("forward", _train_forward, *args)
+        else:
+            y, mu, var, inv_std = _train_forward(*args)
         ctx.save_for_backward(x, weight, bias, mu, inv_std)
         ctx.dims, ctx.eps = dims, eps
         ctx.mark_non_differentiable(mu, var)
@@ -81,18 +96,16 @@ class _BatchNormTrain(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, _dmu, _dvar):
         x, weight, bias, mu, inv_std = ctx.saved_tensors
+        needs = tuple(ctx.needs_input_grad[:3])
         if torch.is_grad_enabled():
             # create_graph=True: recompute the statistics from x with tracked ops so the
             # second derivative also flows through mu and inv_std.
             mu, var = batch_stats(x, ctx.dims)
             inv_std = torch.rsqrt(var + ctx.eps)
-        dx = dweight = dbias = None
-        if ctx.needs_input_grad[0]:
-            dx = _train_backward(dy, x, weight, mu, inv_std, ctx.dims)
-        if ctx.needs_input_grad[1]:
-            dweight = (dy * ((x - mu) * inv_std)).sum_to_size(weight.shape)
-        if ctx.needs_input_grad[2]:
-            dbias = dy.sum_to_size(bias.shape)
+        elif _fastpath.wants(x):
+            args = (dy, x, weight, bias, mu, inv_std, ctx.dims, needs)
+            return (*_fastpath.run("backward", _train_backward, *args), None, None)
+        dx, dweight, dbias = _train_backward(dy, x, weight, bias, mu, inv_std, ctx.dims, needs)
         return dx, dweight, dbias, None, None
 
 

@@ -1,0 +1,54 @@
+"""The compiled fast path computes what the eager Function computes, and falls back cleanly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import assert_close
+from torch import nn
+
+import bnlab
+from bnlab import _fastpath
+
+
+@pytest.fixture
+def small_inputs_take_fast_path(monkeypatch):
+    monkeypatch.setattr(_fastpath, "MIN_NUMEL", 0)
+    monkeypatch.setattr(_fastpath, "_disabled_reason", None)
+
+
+def _train_step(bn, x, dy):
+    x = x.clone().requires_grad_()
+    y = bn(x)
+    y.backward(dy)
+    return y, x.grad, bn.weight.grad, bn.bias.grad, bn.running_var
+
+
+def test_compiled_path_matches_torch(small_inputs_take_fast_path):
+    torch.manual_seed(0)
+    x, dy = torch.randn(8, 4, 5, 5) * 3 + 1, torch.randn(8, 4, 5, 5)
+    ours = _train_step(bnlab.BatchNorm2d(4), x, dy)
+    assert _fastpath._compiled, "the compiled kernels were not used"
+    assert _fastpath.status() == "enabled"
+    ref = _train_step(nn.BatchNorm2d(4), x, dy)
+    for name, a, b in zip(["y", "dx", "dgamma", "dbeta", "running_var"], ours, ref, strict=True):
+        assert_close(name, a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_failure_warns_once_and_falls_back(small_inputs_take_fast_path, monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("no C++ compiler found")
+
+        return call
+
+    monkeypatch.setattr(_fastpath, "_compiled", {})
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    torch.manual_seed(0)
+    x, dy = torch.randn(6, 3), torch.randn(6, 3)
+    with pytest.warns(UserWarning, match="no C.. compiler found"):
+        ours = _train_step(bnlab.BatchNorm1d(3), x, dy)
+    assert _fastpath.status().startswith("disabled (torch.compile failed")
+    ref = _train_step(nn.BatchNorm1d(3), x, dy)
+    for name, a, b in zip(["y", "dx", "dgamma", "dbeta", "running_var"], ours, ref, strict=True):
+        assert_close(name, a, b, rtol=1e-5, atol=1e-6)
