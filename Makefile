@@ -24,7 +24,7 @@ data: setup
 	$(BNLAB) data fetch mnist fashion-mnist
 
 run: data
-	$(BNLAB) demo
+	$(BNLAB) verify
 
 lint: setup
 	$(VENV)/bin/ruff check bnlab tests benchmarks
