@@ -17,7 +17,8 @@ from bnlab import __version__
 # Each entry is a module with `add_parser(subparsers)`; order is the order in `--help`.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "bnlab.data.cli",
-    "bnlab.demo",
+    "bnlab.engine.cli",
+    "bnlab.verify",
 )
 
 

@@ -117,7 +117,9 @@ def backward_staged(dy: np.ndarray, cache: BNCache) -> tuple[np.ndarray, np.ndar
     # var = 1/m sum (x - mu)^2: biased, 1/m not 1/(m-1)
     ddiff = ddiff + dvar * 2.0 * diff / m
     # diff = x - mu, and mu = 1/m sum x
-    dmu = -ddiff.sum(axis=axes, keepdims=True)  # the path through var adds 0: sum(diff) = 0
+    # every path from mu runs through diff (var is written in diff), so dmu = -sum(ddiff);
+    # its var part is dvar * 2/m * sum(diff) = 0, as the paper's dL/dmu also shows
+    dmu = -ddiff.sum(axis=axes, keepdims=True)
     dx = ddiff + dmu / m
     return dx, dgamma, dbeta
 
