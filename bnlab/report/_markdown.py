@@ -1,0 +1,79 @@
+"""report.md: the same content as report.html, with figures linked as relative PNG paths."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from bnlab.report.claims import ScorecardRow
+from bnlab.report.sections import (
+    QUICK_BANNER,
+    SCORECARD_COLUMNS,
+    ReportMeta,
+    Section,
+    Table,
+    format_duration,
+    scorecard_cells,
+)
+
+
+def _cell(text: str) -> str:
+    # A pipe ends a Markdown table cell and a newline ends the row; neutralize both.
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |"]
+    lines.append("|" + "---|" * len(columns))
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _header(meta: ReportMeta) -> list[str]:
+    lines = [f"# {meta.title}", ""]
+    if meta.quick:
+        lines += [f"> **{QUICK_BANNER}**", ""]
+    lines.append(f"- Code version: {meta.code_version}")
+    lines.append(f"- Wall time: {format_duration(meta.wall_time_s)}")
+    if meta.created:
+        lines.append(f"- Created: {meta.created}")
+    if meta.command:
+        lines.append(f"- Command: `{meta.command}`")
+    return [*lines, ""]
+
+
+def _scorecard(scorecard: Sequence[ScorecardRow]) -> list[str]:
+    lines = ["## Claims scorecard", ""]
+    if not scorecard:
+        return [*lines, "No claims were measured in this run.", ""]
+    rows = [scorecard_cells(r) for r in scorecard]
+    rows = [(*cells[:-1], f"**{cells[-1]}**") for cells in rows]
+    return [*lines, *_table(SCORECARD_COLUMNS, rows), ""]
+
+
+def _extra_table(table: Table) -> list[str]:
+    return [f"**{table.title}**", "", *_table(table.columns, table.rows), ""]
+
+
+def _section(section: Section, out_dir: Path) -> list[str]:
+    lines = [f"## {section.title}", "", f"**Data source:** {section.data_source}", ""]
+    lines.append(f"**Wall time:** {format_duration(section.wall_time_s)}")
+    lines += ["", "**Protocol**", "", *_table(("Field", "Value"), list(section.protocol.items()))]
+    lines.append("")
+    for fig in section.figures:
+        rel = Path(os.path.relpath(fig.png, out_dir)).as_posix()
+        lines += [f"![{_cell(fig.caption)}]({rel})", "", f"*{fig.caption}*", ""]
+    for table in section.tables:
+        lines += _extra_table(table)
+    lines += [f"- {note}" for note in section.notes]
+    return [*lines, ""]
+
+
+def render_markdown(
+    out_dir: Path, sections: Sequence[Section], scorecard: Sequence[ScorecardRow], meta: ReportMeta
+) -> str:
+    lines = _header(meta) + _scorecard(scorecard)
+    for section in sections:
+        lines += _section(section, out_dir)
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,256 @@
+"""The claims scorecard: what the papers and seed projects claim, and a rule that judges each
+claim from a measured effect with its confidence interval.
+
+An effect is always "BN minus the comparison" (see each claim's `measure`), one value per
+seed, summarized by `stats.diff_ci`. The effect measures themselves live in `measures`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from bnlab.report.stats import Estimate, format_estimate
+
+
+class Direction(enum.Enum):
+    """What the claim says about the effect (BN minus comparison)."""
+
+    HIGHER = "higher"  # the effect is positive
+    LOWER = "lower"  # the effect is negative
+    SIMILAR = "similar"  # the effect is within ±margin
+    NOT_LOWER = "similar or higher"  # the effect is not below -margin
+
+
+class Verdict(enum.Enum):
+    REPRODUCED = "reproduced"
+    NOT_REPRODUCED = "not reproduced"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim, stated as its source states it, with the number its source gives.
+
+    `margin` is the equivalence margin in the effect's units: effects inside ±margin are too
+    small to matter. It is required for SIMILAR claims and optional otherwise.
+    """
+
+    id: str
+    statement: str
+    source: str  # paper or seed, with section
+    direction: Direction
+    reference: str  # the source's own number, as text ("98.15% vs 94.92%, one run each")
+    measure: str  # what the effect is, with its units
+    unit: str = ""  # appended to the number when formatting, e.g. " pp"
+    digits: int = 2
+    margin: float | None = None
+
+    def __post_init__(self):
+        if self.margin is not None and not self.margin >= 0:
+            raise ValueError(f"Claim {self.id}: margin={self.margin!r}, expected >= 0 or None")
+        if self.direction is Direction.SIMILAR and self.margin is None:
+            raise ValueError(f"Claim {self.id}: direction SIMILAR needs a margin, got None")
+
+
+def judge(claim: Claim, effect: Estimate) -> Verdict:
+    """Judge a claim from the confidence interval [lo, hi] of its effect (margin m, 0 if unset).
+
+    - No interval (n = 1, NaN bounds): INCONCLUSIVE, whatever the mean says.
+    - HIGHER: REPRODUCED if lo > 0. NOT_REPRODUCED if hi < 0, or if the whole interval lies
+      within [-m, m] (an effect too small to matter). Otherwise INCONCLUSIVE.
+    - LOWER: the mirror image: REPRODUCED if hi < 0; NOT_REPRODUCED if lo > 0 or within ±m.
+    - SIMILAR: REPRODUCED if the interval lies within [-m, m]; NOT_REPRODUCED if it lies
+      entirely outside (lo > m or hi < -m); otherwise INCONCLUSIVE.
+    - NOT_LOWER: REPRODUCED if lo >= -m; NOT_REPRODUCED if hi < -m; otherwise INCONCLUSIVE.
+
+    Excluding zero in the claimed direction wins over the margin test: a small effect that is
+    clearly there still reproduces the claim, and the scorecard shows its size beside it.
+    """
+    if not effect.has_ci:
+        return Verdict.INCONCLUSIVE
+    lo, hi = effect.low, effect.high
+    m = claim.margin or 0.0
+    within = claim.margin is not None and -m <= lo and hi <= m
+    d = claim.direction
+    if d is Direction.HIGHER:
+        return _decide(lo > 0, hi < 0 or within)
+    if d is Direction.LOWER:
+        return _decide(hi < 0, lo > 0 or within)
+    if d is Direction.SIMILAR:
+        return _decide(within, lo > m or hi < -m)
+    return _decide(lo >= -m, hi < -m)  # NOT_LOWER
+
+
+def _decide(reproduced: bool, refuted: bool) -> Verdict:
+    if reproduced:
+        return Verdict.REPRODUCED
+    return Verdict.NOT_REPRODUCED if refuted else Verdict.INCONCLUSIVE
+
+
+@dataclass(frozen=True)
+class ScorecardRow:
+    """One line of the scorecard: a claim, where it was measured, the effect and the verdict."""
+
+    claim: Claim
+    experiment: str
+    effect: Estimate
+    verdict: Verdict
+    note: str = ""  # e.g. how the protocol differs from the source's
+
+    @property
+    def effect_text(self) -> str:
+        return format_estimate(self.effect, digits=self.claim.digits, unit=self.claim.unit)
+
+
+def score(claim: Claim, experiment: str, effect: Estimate, note: str = "") -> ScorecardRow:
+    """Judge `claim` on `effect` measured by `experiment` and return its scorecard row."""
+    return ScorecardRow(claim, experiment, effect, judge(claim, effect), note)
+
+
+_IOFFE = "Ioffe & Szegedy 2015"
+_REPRO_SEED = "reproduction seed (CS4100)"
+_OPT_SEED = "optimization-study seed"
+_SANTURKAR = "Santurkar et al. 2018"
+_FIGURE_ONLY = "shown in a figure; no number in the text"
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "bn-final-accuracy",
+        "BN reaches higher final test accuracy.",
+        f"{_IOFFE}, Sec. 4.1, Fig. 1a; {_REPRO_SEED}, MNIST table",
+        Direction.HIGHER,
+        "seed: 98.15% vs 94.92% (+3.23 pp), one run each; paper: " + _FIGURE_ONLY,
+        "final test accuracy, BN − no BN (percentage points)",
+        unit=" pp",
+        digits=2,
+        margin=0.2,  # below a fifth of a point no reader would call one net "higher"
+    ),
+    Claim(
+        "bn-fewer-steps",
+        "BN reaches a given test accuracy in fewer training steps.",
+        f"{_IOFFE}, Sec. 4.1, Fig. 1a; {_REPRO_SEED}, CIFAR-10 table",
+        Direction.LOWER,
+        "seed: CIFAR-10 at 5K steps 74.96% vs 10.00% ('~10× faster'), one run each",
+        "steps to the accuracy threshold, BN − no BN",
+        unit=" steps",
+        digits=0,
+    ),
+    Claim(
+        "bn-percentile-stability",
+        "BN keeps the sigmoid-input percentiles (15/50/85th) more stable over training.",
+        f"{_IOFFE}, Sec. 4.1, Fig. 1b,c",
+        Direction.LOWER,
+        "paper: 'much more stable' with BN; " + _FIGURE_ONLY,
+        "percentile drift (spread units per evaluation interval, see measures), BN − no BN",
+        digits=3,
+    ),
+    Claim(
+        "bn-higher-lr",
+        "BN tolerates higher learning rates.",
+        f"{_IOFFE}, Sec. 3.3 and 4.2.1; {_REPRO_SEED}, learning-rate table",
+        Direction.HIGHER,
+        "seed: BN ahead by +84.66 / +34.10 / +4.19 pp at lr 0.01 / 0.05 / 0.1; "
+        "paper (ImageNet): BN-x30 trains at 30× the rate",
+        "log2 of the highest learning rate that trains, BN − no BN (doublings)",
+        digits=1,
+    ),
+    Claim(
+        "bn-init-insensitive",
+        "BN reduces sensitivity to initialization.",
+        "explainer seed, Key Benefits; notebook seed, Sec. 10",
+        Direction.LOWER,
+        "stated, not measured; no number",
+        "range (max − min) of final test accuracy across init scales, BN − no BN (pp)",
+        unit=" pp",
+        digits=2,
+        margin=0.2,
+    ),
+    Claim(
+        "bn-smoother-loss",
+        "BN gives smoother training-loss curves.",
+        f"{_OPT_SEED}, Key Findings 3",
+        Direction.LOWER,
+        "expected, not measured; no number",
+        "std of step-to-step training-loss change, BN − no BN (nats)",
+        digits=4,
+    ),
+    Claim(
+        "bn-stable-grad-norm",
+        "BN keeps gradient norms more stable.",
+        f"{_OPT_SEED}, Key Findings 4",
+        Direction.LOWER,
+        "expected, not measured; no number",
+        "coefficient of variation of the gradient norm, BN − no BN",
+        digits=3,
+    ),
+    Claim(
+        "santurkar-ics-not-reduced",
+        "BN does not reduce internal covariate shift: with BN it is similar or larger.",
+        f"{_SANTURKAR}, Sec. 2.2",
+        Direction.NOT_LOWER,
+        "paper: similar or larger with BN; " + _FIGURE_ONLY,
+        "ICS ℓ2 difference (paper's Def. 2.1), log2(BN / no BN)",
+        digits=2,
+        margin=0.32,  # log2(1.25): BN's ICS may be up to 25% smaller and still count as similar
+    ),
+    Claim(
+        "santurkar-noisy-bn-like-bn",
+        "Noisy BN trains about as well as BN.",
+        f"{_SANTURKAR}, Sec. 2.1",
+        Direction.SIMILAR,
+        "paper: noisy BN close to BN; " + _FIGURE_ONLY,
+        "final test accuracy, noisy BN − BN (pp)",
+        unit=" pp",
+        digits=2,
+        margin=1.0,  # "about as well": within one percentage point
+    ),
+    Claim(
+        "santurkar-noisy-bn-beats-none",
+        "Noisy BN trains better than no BN.",
+        f"{_SANTURKAR}, Sec. 2.1",
+        Direction.HIGHER,
+        "paper: noisy BN above the standard net; " + _FIGURE_ONLY,
+        "final test accuracy, noisy BN − no BN (pp)",
+        unit=" pp",
+        digits=2,
+    ),
+    Claim(
+        "santurkar-noisy-bn-less-stable",
+        "Noisy BN's activation distributions are less stable than BN's.",
+        f"{_SANTURKAR}, Sec. 2.1",
+        Direction.HIGHER,
+        "paper: visibly less stable; " + _FIGURE_ONLY,
+        "percentile drift, noisy BN − BN",
+        digits=3,
+    ),
+    Claim(
+        "santurkar-loss-variation",
+        "With BN the loss varies less along the gradient direction.",
+        f"{_SANTURKAR}, Sec. 3.1",
+        Direction.LOWER,
+        "paper: smaller with BN; " + _FIGURE_ONLY,
+        "loss landscape variation (max − min loss along the gradient), log2(BN / no BN)",
+        digits=2,
+    ),
+    Claim(
+        "santurkar-gradient-predictiveness",
+        "With BN the gradient changes less along the gradient direction.",
+        f"{_SANTURKAR}, Sec. 3.1",
+        Direction.LOWER,
+        "paper: smaller with BN; " + _FIGURE_ONLY,
+        "ℓ2 gradient change along the gradient, log2(BN / no BN)",
+        digits=2,
+    ),
+    Claim(
+        "santurkar-beta-smoothness",
+        "With BN the effective β-smoothness is smaller.",
+        f"{_SANTURKAR}, Sec. 3.1",
+        Direction.LOWER,
+        "paper: smaller with BN; " + _FIGURE_ONLY,
+        "effective β-smoothness, log2(BN / no BN)",
+        digits=2,
+    ),
+)
+
+CLAIMS_BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}

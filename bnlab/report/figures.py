@@ -1,0 +1,214 @@
+"""Paper-style figures from plain arrays: mean curves with 95% CI bands over seeds, percentile
+bands (Ioffe & Szegedy 2015, Fig. 1b,c), and per-setting points with CI error bars.
+
+Figures are drawn on `matplotlib.figure.Figure` directly, never through pyplot: no display,
+no global backend switch, nothing left open. Each figure is written as PNG and SVG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.transforms import blended_transform_factory
+
+from bnlab.report.stats import mean_ci, mean_ci_band
+
+# Okabe & Ito's colour-blind-safe palette, most distinct pairs first (blue vs vermillion).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000")
+_DPI = 110
+
+
+@dataclass(frozen=True)
+class FigureFiles:
+    """The two files of one figure: a PNG for the report, an SVG for print."""
+
+    png: Path
+    svg: Path
+
+
+def _save(fig: Figure, stem: Path) -> FigureFiles:
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    files = FigureFiles(stem.with_suffix(".png"), stem.with_suffix(".svg"))
+    fig.savefig(files.png, dpi=_DPI)
+    fig.savefig(files.svg, metadata={"Date": None})  # no timestamp: same data, same file
+    return files
+
+
+def _colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _groups(groups: Mapping[str, np.ndarray], ndim: int, what: str) -> dict[str, np.ndarray]:
+    if not groups:
+        raise ValueError("groups: got none, expected at least one named group of runs")
+    out = {name: np.asarray(v, dtype=np.float64) for name, v in groups.items()}
+    for name, v in out.items():
+        if v.ndim != ndim or v.shape[0] == 0:
+            raise ValueError(f"groups[{name!r}]: got shape {v.shape}, expected {what}")
+    return out
+
+
+def _check_len(name: str, v: np.ndarray, axis: int, n: int, against: str) -> None:
+    if v.shape[axis] != n:
+        raise ValueError(
+            f"groups[{name!r}]: axis {axis} has {v.shape[axis]}, expected {n} ({against})"
+        )
+
+
+def curve_band(
+    stem: Path,
+    x: Sequence[float],
+    groups: Mapping[str, np.ndarray],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    confidence: float = 0.95,
+) -> FigureFiles:
+    """Mean curve with a shaded CI band for each group; `groups[name]` is (seeds, T), `x` (T,).
+
+    E.g. test accuracy vs training step, BN vs baseline (Ioffe & Szegedy 2015, Fig. 1a).
+    """
+    xs = np.asarray(x, dtype=np.float64)
+    data = _groups(groups, 2, "(seeds, T) with seeds >= 1")
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (name, v) in enumerate(data.items()):
+        _check_len(name, v, 1, xs.size, "the length of x")
+        mean, low, high = mean_ci_band(v, confidence)  # (T,) each
+        band = "" if v.shape[0] > 1 else ", no CI"
+        ax.plot(xs, mean, color=_colour(i), lw=1.6, label=f"{name} (n={v.shape[0]}{band})")
+        if v.shape[0] > 1:
+            ax.fill_between(xs, low, high, color=_colour(i), alpha=0.25, lw=0)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(title=f"mean, {confidence:.0%} CI band", frameon=False)
+    return _save(fig, stem)
+
+
+def percentile_bands(
+    stem: Path,
+    x: Sequence[float],
+    groups: Mapping[str, np.ndarray],
+    *,
+    xlabel: str,
+    ylabel: str,
+    percentiles: Sequence[float] = (15, 50, 85),
+    title: str = "",
+) -> FigureFiles:
+    """One panel per group: the seed-mean of each percentile over training, outer band shaded.
+
+    `groups[name]` is (seeds, T, P) with P = len(percentiles), ascending; `x` is (T,). This is
+    Ioffe & Szegedy 2015, Fig. 1b (no BN) and 1c (BN), averaged over seeds; panels share y.
+    """
+    xs = np.asarray(x, dtype=np.float64)
+    data = _groups(groups, 3, f"(seeds, T, {len(percentiles)})")
+    fig = Figure(figsize=(4.2 * len(data), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(data), sharey=True, squeeze=False)[0]
+    for i, ((name, v), ax) in enumerate(zip(data.items(), axes, strict=True)):
+        _check_len(name, v, 1, xs.size, "the length of x")
+        _check_len(name, v, 2, len(percentiles), "one column per percentile")
+        q = v.mean(axis=0)  # (seeds, T, P) -> (T, P)
+        ax.fill_between(xs, q[:, 0], q[:, -1], color=_colour(i), alpha=0.2, lw=0)
+        for j, p in enumerate(percentiles):
+            middle = j == len(percentiles) // 2
+            ax.plot(
+                xs,
+                q[:, j],
+                color=_colour(i),
+                lw=1.8 if middle else 1.0,
+                ls="-" if middle else "--",
+                label=f"{p:g}th percentile",
+            )
+        ax.set(xlabel=xlabel, title=f"{name} (n={v.shape[0]})")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend(frameon=False, fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, stem)
+
+
+def grid_points(
+    stem: Path,
+    grid: Sequence[float],
+    groups: Mapping[str, np.ndarray],
+    *,
+    xlabel: str,
+    ylabel: str,
+    log_x: bool = True,
+    title: str = "",
+    confidence: float = 0.95,
+) -> FigureFiles:
+    """Mean with CI error bars at each grid setting (e.g. accuracy vs learning rate).
+
+    `groups[name]` is (seeds, G) for `grid` (G,). NaN marks a diverged run: it is left out of
+    the mean and counted in a "k/n div." label at the bottom of the axes.
+    """
+    g = np.asarray(grid, dtype=np.float64)
+    data = _groups(groups, 2, "(seeds, G) with seeds >= 1")
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (name, v) in enumerate(data.items()):
+        _check_len(name, v, 1, g.size, "the length of grid")
+        # Dodge groups sideways so error bars do not overlap; multiplicative on a log axis.
+        shift = 0.06 * (i - (len(data) - 1) / 2)
+        xs = g * 2.0**shift if log_x else g + shift * (np.ptp(g) or 1.0) / 4
+        means, errs = _column_estimates(v, confidence)  # (G,), (2, G)
+        ax.errorbar(
+            xs,
+            means,
+            yerr=errs,
+            fmt="o-",
+            color=_colour(i),
+            capsize=3,
+            ms=5,
+            label=f"{name} (n={v.shape[0]})",
+        )
+        _label_diverged(ax, xs, v, i)
+    if log_x:
+        ax.set_xscale("log")
+        ax.set_xlim(g.min() / 1.6, g.max() * 1.6)  # keep all-diverged settings on the axes
+    else:
+        pad = 0.08 * (np.ptp(g) or 1.0)
+        ax.set_xlim(g.min() - pad, g.max() + pad)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(title=f"mean, {confidence:.0%} CI; k/n div. = diverged runs", frameon=False)
+    return _save(fig, stem)
+
+
+def _label_diverged(ax, xs: np.ndarray, v: np.ndarray, group: int) -> None:
+    """Write 'k/n div.' at the bottom of the axes under each setting where runs diverged."""
+    bottom = blended_transform_factory(ax.transData, ax.transAxes)  # x in data, y in axes
+    for xj, col in zip(xs, v.T, strict=True):
+        bad = int(np.sum(~np.isfinite(col)))
+        if bad:
+            ax.text(
+                xj,
+                0.03 + 0.05 * group,
+                f"{bad}/{col.size} div.",
+                transform=bottom,
+                color=_colour(group),
+                fontsize="x-small",
+                ha="center",
+            )
+
+
+def _column_estimates(v: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per grid column (seeds, G): mean of the finite runs and (below, above) CI extents."""
+    means, errs = np.full(v.shape[1], np.nan), np.zeros((2, v.shape[1]))
+    for j, col in enumerate(v.T):
+        finite = col[np.isfinite(col)]
+        if finite.size == 0:
+            continue
+        est = mean_ci(finite, confidence)
+        means[j] = est.mean
+        if est.has_ci:
+            errs[:, j] = (est.mean - est.low, est.high - est.mean)
+    return means, errs

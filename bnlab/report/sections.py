@@ -1,0 +1,139 @@
+"""The report's data model: what a report contains, independent of HTML or Markdown.
+
+All frozen: a report is built once from measured numbers and then only rendered. Lists given
+by callers are stored as tuples and the protocol as a read-only mapping of strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from bnlab.report.claims import ScorecardRow
+from bnlab.report.figures import FigureFiles
+
+QUICK_BANNER = "QUICK SMOKE RUN — scaled down, not a reproduction"
+SCORECARD_COLUMNS = (
+    "Claim",
+    "Source",
+    "Experiment",
+    "Measured effect",
+    "Source's number",
+    "Verdict",
+)
+
+
+def _freeze(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)  # frozen dataclasses normalize their own fields here
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """A figure in the report: the PNG that is embedded, its caption, and the SVG beside it."""
+
+    png: Path
+    caption: str
+    svg: Path | None = None
+
+    def __post_init__(self):
+        _freeze(self, "png", Path(self.png))
+        if self.svg is not None:
+            _freeze(self, "svg", Path(self.svg))
+
+    @classmethod
+    def from_files(cls, files: FigureFiles, caption: str) -> ReportFigure:
+        return cls(files.png, caption, files.svg)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of already-formatted cells, e.g. final accuracy per learning rate."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    def __post_init__(self):
+        _freeze(self, "columns", tuple(str(c) for c in self.columns))
+        _freeze(self, "rows", tuple(tuple(str(c) for c in r) for r in self.rows))
+        for i, row in enumerate(self.rows):
+            if len(row) != len(self.columns):
+                raise ValueError(
+                    f"Table {self.title!r}: row {i} has {len(row)} cells, "
+                    f"expected {len(self.columns)} (one per column)"
+                )
+
+
+@dataclass(frozen=True)
+class Section:
+    """One experiment: its protocol, where its data came from, its figures, tables and notes.
+
+    `protocol` maps a field to its value ("steps" -> "50,000", "optimizer" -> "SGD, lr 0.5");
+    values are shown with str(). `data_source` says what data was used, including any subset
+    ("CIFAR-10: 5,000-image subset"). `notes` hold, e.g., how the protocol differs from a
+    seed's whose number the scorecard shows.
+    """
+
+    title: str
+    protocol: Mapping[str, object]
+    data_source: str
+    figures: Sequence[ReportFigure] = ()
+    tables: Sequence[Table] = ()
+    notes: Sequence[str] = ()
+    wall_time_s: float | None = None
+
+    def __post_init__(self):
+        _freeze(
+            self, "protocol", MappingProxyType({str(k): str(v) for k, v in self.protocol.items()})
+        )
+        for name in ("figures", "tables", "notes"):
+            _freeze(self, name, tuple(getattr(self, name)))
+        for fig in self.figures:
+            if not isinstance(fig, ReportFigure):
+                raise TypeError(
+                    f"Section {self.title!r}: figures holds {type(fig).__name__}, "
+                    "expected ReportFigure (use ReportFigure.from_files)"
+                )
+
+
+@dataclass(frozen=True)
+class ReportMeta:
+    """What the whole report states about how it was made."""
+
+    title: str
+    code_version: str  # e.g. "git 1a2b3c4 (dirty)"
+    wall_time_s: float  # seconds, all experiments together
+    quick: bool = False  # a --quick run: the report says so in a banner
+    created: str = ""  # e.g. an ISO timestamp
+    command: str = ""  # the command line that produced the results
+
+
+def format_duration(seconds: float | None) -> str:
+    """'4 min 12 s', '38.2 s', or 'not recorded'."""
+    if seconds is None:
+        return "not recorded"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def scorecard_cells(row: ScorecardRow) -> tuple[str, ...]:
+    """One scorecard row as plain-text cells, in SCORECARD_COLUMNS order."""
+    claim = row.claim
+    effect = f"{row.effect_text} — {claim.measure}"
+    if row.note:
+        effect += f" ({row.note})"
+    return (
+        claim.statement,
+        claim.source,
+        row.experiment,
+        effect,
+        claim.reference,
+        row.verdict.value,
+    )

@@ -1,0 +1,161 @@
+"""Statistics over seeds: a mean with its Student t confidence interval, and differences.
+
+Every number bnlab reports about a group of runs is an `Estimate`: the mean over n seeds and a
+two-sided confidence interval. With n = 1 there is no interval, and the estimate says so rather
+than inventing one (the bounds are NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bnlab.report._tdist import t_quantile
+
+NO_CI = "no CI: n=1"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over n runs with a two-sided confidence interval [low, high].
+
+    `low` and `high` are NaN when no interval exists (n = 1); `method` names how the interval
+    was computed, e.g. "Student t, df=4" or "Welch t, df=7.3".
+    """
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    method: str
+    confidence: float = 0.95
+
+    @property
+    def has_ci(self) -> bool:
+        return not (math.isnan(self.low) or math.isnan(self.high))
+
+    @property
+    def half_width(self) -> float:
+        return 0.5 * (self.high - self.low)
+
+
+def _as_values(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"{name}: got shape {x.shape}, expected a non-empty 1-D sequence")
+    if not np.all(np.isfinite(x)):
+        # A diverged run has no mean; the caller decides whether to count it or report it apart.
+        raise ValueError(f"{name}: got non-finite values {x.tolist()}, expected finite numbers")
+    return x
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence: got {confidence!r}, expected 0 < confidence < 1")
+
+
+def t_multiplier(confidence: float, df: float) -> float:
+    """t_{(1+confidence)/2, df}: the half-width of the interval in standard errors."""
+    _check_confidence(confidence)
+    return t_quantile(0.5 * (1.0 + confidence), df)
+
+
+def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> Estimate:
+    """Mean of `values` (n,) with the Student t interval mean ± t_{(1+c)/2, n-1} s / sqrt(n).
+
+    s is the sample standard deviation (Bessel's correction: n-1). Assumes the values are
+    independent (one per seed) and roughly normal; with n = 1 the bounds are NaN.
+    """
+    _check_confidence(confidence)
+    x = _as_values(values, "values")
+    n, mean = x.size, float(x.mean())
+    if n == 1:
+        return Estimate(mean, math.nan, math.nan, 1, NO_CI, confidence)
+    sem = float(x.std(ddof=1)) / math.sqrt(n)  # Bessel's correction: n-1, not n
+    half = t_multiplier(confidence, n - 1) * sem
+    return Estimate(mean, mean - half, mean + half, n, f"Student t, df={n - 1}", confidence)
+
+
+def diff_ci(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    paired: bool = False,
+) -> Estimate:
+    """Difference of means, mean(a) - mean(b), with a confidence interval.
+
+    paired=True: a[i] and b[i] share seed i (same data order, same init stream), so the
+    interval is the Student t interval of the per-seed differences a - b; n is the number of
+    pairs. paired=False: independent groups, Welch's t interval with the Welch-Satterthwaite
+    degrees of freedom; n is the smaller group's size. A group with one run gives NaN bounds.
+    """
+    _check_confidence(confidence)
+    xa, xb = _as_values(a, "a"), _as_values(b, "b")
+    if paired:
+        if xa.size != xb.size:
+            raise ValueError(
+                f"paired diff_ci: got {xa.size} values in a and {xb.size} in b, "
+                "expected one pair per seed (equal lengths)"
+            )
+        est = mean_ci(xa - xb, confidence)
+        method = est.method if est.n == 1 else f"paired t, df={est.n - 1}"
+        return Estimate(est.mean, est.low, est.high, est.n, method, confidence)
+    return _welch(xa, xb, confidence)
+
+
+def _welch(xa: np.ndarray, xb: np.ndarray, confidence: float) -> Estimate:
+    """Welch's interval; private because diff_ci is the entry point that validates."""
+    na, nb = xa.size, xb.size
+    diff, n = float(xa.mean() - xb.mean()), min(na, nb)
+    if n < 2:
+        return Estimate(diff, math.nan, math.nan, n, f"no CI: n={na} vs {nb}", confidence)
+    va, vb = float(xa.var(ddof=1)) / na, float(xb.var(ddof=1)) / nb  # squared standard errors
+    se = math.sqrt(va + vb)
+    if se == 0.0:  # both groups constant: the difference is known exactly
+        return Estimate(diff, diff, diff, n, f"Welch t, n={na} vs {nb}, zero variance", confidence)
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))  # Welch-Satterthwaite
+    half = t_multiplier(confidence, df) * se
+    return Estimate(diff, diff - half, diff + half, n, f"Welch t, df={df:.1f}", confidence)
+
+
+def mean_ci_band(
+    values: np.ndarray, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pointwise mean and t interval over seeds for curves `values` (S, T) -> three (T,) arrays.
+
+    Used for shaded bands in figures. With S = 1 the bounds are NaN (no band is drawn).
+    """
+    _check_confidence(confidence)
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2 or v.shape[0] == 0:
+        raise ValueError(f"values: got shape {v.shape}, expected (seeds, steps) with seeds >= 1")
+    mean = v.mean(axis=0)  # (T,)
+    s = v.shape[0]
+    if s == 1:
+        nan = np.full_like(mean, np.nan)
+        return mean, nan, nan
+    half = t_multiplier(confidence, s - 1) * v.std(axis=0, ddof=1) / math.sqrt(s)  # (T,)
+    return mean, mean - half, mean + half
+
+
+def format_estimate(est: Estimate, digits: int = 1, scale: float = 1.0, unit: str = "") -> str:
+    """'97.8% ± 0.3 (95% CI, n=5)'; with no interval, '97.8% (n=1, no CI)'.
+
+    `scale` multiplies the numbers first (100 turns a fraction into a percentage); `unit` is
+    appended to the mean as given, so pass ' steps' with its space where one is wanted.
+    """
+    mean = f"{est.mean * scale:.{digits}f}{unit}"
+    if not est.has_ci:
+        return f"{mean} (n={est.n}, no CI)"
+    level = f"{est.confidence * 100:g}%"
+    return f"{mean} ± {est.half_width * scale:.{digits}f} ({level} CI, n={est.n})"
+
+
+def format_interval(est: Estimate, digits: int = 1, scale: float = 1.0) -> str:
+    """'[97.5, 98.1]', or 'no CI' when n = 1; for tables that show the bounds themselves."""
+    if not est.has_ci:
+        return "no CI"
+    return f"[{est.low * scale:.{digits}f}, {est.high * scale:.{digits}f}]"

@@ -1,0 +1,57 @@
+"""Figures are written as real PNG and SVG files, and bad shapes are refused before drawing."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from bnlab.report.figures import curve_band, grid_points, percentile_bands
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_files(files):
+    assert files.png.read_bytes()[:8] == PNG_MAGIC
+    root = ET.parse(files.svg).getroot()  # raises if the SVG is not well-formed XML
+    assert root.tag.endswith("svg")
+    return files.svg.read_text()
+
+
+def test_all_three_figures_are_valid_png_and_svg(tmp_path):
+    rng = np.random.default_rng(0)
+    steps = np.arange(0, 1000, 100)  # (T=10,)
+    acc = {"BN": 0.9 + 0.01 * rng.random((3, 10)), "no BN": 0.8 + 0.01 * rng.random((1, 10))}
+    svg = _check_files(
+        curve_band(tmp_path / "a" / "acc", steps, acc, xlabel="step", ylabel="accuracy (%)")
+    )
+    assert "n=3" in svg and "no CI" in svg  # legend carries n, and says when there is no band
+    q = np.sort(rng.standard_normal((2, 10, 3)), axis=2)  # (seeds, T, P) ascending
+    svg = _check_files(
+        percentile_bands(
+            tmp_path / "pct", steps, {"no BN": q, "BN": q * 0.1}, xlabel="step", ylabel="input"
+        )
+    )
+    assert "15th percentile" in svg
+    grid = [0.01, 0.1, 1.0]
+    final = {
+        "BN": np.array([[97.0, 98.0, 96.0], [97.5, 98.2, np.nan]]),
+        "no BN": np.full((2, 3), 90.0),
+    }
+    svg = _check_files(
+        grid_points(tmp_path / "lr", grid, final, xlabel="learning rate", ylabel="accuracy (%)")
+    )
+    assert "1/2 div." in svg
+
+
+def test_shape_mismatch_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="length of x"):
+        curve_band(tmp_path / "x", [0, 1, 2], {"BN": np.zeros((2, 4))}, xlabel="s", ylabel="a")
+    with pytest.raises(ValueError, match="percentile"):
+        percentile_bands(
+            tmp_path / "p", [0, 1], {"BN": np.zeros((1, 2, 2))}, xlabel="s", ylabel="v"
+        )
+    with pytest.raises(ValueError, match="at least one"):
+        grid_points(tmp_path / "g", [1.0], {}, xlabel="lr", ylabel="a")
+    assert not list(tmp_path.iterdir())  # nothing written
