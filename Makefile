@@ -43,6 +43,7 @@ test-slow: data
 bench: setup
 	$(PY) benchmarks/bn_op.py
 	$(PY) benchmarks/data.py
+	$(PY) benchmarks/engine.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

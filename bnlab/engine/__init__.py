@@ -1,0 +1,60 @@
+"""The vectorized training engine: K models trained as one stacked computation.
+
+    cfg = get_preset("ioffe2015-mnist")
+    train(replace(cfg, seeds=5), "results/ioffe")      # BN and baseline stacks, 5 seeds each
+    records = member_records("results/ioffe")          # one dict per member
+
+Building blocks for analyses: `build_model` (a `StackedModel` whose parameters are views of
+`model.flat`, (K, P)), `build_stack` / `train_step` / `evaluate`, `NORM_LAYERS` (the norm
+switch), `ActivationRecorder` / `activation_stats`, and `Store` (the results database).
+"""
+
+from bnlab.engine.cli import member_records
+from bnlab.engine.config import (
+    ConfigError,
+    DataConfig,
+    HookConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    apply_overrides,
+    validate,
+)
+from bnlab.engine.hooks import ActivationRecorder, activation_stats
+from bnlab.engine.models import StackedModel, build_model
+from bnlab.engine.norms import NORM_LAYERS, NormSpec, StackedBatchNorm
+from bnlab.engine.optim import StackedAdam, StackedSGD, make_optimizer
+from bnlab.engine.presets import PRESETS, get_preset
+from bnlab.engine.store import Store
+from bnlab.engine.train import Stack, build_stack, evaluate, train, train_stack, train_step
+
+__all__ = [
+    "NORM_LAYERS",
+    "PRESETS",
+    "ActivationRecorder",
+    "ConfigError",
+    "DataConfig",
+    "HookConfig",
+    "ModelConfig",
+    "NormSpec",
+    "OptimConfig",
+    "Stack",
+    "StackedAdam",
+    "StackedBatchNorm",
+    "StackedModel",
+    "StackedSGD",
+    "Store",
+    "TrainConfig",
+    "activation_stats",
+    "apply_overrides",
+    "build_model",
+    "build_stack",
+    "evaluate",
+    "get_preset",
+    "make_optimizer",
+    "member_records",
+    "train",
+    "train_stack",
+    "train_step",
+    "validate",
+]

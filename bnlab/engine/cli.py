@@ -1,0 +1,132 @@
+"""`bnlab train` and `bnlab results`: train stacks of models; read back what they measured."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from bnlab.engine.config import TrainConfig, apply_overrides, validate
+from bnlab.engine.presets import PRESETS, get_preset
+from bnlab.engine.store import DB_NAME, Store
+
+TABLE_COLUMNS = (
+    "run_id",
+    "member",
+    "seed",
+    "lr",
+    "steps",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+)
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """Preset, then --set overrides in order, then --seeds / --steps; validated."""
+    cfg = apply_overrides(get_preset(args.preset), args.set or [])
+    if args.seeds is not None:
+        cfg = replace(cfg, seeds=args.seeds)
+    if args.steps is not None:
+        cfg = replace(cfg, steps=args.steps, epochs=0)
+    return validate(cfg)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from bnlab.engine.train import train
+
+    cfg = resolve_config(args)
+    out = Path(args.out) if args.out else Path("results") / cfg.preset
+    train(cfg, out, resume=args.resume, progress=not args.quiet)
+    print(f"results in {out} ({DB_NAME}); see `bnlab results {out}`")
+    return 0
+
+
+def member_records(out_dir: str | Path) -> list[dict]:
+    """One dict per member of every run in `out_dir`: config fields and final metrics."""
+    if not (Path(out_dir) / DB_NAME).exists():
+        raise FileNotFoundError(f"DIR: no {DB_NAME} in {out_dir}; run `bnlab train --out DIR`")
+    store = Store(out_dir)
+    try:
+        return [rec for run in store.runs() for rec in _run_records(store, run)]
+    finally:
+        store.close()
+
+
+def _run_records(store: Store, run: dict) -> list[dict]:
+    cfg = json.loads(run["config"])
+    records = []
+    for member, seed, lr in store.members(run["run_id"]):
+        last = store.last_train_row(run["run_id"], member) or {}
+        final = store.last_metrics(run["run_id"], member)
+        records.append(
+            {
+                "run_id": run["run_id"],
+                "preset": run["preset"],
+                "norm": run["norm"],
+                "member": member,
+                "seed": seed,
+                "lr": lr,
+                "optimizer": cfg["optim"]["name"],
+                "dataset": cfg["data"]["dataset"],
+                "batch_size": cfg["batch_size"],
+                "steps": last.get("step", 0),
+                "status": run["status"],
+                "code_version": run["code_version"],
+                "train_loss": last.get("train_loss"),
+                "train_accuracy": last.get("train_accuracy"),
+                "test_loss": final.get("test_loss"),
+                "test_accuracy": final.get("test_accuracy"),
+            }
+        )
+    return records
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def run_results(args: argparse.Namespace) -> int:
+    records = member_records(args.dir)
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    rows = [[_format(r[c]) for c in TABLE_COLUMNS] for r in records]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(TABLE_COLUMNS)]
+    print("  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths, strict=True)))
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train a preset's stacks of models (BN and baseline, over seeds)",
+        description="Train K models as one stacked computation; every step is logged to "
+        "DIR/bnlab.sqlite and checkpoints allow --resume after a crash.",
+    )
+    train.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. lr=0.1 or optim.lrs=0.1,0.5",
+    )
+    train.add_argument("--seeds", type=int, help="members (seeds) per norm variant and lr")
+    train.add_argument("--steps", type=int, help="optimizer steps (overrides epochs)")
+    train.add_argument("--out", help="results directory (default: results/PRESET)")
+    train.add_argument("--resume", action="store_true", help="continue the runs in --out")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=run_train)
+    results = subparsers.add_parser(
+        "results",
+        help="show the final metrics of every member in a results directory",
+        description="One line (or JSON object) per member: config fields and final metrics.",
+    )
+    results.add_argument("dir", metavar="DIR", help="a directory written by `bnlab train`")
+    results.add_argument("--json", action="store_true", help="print a JSON list instead")
+    results.set_defaults(func=run_results)

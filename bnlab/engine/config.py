@@ -1,0 +1,309 @@
+"""Frozen run configuration and type-checked `key=value` overrides.
+
+A run is described by one `TrainConfig`: the model, the data, the optimizer and the loop.
+Every field has a unit or a meaning in its trailing comment. `apply_overrides` turns
+`--set key=value` strings into a new config, checking each value against the field's type,
+and `validate` rejects a bad config before any data is loaded or anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+
+ACTIVATIONS = ("sigmoid", "relu", "tanh", "identity")
+NORM_POSITIONS = ("before", "after")  # norm before or after the activation
+INITS = ("gaussian", "torch-default")
+OPTIMIZERS = ("sgd", "adam")
+TRANSFORMS = ("standardize", "binarize", "unit", "pm1", "none")
+DTYPES = ("float32", "float64")
+
+
+class ConfigError(ValueError):
+    """A config field holds a value we cannot run with; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of every member of a stack; the norm layer is chosen per stack."""
+
+    conv_channels: tuple[int, ...] = ()  # 3x3 conv blocks (conv, norm, act, 2x2 max-pool)
+    hidden: tuple[int, ...] = (100, 100, 100)  # fully connected hidden widths
+    num_classes: int = 10
+    activation: str = "sigmoid"  # one of ACTIVATIONS
+    norm_position: str = "before"  # norm before or after the activation
+    init: str = "gaussian"  # "gaussian": N(0, init_std^2), bias 0; or torch's default
+    init_std: float = 0.01  # std of the Gaussian init
+    bn_momentum: float = 0.1  # running-stat momentum (PyTorch convention)
+    bn_eps: float = 1e-5
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mnist"  # a name from bnlab.data
+    transform: str = "standardize"  # one of TRANSFORMS (bnlab.data.to_tensor)
+    train_subset: int = 0  # keep the first n training images; 0 = all
+    test_subset: int = 0  # keep the first n test images; 0 = all
+    augment: bool = False  # random crop (pad 4) + horizontal flip
+    data_dir: str = ""  # "" = bnlab.data's default location
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "sgd"  # one of OPTIMIZERS
+    lr: float = 0.1  # learning rate of every member unless `lrs` is set
+    lrs: tuple[float, ...] = ()  # an lr grid: members = seeds x lrs, in one stack
+    momentum: float = 0.0  # SGD momentum (PyTorch convention, no dampening)
+    weight_decay: float = 0.0  # L2 coefficient added to the gradient
+    beta1: float = 0.9  # Adam
+    beta2: float = 0.999  # Adam
+    adam_eps: float = 1e-8  # Adam
+
+
+@dataclass(frozen=True)
+class HookConfig:
+    """Activation statistics recorded during training (bnlab.engine.hooks)."""
+
+    layers: tuple[str, ...] = ()  # activation layers ("act3") whose *input* is recorded
+    units: tuple[int, ...] = (0, 1, 2)  # units (channels) whose percentiles are recorded
+    percentiles: tuple[float, ...] = (15.0, 50.0, 85.0)  # Ioffe & Szegedy 2015, Fig. 1(b, c)
+    every: int = 100  # steps between recordings
+    histogram_bins: int = 0  # > 0: also a histogram of each recorded layer input
+    hist_range: float = 10.0  # histogram over [-hist_range, hist_range]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "custom"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    hooks: HookConfig = field(default_factory=HookConfig)
+    norms: tuple[str, ...] = ("batch", "none")  # one stack per norm layer ("none" = baseline)
+    seed: int = 0  # member i of a stack gets seed + i
+    seeds: int = 1  # members per (norm, lr)
+    batch_size: int = 60  # examples per member per step
+    steps: int = 1000  # optimizer steps; used when epochs == 0
+    epochs: int = 0  # > 0: train this many epochs instead of `steps`
+    log_every: int = 1  # steps between recorded training metrics
+    eval_every: int = 500  # steps between test evaluations; 0 = once per epoch
+    checkpoint_every: int = 1000  # steps between checkpoints (and metric flushes)
+    dtype: str = "float32"
+    threads: int = 0  # torch.set_num_threads; 0 = leave torch's default
+
+    @property
+    def lrs(self) -> tuple[float, ...]:
+        return self.optim.lrs or (self.optim.lr,)
+
+    @property
+    def members(self) -> int:
+        return self.seeds * len(self.lrs)
+
+    def member_seed(self, k: int) -> int:
+        return self.seed + k // len(self.lrs)
+
+    def member_lr(self, k: int) -> float:
+        return self.lrs[k % len(self.lrs)]
+
+
+def to_dict(cfg) -> dict:
+    """JSON-ready nested dict (tuples become lists)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls, data: dict):
+    """Inverse of `to_dict` for the dataclasses above."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value, hint = data[f.name], hints[f.name]
+        if is_dataclass(hint):
+            value = from_dict(hint, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def _leaf_paths(cls, prefix: str = "") -> dict[str, tuple[str, ...]]:
+    """Map every dotted key ("optim.lr") to its path of field names."""
+    hints = typing.get_type_hints(cls)
+    paths: dict[str, tuple[str, ...]] = {}
+    for f in fields(cls):
+        if is_dataclass(hints[f.name]):
+            for key, path in _leaf_paths(hints[f.name], f"{prefix}{f.name}.").items():
+                paths[key] = (f.name, *path)
+        else:
+            paths[f"{prefix}{f.name}"] = (f.name,)
+    return paths
+
+
+def _resolve_key(key: str) -> tuple[str, ...]:
+    """A dotted key, or a leaf name that is unique ("lr" for "optim.lr")."""
+    paths = _leaf_paths(TrainConfig)
+    if key in paths:
+        return paths[key]
+    matches = [k for k in paths if k.rsplit(".", 1)[-1] == key]
+    if len(matches) == 1:
+        return paths[matches[0]]
+    known = ", ".join(sorted(paths))
+    raise ConfigError(f"unknown config key {key!r}; expected one of: {known}")
+
+
+def _parse_scalar(key: str, text: str, kind: type):
+    if kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}: expected a boolean (true/false), got {text!r}")
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {text!r}") from None
+
+
+def parse_value(key: str, text: str, hint):
+    """Parse `text` as the type `hint` of field `key` (int, float, str, bool, tuple[T, ...])."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        return tuple(_parse_scalar(key, p, item) for p in parts)
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{key}: union-typed fields cannot be overridden")
+    return _parse_scalar(key, text, hint)
+
+
+def _set_path(cfg, path: tuple[str, ...], value):
+    if len(path) == 1:
+        return replace(cfg, **{path[0]: value})
+    return replace(cfg, **{path[0]: _set_path(getattr(cfg, path[0]), path[1:], value)})
+
+
+def _hint_at(path: tuple[str, ...]):
+    cls = TrainConfig
+    for name in path[:-1]:
+        cls = typing.get_type_hints(cls)[name]
+    return typing.get_type_hints(cls)[path[-1]]
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply `key=value` strings in order; each value is parsed as its field's type."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        path = _resolve_key(key.strip())
+        value = parse_value(".".join(path), text.strip(), _hint_at(path))
+        cfg = _set_path(cfg, path, value)
+    return cfg
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _check_choice(key: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def _check_positive(key: str, value, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{key}: expected a number {bound}, got {value!r}")
+
+
+def _validate_model(m: ModelConfig) -> None:
+    _check_choice("model.activation", m.activation, ACTIVATIONS)
+    _check_choice("model.norm_position", m.norm_position, NORM_POSITIONS)
+    _check_choice("model.init", m.init, INITS)
+    for i, width in enumerate((*m.conv_channels, *m.hidden)):
+        _check_positive(f"model widths[{i}]", width)
+    _check_positive("model.num_classes", m.num_classes)
+    _check_positive("model.init_std", m.init_std)
+    _check_positive("model.bn_eps", m.bn_eps)
+    if not 0.0 <= m.bn_momentum <= 1.0:
+        raise ConfigError(f"model.bn_momentum: expected a value in [0, 1], got {m.bn_momentum}")
+
+
+def _validate_optim(o: OptimConfig) -> None:
+    _check_choice("optim.name", o.name, OPTIMIZERS)
+    for lr in (o.lr, *o.lrs):
+        if not lr >= 0.0:  # also rejects NaN
+            raise ConfigError(f"optim.lr: expected a learning rate >= 0, got {lr!r}")
+    _check_positive("optim.momentum", o.momentum, allow_zero=True)
+    _check_positive("optim.weight_decay", o.weight_decay, allow_zero=True)
+    for key in ("beta1", "beta2"):
+        if not 0.0 <= getattr(o, key) < 1.0:
+            raise ConfigError(f"optim.{key}: expected a value in [0, 1), got {getattr(o, key)}")
+
+
+def _validate_hooks(h: HookConfig, m: ModelConfig) -> None:
+    acts = [f"act{i}" for i in range(1, len(m.conv_channels) + len(m.hidden) + 1)]
+    for name in h.layers:
+        _check_choice("hooks.layers", name, acts)
+        width = (*m.conv_channels, *m.hidden)[acts.index(name)]
+        for u in h.units:
+            if not 0 <= u < width:
+                raise ConfigError(f"hooks.units: unit {u} is not in {name} (width {width})")
+    _check_positive("hooks.every", h.every)
+    _check_positive("hooks.histogram_bins", h.histogram_bins, allow_zero=True)
+    _check_positive("hooks.hist_range", h.hist_range)
+    for q in h.percentiles:
+        if not 0.0 <= q <= 100.0:
+            raise ConfigError(f"hooks.percentiles: expected values in [0, 100], got {q}")
+
+
+def _validate_loop(cfg: TrainConfig) -> None:
+    from bnlab.engine.norms import NORM_LAYERS
+
+    if not cfg.norms:
+        raise ConfigError("norms: expected at least one norm layer, got none")
+    for norm in cfg.norms:
+        _check_choice("norms", norm, tuple(NORM_LAYERS))
+    _check_positive("seeds", cfg.seeds)
+    _check_positive("seed", cfg.seed, allow_zero=True)
+    _check_positive("batch_size", cfg.batch_size)
+    if cfg.batch_size == 1 and any(NORM_LAYERS[n].needs_batch for n in cfg.norms):
+        raise ConfigError("batch_size: batch statistics need at least 2 examples, got 1")
+    if cfg.epochs == 0:
+        _check_positive("steps", cfg.steps)
+    _check_positive("epochs", cfg.epochs, allow_zero=True)
+    _check_positive("log_every", cfg.log_every)
+    _check_positive("eval_every", cfg.eval_every, allow_zero=True)
+    _check_positive("checkpoint_every", cfg.checkpoint_every)
+    _check_positive("threads", cfg.threads, allow_zero=True)
+    _check_choice("dtype", cfg.dtype, DTYPES)
+
+
+def _validate_data(d: DataConfig) -> None:
+    from bnlab import data
+
+    _check_choice("data.transform", d.transform, TRANSFORMS)
+    _check_positive("data.train_subset", d.train_subset, allow_zero=True)
+    _check_positive("data.test_subset", d.test_subset, allow_zero=True)
+    present = [s.name for s in data.available(d.data_dir or None) if s.present]
+    if d.dataset not in present:
+        raise ConfigError(
+            f"data.dataset: {d.dataset!r} is not present (available: {', '.join(present)}); "
+            f"fetch it with `bnlab data fetch {d.dataset}`"
+        )
+
+
+def validate(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
+    """Raise ConfigError naming the first bad field; return cfg unchanged if it is runnable."""
+    _validate_model(cfg.model)
+    _validate_optim(cfg.optim)
+    _validate_hooks(cfg.hooks, cfg.model)
+    _validate_loop(cfg)
+    if check_data:
+        _validate_data(cfg.data)
+    return cfg

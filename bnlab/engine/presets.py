@@ -1,0 +1,150 @@
+"""Named configurations, each named after the experiment it reproduces.
+
+Every preset trains one stack per entry of `norms`; with the default ("batch", "none") that
+is the BN network and its baseline, side by side, over `seeds` seeds each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bnlab.engine.config import (
+    ConfigError,
+    DataConfig,
+    HookConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+)
+
+
+def ioffe2015_mnist() -> TrainConfig:
+    """Ioffe & Szegedy 2015, Sec. 4.1 / Fig. 1: a 3x100 sigmoid MLP on MNIST, with and without BN.
+
+    From the paper: "a 28x28 binary image as input", "3 fully-connected hidden layers with
+    100 activations each", y = g(Wu + b) with sigmoid g, "weights W initialized to small random
+    Gaussian values", a 10-way softmax with cross-entropy, "50000 steps, with 60 examples per
+    mini-batch", and BN added to each hidden layer (before the sigmoid, Sec. 3.1/3.2, so those
+    layers drop their bias: beta takes its role). The output layer keeps its bias.
+
+    Choices the paper leaves open, documented here and overridable with --set:
+    - binarization: pixel > 127 -> 1 (`transform=binarize`), the usual reading of "binary image";
+    - init std 0.01 for "small random Gaussian values" (weights and biases: bias 0);
+    - plain SGD (the optimizer is not named in Sec. 4.1), no momentum, no weight decay;
+    - lr 0.5: large enough that the baseline makes progress in 50k steps despite the small
+      init, and stable for both networks (the lr sweep in `ioffe2015-lr` tests the range);
+    - Fig. 1(b, c) percentiles are recorded on the last hidden layer's sigmoid input (act3).
+    """
+    return TrainConfig(
+        preset="ioffe2015-mnist",
+        model=ModelConfig(
+            hidden=(100, 100, 100), activation="sigmoid", init="gaussian", init_std=0.01
+        ),
+        data=DataConfig(dataset="mnist", transform="binarize"),
+        optim=OptimConfig(name="sgd", lr=0.5),
+        hooks=HookConfig(layers=("act3",), units=(0, 1, 2, 3, 4), every=100),
+        batch_size=60,
+        steps=50_000,
+        eval_every=500,
+        checkpoint_every=5_000,
+    )
+
+
+def mnist_notebook() -> TrainConfig:
+    """The notebook seed's protocol: MNIST 5,000 train / 1,000 test images, MLP 784-128-64-10
+    with ReLU, Adam lr 1e-3, batch 60, 10 epochs, validation accuracy every epoch.
+
+    The subsets are the first 5,000 / 1,000 images of each split; inputs are scaled to
+    [-1, 1] as the notebook's Normalize((0.5,), (0.5,)); init is PyTorch's default.
+    """
+    return TrainConfig(
+        preset="mnist-notebook",
+        model=ModelConfig(hidden=(128, 64), activation="relu", init="torch-default"),
+        data=DataConfig(dataset="mnist", transform="pm1", train_subset=5_000, test_subset=1_000),
+        optim=OptimConfig(name="adam", lr=1e-3),
+        batch_size=60,
+        epochs=10,
+        eval_every=0,
+        checkpoint_every=500,
+    )
+
+
+def optstudy_mlp() -> TrainConfig:
+    """The optimization-study seed's MLP 512-256-128 (ReLU) on Fashion-MNIST, SGD."""
+    return TrainConfig(
+        preset="optstudy-mlp",
+        model=ModelConfig(hidden=(512, 256, 128), activation="relu", init="torch-default"),
+        data=DataConfig(dataset="fashion-mnist"),
+        optim=OptimConfig(name="sgd", lr=0.01, momentum=0.9),
+        batch_size=64,
+        epochs=5,
+        eval_every=0,
+        checkpoint_every=1_000,
+    )
+
+
+def optstudy_convmlp() -> TrainConfig:
+    """The optimization-study seed's ConvMLP: conv 32, 64 (3x3, max-pool) + MLP 512-256-128."""
+    return TrainConfig(
+        preset="optstudy-convmlp",
+        model=ModelConfig(
+            conv_channels=(32, 64), hidden=(512, 256, 128), activation="relu", init="torch-default"
+        ),
+        data=DataConfig(dataset="fashion-mnist"),
+        optim=OptimConfig(name="sgd", lr=0.01, momentum=0.9),
+        batch_size=64,
+        epochs=5,
+        eval_every=0,
+        checkpoint_every=500,
+    )
+
+
+def cifar10_cnn() -> TrainConfig:
+    """The reproduction seed's SimpleCNN: 3 conv blocks 32/64/128 (conv3x3, BN2d, ReLU,
+    max-pool), then 2048-128-10 (128 x 4 x 4 = 2048 for 32x32 inputs). SGD with momentum 0.9,
+    weight decay 5e-4, random crop (pad 4) and horizontal flip."""
+    return TrainConfig(
+        preset="cifar10-cnn",
+        model=ModelConfig(
+            conv_channels=(32, 64, 128), hidden=(128,), activation="relu", init="torch-default"
+        ),
+        data=DataConfig(dataset="cifar10", augment=True),
+        optim=OptimConfig(name="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4),
+        batch_size=64,
+        epochs=10,
+        eval_every=0,
+        checkpoint_every=500,
+    )
+
+
+def smoke() -> TrainConfig:
+    """A seconds-long run on sklearn's 8x8 digits (always present): for tests and demos."""
+    return TrainConfig(
+        preset="smoke",
+        model=ModelConfig(hidden=(32, 32), activation="sigmoid", init="gaussian", init_std=0.1),
+        data=DataConfig(dataset="digits"),
+        optim=OptimConfig(name="sgd", lr=0.5),
+        hooks=HookConfig(layers=("act2",), units=(0, 1), every=10),
+        batch_size=32,
+        steps=60,
+        eval_every=20,
+        checkpoint_every=20,
+    )
+
+
+PRESETS: dict[str, Callable[[], TrainConfig]] = {
+    "ioffe2015-mnist": ioffe2015_mnist,
+    "mnist-notebook": mnist_notebook,
+    "optstudy-mlp": optstudy_mlp,
+    "optstudy-convmlp": optstudy_convmlp,
+    "cifar10-cnn": cifar10_cnn,
+    "smoke": smoke,
+}
+
+
+def get_preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise ConfigError(
+            f"--preset: unknown preset {name!r}; expected one of {', '.join(PRESETS)}"
+        )
+    return PRESETS[name]()

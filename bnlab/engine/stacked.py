@@ -1,0 +1,136 @@
+"""Layers over a stack of K independent models: every tensor has a leading member axis.
+
+Activations are (K, B, F) for fully connected layers and (K, B, C, H, W) for convolutions;
+parameters are (K, ...). Member k's slice of every tensor depends only on member k's
+parameters and inputs, which is what makes K models train as one computation without
+interacting (tested in tests/test_engine_stacked.py).
+
+Each layer initializes one member at a time from that member's generator
+(`init_member(k, generator)`), so member k of a stack starts exactly where a one-member stack
+seeded the same way starts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class StackedLinear(nn.Module):
+    """y[k] = x[k] @ W[k] + b[k] for x (K, B, in), W (K, in, out), b (K, out)."""
+
+    def __init__(self, members: int, fan_in: int, fan_out: int, bias: bool = True, dtype=None):
+        super().__init__()
+        self.fan_in, self.fan_out = fan_in, fan_out
+        self.weight = nn.Parameter(torch.empty(members, fan_in, fan_out, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(members, fan_out, dtype=dtype)) if bias else None
+
+    def init_member(self, k: int, gen: torch.Generator, init: str, std: float) -> None:
+        # (in, out) layout: member k's weight is W[k].T in torch.nn.Linear's (out, in) layout
+        _init_weight(
+            self.weight[k],
+            self.bias[k] if self.bias is not None else None,
+            self.fan_in,
+            gen,
+            init,
+            std,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.bias is None:
+            return torch.bmm(x, self.weight)  # (K, B, out)
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)  # (K, B, out)
+
+
+class StackedConv2d(nn.Module):
+    """3x3 'same' convolution per member, as one grouped convolution with groups = K.
+
+    The members' channels are laid side by side, (B, K*C, H, W), so each group sees exactly
+    one member. The output is returned as a (K, B, C, H, W) *view* of a (B, K, C, H, W) buffer:
+    the next grouped convolution or pooling then needs no copy.
+    """
+
+    def __init__(self, members: int, c_in: int, c_out: int, bias: bool = True, dtype=None):
+        super().__init__()
+        self.members, self.c_in, self.c_out = members, c_in, c_out
+        self.weight = nn.Parameter(torch.empty(members, c_out, c_in, 3, 3, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(members, c_out, dtype=dtype)) if bias else None
+
+    def init_member(self, k: int, gen: torch.Generator, init: str, std: float) -> None:
+        bias = self.bias[k] if self.bias is not None else None
+        _init_weight(self.weight[k], bias, self.c_in * 9, gen, init, std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        K, C = x.shape[0], x.shape[2]
+        x = to_groups(x)  # (B, K*C, H, W)
+        weight = self.weight.reshape(K * self.c_out, C, 3, 3)  # (K*C_out, C_in, 3, 3)
+        bias = self.bias.reshape(K * self.c_out) if self.bias is not None else None
+        y = F.conv2d(x, weight, bias, padding=1, groups=K)  # (B, K*C_out, H, W)
+        return from_groups(y, K)  # (K, B, C_out, H, W)
+
+
+class StackedMaxPool2d(nn.Module):
+    """2x2 max-pooling with stride 2 per member and channel."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        K = x.shape[0]
+        return from_groups(F.max_pool2d(to_groups(x), 2), K)  # (K, B, C, H/2, W/2)
+
+
+class StackedFlatten(nn.Module):
+    """(K, B, C, H, W) -> (K, B, C*H*W), in the C, H, W order torch.flatten uses."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], x.shape[1], -1)  # (K, B, F)
+
+
+class Activation(nn.Module):
+    FUNCTIONS: ClassVar[dict] = {
+        "sigmoid": torch.sigmoid,
+        "relu": torch.relu,
+        "tanh": torch.tanh,
+        "identity": lambda x: x,
+    }
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.fn = self.FUNCTIONS[name]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+def to_groups(x: Tensor) -> Tensor:
+    """(K, B, C, H, W) -> (B, K*C, H, W); free when x is a view made by `from_groups`."""
+    K, B, C, H, W = x.shape
+    return x.transpose(0, 1).reshape(B, K * C, H, W)
+
+
+def from_groups(y: Tensor, members: int) -> Tensor:
+    """(B, K*C, H, W) -> (K, B, C, H, W) as a view (no copy)."""
+    B, KC, H, W = y.shape
+    return y.view(B, members, KC // members, H, W).transpose(0, 1)
+
+
+def _init_weight(weight: Tensor, bias: Tensor | None, fan_in: int, gen, init: str, std: float):
+    """Fill one member's weight (and bias) in place from that member's generator."""
+    with torch.no_grad():
+        if init == "gaussian":
+            # Ioffe & Szegedy 2015, Sec. 4.1: "small random Gaussian values"; bias starts at 0
+            weight.normal_(0.0, std, generator=gen)
+            if bias is not None:
+                bias.zero_()
+        else:
+            # torch.nn.Linear / Conv2d default: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in))
+            bound = 1.0 / math.sqrt(fan_in)
+            weight.uniform_(-bound, bound, generator=gen)
+            if bias is not None:
+                bias.uniform_(-bound, bound, generator=gen)

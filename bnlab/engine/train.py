@@ -1,0 +1,250 @@
+"""The training loop: one stack of K members per norm variant, logged, evaluated, resumable.
+
+`train(cfg, out_dir)` runs every stack of a config. A stack's life:
+
+1. build the model (member k initialized from seed k) and the optimizer;
+2. if resuming, restore the checkpoint and delete metric rows logged after its step;
+3. loop: forward on (K, B, ...) batches, backward, one optimizer update for all members;
+   metrics go into a preallocated buffer (no per-step host sync);
+4. at each checkpoint step: first flush the buffered metric rows in one transaction, then
+   write the checkpoint atomically. A crash between the two leaves rows past the checkpoint,
+   which step 2 deletes; rows are never written past the buffer, so none are lost.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from bnlab.cli import BnlabError
+from bnlab.engine import checkpoint
+from bnlab.engine.config import TrainConfig, to_dict, validate
+from bnlab.engine.data import TrainData, load_data, make_batches
+from bnlab.engine.hooks import ActivationRecorder
+from bnlab.engine.metrics import MetricLog
+from bnlab.engine.models import StackedModel, build_model
+from bnlab.engine.optim import make_optimizer
+from bnlab.engine.store import Store
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class Stack:
+    """Everything one stack needs to train and to be checkpointed."""
+
+    run_id: str
+    cfg: TrainConfig
+    norm: str
+    model: StackedModel
+    optimizer: object
+    batches: object
+    recorder: ActivationRecorder | None
+    total_steps: int
+    eval_every: int
+    step: int = 0
+
+    def state_dict(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "data": self.batches.state_dict(),
+            "rng": checkpoint.rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.batches.load_state_dict(state["data"])
+        checkpoint.set_rng_state(state["rng"])
+
+
+def run_id(cfg: TrainConfig, norm: str) -> str:
+    return f"{cfg.preset}/{norm}"
+
+
+def checkpoint_path(out_dir: Path, rid: str) -> Path:
+    return Path(out_dir) / "checkpoints" / (rid.replace("/", "__") + ".pt")
+
+
+def build_stack(cfg: TrainConfig, norm: str, data: TrainData) -> Stack:
+    dtype = DTYPES[cfg.dtype]
+    K = cfg.members
+    seeds = [cfg.member_seed(k) for k in range(K)]
+    model = build_model(cfg.model, norm, K, data.input_shape, dtype)
+    model.init_members(seeds, cfg.model.init, cfg.model.init_std)
+    lrs = [cfg.member_lr(k) for k in range(K)]
+    optimizer = make_optimizer(model.flat, model.flat_grad, lrs, cfg.optim)
+    batches = make_batches(data, seeds, cfg)
+    recorder = ActivationRecorder(model, cfg.hooks) if cfg.hooks.layers else None
+    total = cfg.epochs * batches.steps_per_epoch if cfg.epochs else cfg.steps
+    eval_every = cfg.eval_every or batches.steps_per_epoch
+    return Stack(
+        run_id(cfg, norm), cfg, norm, model, optimizer, batches, recorder, total, eval_every
+    )
+
+
+def train_step(model: StackedModel, optimizer, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+    """One SGD/Adam step of every member; returns per-member (loss, accuracy), each (K,)."""
+    model.flat_grad.zero_()
+    logits = model(xb)  # (K, B, classes)
+    K, B, C = logits.shape
+    loss = F.cross_entropy(logits.reshape(K * B, C), yb.reshape(K * B), reduction="none")
+    loss = loss.view(K, B).mean(1)  # (K,): member k's loss depends on member k only
+    loss.sum().backward()  # so d(sum)/d(theta_k) = d(loss_k)/d(theta_k)
+    optimizer.step()
+    correct = logits.detach().argmax(-1) == yb  # (K, B)
+    return loss.detach(), correct.to(loss.dtype).mean(1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: StackedModel, x: Tensor, y: Tensor, chunk: int = 2_000
+) -> tuple[Tensor, Tensor]:
+    """Test loss and accuracy of every member, in eval mode (running BN statistics): (K,), (K,)."""
+    model.eval()
+    K = model.members
+    loss_sum = torch.zeros(K, dtype=model.flat.dtype)
+    correct = torch.zeros(K, dtype=model.flat.dtype)
+    for i in range(0, len(y), chunk):
+        xb = x[i : i + chunk].to(model.flat.dtype)
+        logits = model(xb.expand(K, *xb.shape))  # (K, n, classes): same images, every member
+        yb = y[i : i + chunk].expand(K, -1)  # (K, n)
+        loss = F.cross_entropy(logits.transpose(1, 2), yb, reduction="none")  # (K, n)
+        loss_sum += loss.sum(1)
+        correct += (logits.argmax(-1) == yb).to(correct.dtype).sum(1)
+    model.train()
+    return loss_sum / len(y), correct / len(y)
+
+
+def _eval_rows(stack: Stack, data: TrainData) -> list[tuple[int, int, str, float]]:
+    loss, acc = evaluate(stack.model, data.x_test, data.y_test)
+    rows = [(k, stack.step, "test_loss", v) for k, v in enumerate(loss.tolist())]
+    rows += [(k, stack.step, "test_accuracy", v) for k, v in enumerate(acc.tolist())]
+    return rows
+
+
+def _save(stack: Stack, log: MetricLog, store: Store, out_dir: Path) -> None:
+    """Metrics first (one transaction), then the checkpoint: see the module docstring."""
+    train_rows, metric_rows = log.drain()
+    store.write(stack.run_id, train_rows, metric_rows)
+    checkpoint.save_atomic(stack.state_dict(), checkpoint_path(out_dir, stack.run_id))
+
+
+def _progress_text(loss: Tensor, acc: Tensor) -> dict[str, str]:
+    return {"loss": f"{float(loss.mean()):.4f}", "acc": f"{float(acc.mean()):.3f}"}
+
+
+def train_stack(
+    stack: Stack, data: TrainData, store: Store, out_dir: Path, progress: bool = True
+) -> None:
+    """Run one stack from its current step to the end, logging and checkpointing."""
+    cfg, model = stack.cfg, stack.model
+    log = MetricLog(model, stack.optimizer, capacity=cfg.checkpoint_every // cfg.log_every + 1)
+    bar = tqdm(
+        total=stack.total_steps,
+        initial=stack.step,
+        desc=stack.run_id,
+        unit="step",
+        disable=None if progress else True,
+        dynamic_ncols=True,
+    )
+    next_refresh = time.monotonic()
+    while stack.step < stack.total_steps:
+        step = stack.step + 1
+        if stack.recorder is not None:
+            stack.recorder.active = step % cfg.hooks.every == 0
+        xb, yb = stack.batches.next()
+        loss, acc = train_step(model, stack.optimizer, xb.to(model.flat.dtype), yb)
+        stack.step = step
+        if step % cfg.log_every == 0:
+            log.record(step, loss, acc)
+        if stack.recorder is not None:
+            stack.recorder.active = False  # evaluation forwards are not training statistics
+            log.extend(stack.recorder.take_rows(step))
+        if step % stack.eval_every == 0 or step == stack.total_steps:
+            log.extend(_eval_rows(stack, data))
+        if step % cfg.checkpoint_every == 0 or step == stack.total_steps:
+            _save(stack, log, store, out_dir)
+        bar.update(1)
+        if not bar.disable and time.monotonic() >= next_refresh:
+            bar.set_postfix(_progress_text(loss, acc), refresh=False)
+            next_refresh = time.monotonic() + 0.5
+    bar.close()
+
+
+def _check_out_dir(cfg: TrainConfig, store: Store, resume: bool) -> None:
+    """Before any work: a fresh run needs a fresh directory; a resumed one the same config."""
+    config = to_dict(cfg)
+    for norm in cfg.norms:
+        rid = run_id(cfg, norm)
+        stored = store.run_config(rid)
+        if stored is None:
+            continue
+        if not resume:
+            raise BnlabError(
+                f"--out: {store.path.parent} already holds run {rid!r}; "
+                "pass --resume to continue it or choose another --out"
+            )
+        if json.loads(stored) != json.loads(json.dumps(config)):
+            raise BnlabError(f"--resume: the config of run {rid!r} differs from the stored one")
+
+
+def _resume_or_create(stack: Stack, store: Store, out_dir: Path) -> bool:
+    """Restore `stack` from its checkpoint if it has one; returns False if it is finished."""
+    runs = {r["run_id"]: r for r in store.runs()}
+    if stack.run_id not in runs:
+        members = [
+            (k, stack.cfg.member_seed(k), stack.cfg.member_lr(k)) for k in range(stack.cfg.members)
+        ]
+        store.create_run(
+            stack.run_id,
+            stack.cfg.preset,
+            stack.norm,
+            to_dict(stack.cfg),
+            stack.model.layer_names,
+            members,
+        )
+        return True
+    if runs[stack.run_id]["status"] == "done":
+        return False
+    state = checkpoint.load(checkpoint_path(out_dir, stack.run_id))
+    if state is not None:
+        stack.load_state_dict(state)
+    store.truncate(stack.run_id, stack.step)
+    return True
+
+
+def train(
+    cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
+) -> Path:
+    """Validate, then train every stack of `cfg` into `out_dir`; returns the directory."""
+    validate(cfg)
+    out_dir = Path(out_dir)
+    store = Store(out_dir)
+    try:
+        _check_out_dir(cfg, store, resume)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        data = load_data(cfg.data)
+        for norm in cfg.norms:
+            stack = build_stack(cfg, norm, data)
+            if _resume_or_create(stack, store, out_dir):
+                train_stack(stack, data, store, out_dir, progress)
+                store.set_status(stack.run_id, "done")
+    finally:
+        store.close()
+    return out_dir
+
+
+__all__ = ["Stack", "build_stack", "evaluate", "train", "train_stack", "train_step"]

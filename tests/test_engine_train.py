@@ -1,0 +1,141 @@
+"""The training loop: members never interact, runs are deterministic, bad configs fail early."""
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from bnlab.engine import checkpoint
+from bnlab.engine.config import ConfigError, OptimConfig, apply_overrides, validate
+from bnlab.engine.presets import PRESETS, get_preset
+from bnlab.engine.train import checkpoint_path, train
+
+
+def _smoke(**changes):
+    cfg = replace(get_preset("smoke"), steps=30, eval_every=10, checkpoint_every=10)
+    return replace(cfg, **changes)
+
+
+def _rows(out: Path, table: str, run_id: str, member: int | None = None) -> list[tuple]:
+    db = sqlite3.connect(out / "bnlab.sqlite")
+    sql = f"SELECT * FROM {table} WHERE run_id = ?" + (
+        " AND member = ?" if member is not None else ""
+    )
+    args = (run_id,) if member is None else (run_id, member)
+    rows = sorted(r[1:] for r in db.execute(sql, args))
+    db.close()
+    return rows
+
+
+def _final_flat(out: Path, run_id: str) -> dict[str, torch.Tensor]:
+    return checkpoint.load(checkpoint_path(out, run_id))["model"]
+
+
+@pytest.mark.parametrize(
+    "optim",
+    [OptimConfig(name="sgd", momentum=0.9, weight_decay=1e-3), OptimConfig(name="adam", lr=0.01)],
+    ids=["sgd", "adam"],
+)
+def test_members_never_interact(tmp_path, optim):
+    """A stack of K=4 (2 seeds x 2 lrs) equals 4 separate one-member runs, member by member."""
+    lrs = (0.3, 0.05) if optim.name == "sgd" else (0.01, 0.002)
+    cfg = _smoke(dtype="float64", norms=("batch",), seed=3, seeds=2, optim=replace(optim, lrs=lrs))
+    train(cfg, tmp_path / "stack", progress=False)
+    stack_state = _final_flat(tmp_path / "stack", "smoke/batch")
+    for k in range(cfg.members):
+        single = replace(
+            cfg, seed=cfg.member_seed(k), seeds=1, optim=replace(optim, lr=cfg.member_lr(k), lrs=())
+        )
+        out = tmp_path / f"single{k}"
+        train(single, out, progress=False)
+        for table in ("train_metrics", "metrics"):
+            ours, ref = (
+                _rows(tmp_path / "stack", table, "smoke/batch", k),
+                _rows(out, table, "smoke/batch", 0),
+            )
+            assert len(ours) == len(ref) > 0
+            for a, b in zip(ours, ref, strict=True):
+                assert a[1:3] == b[1:3]  # step (and name)
+                values_a = [v for v in a[2:] if isinstance(v, float)]
+                values_b = [v for v in b[2:] if isinstance(v, float)]
+                torch.testing.assert_close(values_a, values_b, rtol=1e-9, atol=1e-12)
+        single_state = _final_flat(out, "smoke/batch")
+        for name, value in stack_state.items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            torch.testing.assert_close(value[k], single_state[name][0], rtol=1e-9, atol=1e-12)
+
+
+def test_runs_are_deterministic_given_seeds(tmp_path):
+    cfg = _smoke(seeds=2)
+    train(cfg, tmp_path / "a", progress=False)
+    train(cfg, tmp_path / "b", progress=False)
+    train(replace(cfg, seed=7), tmp_path / "c", progress=False)
+    for run_id in ("smoke/batch", "smoke/none"):
+        a, b = (
+            _rows(tmp_path / "a", "train_metrics", run_id),
+            _rows(tmp_path / "b", "train_metrics", run_id),
+        )
+        assert a == b
+        assert a != _rows(tmp_path / "c", "train_metrics", run_id)
+        assert _rows(tmp_path / "a", "metrics", run_id) == _rows(tmp_path / "b", "metrics", run_id)
+
+
+def test_every_step_is_logged_once_with_layer_norms(tmp_path):
+    cfg = _smoke(seeds=2, log_every=3)
+    train(cfg, tmp_path, progress=False)
+    rows = _rows(tmp_path, "train_metrics", "smoke/batch")
+    assert [(r[0], r[1]) for r in rows] == [(k, s) for k in range(2) for s in range(3, 31, 3)]
+    layer_norms = torch.frombuffer(bytearray(rows[0][6]), dtype=torch.float64)
+    assert layer_norms.shape == (5,)  # fc1, norm1, fc2, norm2, out
+    torch.testing.assert_close(float(layer_norms.square().sum().sqrt()), rows[0][4])
+    metric_rows = _rows(tmp_path, "metrics", "smoke/batch")
+    act_steps = {r[1] for r in metric_rows if r[2] == "act/act2/mean"}
+    assert act_steps == {10, 20, 30}  # hooks.every; evaluation forwards are not recorded
+    names = {r[2] for r in metric_rows}
+    assert {"test_loss", "test_accuracy", "act/act2/mean", "act/act2/u0/p15"} <= names
+
+
+def test_every_preset_validates():
+    for name in PRESETS:
+        validate(get_preset(name), check_data=False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (["nosuchkey=1"], "nosuchkey"),
+        (["lr=fast"], "optim.lr"),
+        (["steps=1.5"], "steps"),
+        (["lr=-0.1"], "optim.lr"),
+        (["optim.lrs=0.1,-1"], "optim.lr"),
+        (["batch_size=1"], "batch_size"),
+        (["norms=batch,group"], "norms"),
+        (["activation=softplus"], "model.activation"),
+        (["hooks.layers=fc1"], "hooks.layers"),
+        (["augment=maybe"], "data.augment"),
+    ],
+)
+def test_bad_configs_name_the_field(overrides, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        validate(apply_overrides(get_preset("smoke"), overrides), check_data=False)
+
+
+def test_batch_size_one_is_fine_without_bn():
+    validate(apply_overrides(get_preset("smoke"), ["batch_size=1", "norms=none"]), check_data=False)
+
+
+def test_missing_dataset_fails_before_any_write(tmp_path, monkeypatch):
+    import bnlab.data
+
+    monkeypatch.setattr(bnlab.data, "available", lambda data_dir=None: [])
+    with pytest.raises(ConfigError, match=r"data\.dataset"):
+        train(_smoke(), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="preset"):
+        get_preset("ioffe2016")
