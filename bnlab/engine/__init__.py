@@ -26,7 +26,7 @@ from bnlab.engine.norms import NORM_LAYERS, NormSpec, StackedBatchNorm
 from bnlab.engine.optim import StackedAdam, StackedSGD, make_optimizer
 from bnlab.engine.presets import PRESETS, get_preset
 from bnlab.engine.store import Store
-from bnlab.engine.train import Stack, build_stack, evaluate, train, train_stack, train_step
+from bnlab.engine.train import Probe, Stack, build_stack, evaluate, train, train_stack, train_step
 
 __all__ = [
     "NORM_LAYERS",
@@ -38,6 +38,7 @@ __all__ = [
     "ModelConfig",
     "NormSpec",
     "OptimConfig",
+    "Probe",
     "Stack",
     "StackedAdam",
     "StackedBatchNorm",

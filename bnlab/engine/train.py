@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,21 @@ class Stack:
         self.optimizer.load_state_dict(state["optimizer"])
         self.batches.load_state_dict(state["data"])
         checkpoint.set_rng_state(state["rng"])
+
+
+class Probe:
+    """A measurement taken during training, between steps (the seam for the analyses).
+
+    Every `every` steps, before step `step` trains on the batch (xb, yb), the loop calls
+    `probe(stack, step, xb, yb)` and stores the returned (member, step, name, value) rows
+    with the other metrics. A probe must leave the stack exactly as it found it: parameters,
+    gradients, optimizer state, BN running statistics and RNG streams.
+    """
+
+    every: int = 0
+
+    def __call__(self, stack: Stack, step: int, xb: Tensor, yb: Tensor) -> list[tuple]:
+        raise NotImplementedError
 
 
 def run_id(cfg: TrainConfig, norm: str) -> str:
@@ -146,7 +162,12 @@ def _progress_text(loss: Tensor, acc: Tensor) -> dict[str, str]:
 
 
 def train_stack(
-    stack: Stack, data: TrainData, store: Store, out_dir: Path, progress: bool = True
+    stack: Stack,
+    data: TrainData,
+    store: Store,
+    out_dir: Path,
+    progress: bool = True,
+    probes: Sequence[Probe] = (),
 ) -> None:
     """Run one stack from its current step to the end, logging and checkpointing."""
     cfg, model = stack.cfg, stack.model
@@ -165,7 +186,11 @@ def train_stack(
         if stack.recorder is not None:
             stack.recorder.active = step % cfg.hooks.every == 0
         xb, yb = stack.batches.next()
-        loss, acc = train_step(model, stack.optimizer, xb.to(model.flat.dtype), yb)
+        xb = xb.to(model.flat.dtype)
+        for probe in probes:
+            if probe.every and step % probe.every == 0:
+                log.extend(probe(stack, step, xb, yb))
+        loss, acc = train_step(model, stack.optimizer, xb, yb)
         stack.step = step
         if step % cfg.log_every == 0:
             log.record(step, loss, acc)
@@ -226,9 +251,16 @@ def _resume_or_create(stack: Stack, store: Store, out_dir: Path) -> bool:
 
 
 def train(
-    cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    probes: Sequence[Probe] = (),
 ) -> Path:
-    """Validate, then train every stack of `cfg` into `out_dir`; returns the directory."""
+    """Validate, then train every stack of `cfg` into `out_dir`; returns the directory.
+
+    `probes` take measurements between steps (see `Probe`); their rows are stored as metrics.
+    """
     validate(cfg)
     out_dir = Path(out_dir)
     store = Store(out_dir)
@@ -240,11 +272,11 @@ def train(
         for norm in cfg.norms:
             stack = build_stack(cfg, norm, data)
             if _resume_or_create(stack, store, out_dir):
-                train_stack(stack, data, store, out_dir, progress)
+                train_stack(stack, data, store, out_dir, progress, probes)
                 store.set_status(stack.run_id, "done")
     finally:
         store.close()
     return out_dir
 
 
-__all__ = ["Stack", "build_stack", "evaluate", "train", "train_stack", "train_step"]
+__all__ = ["Probe", "Stack", "build_stack", "evaluate", "train", "train_stack", "train_step"]
