@@ -41,14 +41,18 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
 
 
-def timeit(fn, repeat: int) -> float:
-    fn()  # warm-up (and compilation, which is timed separately)
-    times = []
+def interleaved_medians(fns: dict, repeat: int) -> dict[str, float]:
+    """Median seconds per call, timing the variants round-robin so that load from other
+    processes hits every variant alike (this machine's speed drifts within a run too)."""
+    for fn in fns.values():
+        fn()  # warm-up (and compilation, which is timed separately)
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def naive_bn(x, weight, bias, eps=1e-5):
@@ -124,17 +128,17 @@ def main(argv=None) -> int:
     for shape in SHAPES:
         compile_s = first_call_cost(shape)
         x, table = variants(shape)
-        copy_s = timeit(lambda x=x: x.detach().clone(), args.repeat)
+        table["copy (x.clone())"] = lambda x=x: x.detach().clone()
+        medians = interleaved_medians(table, args.repeat)
+        copy_s = medians.pop("copy (x.clone())")
         nbytes = x.numel() * x.element_size()
         print(
             f"shape {shape}  ({nbytes / 2**20:.1f} MiB; copy {2 * nbytes / copy_s / 1e9:.1f} GB/s;"
             f" first call of the bnlab module {compile_s:.2f} s)"
         )
         print(f"  {'variant':26s} {'fwd+bwd ms':>11s} {'vs ATen':>8s} {'GB/s':>7s} {'% copy':>7s}")
-        base = None
-        for name, fn in table.items():
-            t = timeit(fn, args.repeat if "NumPy" not in name else max(3, args.repeat // 3))
-            base = base or t
+        base = medians["torch.nn (ATen)"]
+        for name, t in medians.items():
             gbs = 5 * nbytes / t / 1e9
             pct = 100 * gbs / (2 * nbytes / copy_s / 1e9)
             print(f"  {name:26s} {t * 1e3:11.2f} {base / t:7.2f}x {gbs:7.1f} {pct:6.0f}%")
