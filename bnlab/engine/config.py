@@ -30,6 +30,7 @@ class ModelConfig:
     """Architecture of every member of a stack; the norm layer is chosen per stack."""
 
     conv_channels: tuple[int, ...] = ()  # 3x3 conv blocks (conv, norm, act, 2x2 max-pool)
+    pool_every: int = 1  # max-pool after every n-th conv block (2: VGG-style stages of 2 convs)
     hidden: tuple[int, ...] = (100, 100, 100)  # fully connected hidden widths
     num_classes: int = 10
     activation: str = "sigmoid"  # one of ACTIVATIONS
@@ -38,6 +39,11 @@ class ModelConfig:
     init_std: float = 0.01  # std of the Gaussian init
     bn_momentum: float = 0.1  # running-stat momentum (PyTorch convention)
     bn_eps: float = 1e-5
+    # "batch-noisy" only (bnlab.analysis.noisy_bn, Santurkar et al. 2018, Sec. 2.1): each step,
+    # per member and channel, noise mean ~ U(-noise_mean_max, +max), std ~ U(min, max).
+    noise_mean_max: float = 0.5
+    noise_std_min: float = 0.5
+    noise_std_max: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -230,6 +236,14 @@ def _validate_model(m: ModelConfig) -> None:
     _check_positive("model.num_classes", m.num_classes)
     _check_positive("model.init_std", m.init_std)
     _check_positive("model.bn_eps", m.bn_eps)
+    _check_positive("model.pool_every", m.pool_every)
+    _check_positive("model.noise_mean_max", m.noise_mean_max, allow_zero=True)
+    _check_positive("model.noise_std_min", m.noise_std_min, allow_zero=True)
+    if not m.noise_std_max >= m.noise_std_min:
+        raise ConfigError(
+            f"model.noise_std_max: expected >= noise_std_min ({m.noise_std_min}), "
+            f"got {m.noise_std_max!r}"
+        )
     if not 0.0 <= m.bn_momentum <= 1.0:
         raise ConfigError(f"model.bn_momentum: expected a value in [0, 1], got {m.bn_momentum}")
 

@@ -119,7 +119,8 @@ def build_model(
     input_shape: tuple[int, int, int],
     dtype: torch.dtype = torch.float32,
 ) -> StackedModel:
-    """Conv blocks (conv3x3, norm, act, maxpool2) then fully connected blocks, then logits.
+    """Conv blocks (conv3x3, norm, act; maxpool2 after every `pool_every`-th), then fully
+    connected blocks, then logits.
 
     A layer whose output goes straight into a norm layer with a learned shift has no bias:
     beta takes its role (Ioffe & Szegedy 2015, Sec. 3.2).
@@ -131,8 +132,10 @@ def build_model(
     for i, c_out in enumerate(cfg.conv_channels, start=1):
         blocks[f"conv{i}"] = StackedConv2d(members, channels, c_out, bias=bias, dtype=dtype)
         _norm_act(blocks, i, spec, cfg, members, c_out, True, dtype)
-        blocks[f"pool{i}"] = StackedMaxPool2d()
-        channels, height, width = c_out, height // 2, width // 2
+        channels = c_out
+        if i % cfg.pool_every == 0:  # VGG-style stages: several convs per pooling
+            blocks[f"pool{i}"] = StackedMaxPool2d()
+            height, width = height // 2, width // 2
     blocks["flatten"] = StackedFlatten()
     fan_in = channels * height * width
     start = len(cfg.conv_channels) + 1

@@ -89,7 +89,23 @@ def _make_batch(members, channels, spatial, model_cfg, dtype) -> nn.Module:
     )
 
 
+def _make_batch_noisy(members, channels, spatial, model_cfg, dtype) -> nn.Module:
+    from bnlab.analysis.noisy_bn import NoiseConfig, StackedNoisyBatchNorm  # builds on this
+
+    return StackedNoisyBatchNorm(
+        members,
+        channels,
+        spatial,
+        model_cfg.bn_eps,
+        model_cfg.bn_momentum,
+        NoiseConfig.from_model(model_cfg),
+        dtype=dtype,
+    )
+
+
 NORM_LAYERS: dict[str, NormSpec] = {
     "none": NormSpec(make=None, needs_batch=False, has_shift=False),
     "batch": NormSpec(make=_make_batch, needs_batch=True, has_shift=True),
+    # BN + per-step noise before the nonlinearity (Santurkar et al. 2018, Sec. 2.1)
+    "batch-noisy": NormSpec(make=_make_batch_noisy, needs_batch=True, has_shift=True),
 }

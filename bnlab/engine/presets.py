@@ -7,6 +7,7 @@ is the BN network and its baseline, side by side, over `seeds` seeds each.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from bnlab.engine.config import (
     ConfigError,
@@ -132,6 +133,78 @@ def smoke() -> TrainConfig:
     )
 
 
+def santurkar2018_vgg() -> TrainConfig:
+    """Santurkar et al. 2018, Sec. 2 / App. A: a VGG-style CNN on CIFAR-10, with and without BN.
+
+    The paper trains VGG on the full CIFAR-10; here it is scaled to CPU: 6 conv layers
+    16-16-32-32-64-64 in three stages of two (3x3 conv, norm, ReLU; 2x2 max-pool after each
+    stage), then 128-10, on the 4,000/1,000-image CIFAR-10 subset that is present. Choices:
+    SGD lr 0.05, momentum 0.9 (the same rate for both networks, so the landscape is probed at
+    comparable step sizes), batch 64, 1,000 steps, PyTorch's default init.
+    """
+    return TrainConfig(
+        preset="santurkar2018-vgg",
+        model=ModelConfig(
+            conv_channels=(16, 16, 32, 32, 64, 64),
+            pool_every=2,
+            hidden=(128,),
+            activation="relu",
+            init="torch-default",
+        ),
+        data=DataConfig(dataset="cifar10"),
+        optim=OptimConfig(name="sgd", lr=0.05, momentum=0.9),
+        batch_size=64,
+        steps=1_000,
+        eval_every=250,
+        checkpoint_every=250,
+    )
+
+
+def santurkar2018_mnist() -> TrainConfig:
+    """The Ioffe & Szegedy MNIST net (3x100 sigmoid, SGD lr 0.5, batch 60; `ioffe2015-mnist`)
+    as the cheap second setting of the Santurkar analyses, shortened to 5,000 steps."""
+    return replace(
+        ioffe2015_mnist(),
+        preset="santurkar2018-mnist",
+        steps=5_000,
+        eval_every=1_000,
+        checkpoint_every=1_000,
+        hooks=HookConfig(),
+    )
+
+
+def santurkar2018_deep_linear() -> TrainConfig:
+    """Santurkar et al. 2018, Sec. 2.2 / Fig. 5: a 25-layer deep linear network (24 hidden
+    layers of 100 units, identity activation, then the output layer), with and without BN.
+
+    Choices (not confirmed from the paper's appendix): MNIST as the data present, Gaussian init
+    with std 0.1 (= 1/sqrt(100), so the hidden layers preserve scale), SGD lr 0.01, batch 60,
+    2,000 steps.
+    """
+    return TrainConfig(
+        preset="santurkar2018-deep-linear",
+        model=ModelConfig(hidden=(100,) * 24, activation="identity", init_std=0.1),
+        data=DataConfig(dataset="mnist"),
+        optim=OptimConfig(name="sgd", lr=0.01),
+        batch_size=60,
+        steps=2_000,
+        eval_every=500,
+        checkpoint_every=500,
+    )
+
+
+def santurkar2018_noisy_bn() -> TrainConfig:
+    """Santurkar et al. 2018, Sec. 2.1 / Fig. 2: standard vs BN vs BN + per-step noise
+    ("batch-noisy", bnlab.analysis.noisy_bn) on the CPU-sized VGG of `santurkar2018-vgg`; the
+    percentiles of the last conv layer's activation input are recorded for stability."""
+    return replace(
+        santurkar2018_vgg(),
+        preset="santurkar2018-noisy-bn",
+        norms=("none", "batch", "batch-noisy"),
+        hooks=HookConfig(layers=("act6",), units=(0, 1, 2), every=50),
+    )
+
+
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "ioffe2015-mnist": ioffe2015_mnist,
     "mnist-notebook": mnist_notebook,
@@ -139,6 +212,10 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "optstudy-convmlp": optstudy_convmlp,
     "cifar10-cnn": cifar10_cnn,
     "smoke": smoke,
+    "santurkar2018-vgg": santurkar2018_vgg,
+    "santurkar2018-mnist": santurkar2018_mnist,
+    "santurkar2018-deep-linear": santurkar2018_deep_linear,
+    "santurkar2018-noisy-bn": santurkar2018_noisy_bn,
 }
 
 
