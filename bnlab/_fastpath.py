@@ -32,13 +32,18 @@ def status() -> str:
     return "enabled" if _disabled_reason is None else f"disabled ({_disabled_reason})"
 
 
-def wants(x: torch.Tensor) -> bool:
-    """Whether a training-mode call on `x` should take the compiled kernels."""
+def wants(x: torch.Tensor, compiled: bool | None = None) -> bool:
+    """Whether a training-mode call on `x` should take the compiled kernels.
+
+    compiled: None decides by size (`MIN_NUMEL`), True skips the size test, False says no.
+    """
+    if compiled is False:
+        return False
     return (
         _disabled_reason is None
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
-        and x.numel() >= MIN_NUMEL
+        and (compiled or x.numel() >= MIN_NUMEL)
         and not torch.compiler.is_compiling()
     )
 

@@ -82,9 +82,10 @@ class _BatchNormTrain(torch.autograd.Function):
     """Normalize with the batch's own statistics; returns (y, mu, var), stats detached."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, dims, eps):
+    def forward(ctx, x, weight, bias, dims, eps, compiled=None):
         args = (x, weight, bias, dims, eps)
-        if _fastpath.wants(x):
+        ctx.compiled = compiled
+        if _fastpath.wants(x, compiled):
             y, mu, var, inv_std = _fastpath.run("forward", _train_forward, *args)
         else:
             y, mu, var, inv_std = _train_forward(*args)
@@ -102,11 +103,11 @@ class _BatchNormTrain(torch.autograd.Function):
             # second derivative also flows through mu and inv_std.
             mu, var = batch_stats(x, ctx.dims)
             inv_std = torch.rsqrt(var + ctx.eps)
-        elif _fastpath.wants(x):
+        elif _fastpath.wants(x, ctx.compiled):
             args = (dy, x, weight, bias, mu, inv_std, ctx.dims, needs)
-            return (*_fastpath.run("backward", _train_backward, *args), None, None)
+            return (*_fastpath.run("backward", _train_backward, *args), None, None, None)
         dx, dweight, dbias = _train_backward(dy, x, weight, bias, mu, inv_std, ctx.dims, needs)
-        return dx, dweight, dbias, None, None
+        return dx, dweight, dbias, None, None, None
 
 
 class _BatchNormEval(torch.autograd.Function):
@@ -139,6 +140,7 @@ def normalize(
     bias: Tensor | None,
     dims: tuple[int, ...],
     eps: float = 1e-5,
+    compiled: bool | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Batch-normalize `x` over the reduction dims `dims`, with the batch's statistics.
 
@@ -149,12 +151,15 @@ def normalize(
         dims: the dims the statistics are taken over, e.g. (0, 2, 3) for (N, C, H, W), or
             (1,) for stacked (K, B, C), which gives statistics per member and channel.
         eps: added to the variance before the square root.
+        compiled: use the `torch.compile`d kernels (`bnlab._fastpath`): None decides by
+            size (large CPU inputs only), True for any CPU input (worth it for many small
+            steps of one shape), False never. Without a compiler it falls back to eager.
 
     Returns:
         `(y, mu, var)`: y like x; mu and the *biased* var shaped like x with `dims` kept as
         size 1, detached (feed them to `update_running_stats`).
     """
-    return _BatchNormTrain.apply(x, weight, bias, tuple(dims), eps)
+    return _BatchNormTrain.apply(x, weight, bias, tuple(dims), eps, compiled)
 
 
 def update_running_stats(

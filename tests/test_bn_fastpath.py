@@ -52,3 +52,22 @@ def test_compile_failure_warns_once_and_falls_back(small_inputs_take_fast_path, 
     ref = _train_step(nn.BatchNorm1d(3), x, dy)
     for name, a, b in zip(["y", "dx", "dgamma", "dbeta", "running_var"], ours, ref, strict=True):
         assert_close(name, a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_normalize_compiled_true_skips_the_size_threshold(monkeypatch):
+    """The engine's stacked BN asks for the compiled kernels on small (K, B, C) inputs."""
+    monkeypatch.setattr(_fastpath, "_disabled_reason", None)
+    monkeypatch.setattr(_fastpath, "_compiled", {})
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 4)
+    w, b = torch.rand(3, 1, 4) + 0.5, torch.randn(3, 1, 4)
+    dy = torch.randn(3, 6, 4)
+    outs = []
+    for compiled in (False, True):
+        xi, wi, bi = (t.clone().requires_grad_() for t in (x, w, b))
+        y, mu, var = bnlab.normalize(xi, wi, bi, dims=(1,), compiled=compiled)
+        y.backward(dy)
+        outs.append((y, mu, var, xi.grad, wi.grad, bi.grad))
+    assert set(_fastpath._compiled) == {"forward", "backward"}
+    for name, a, b in zip(["y", "mu", "var", "dx", "dw", "db"], *outs, strict=True):
+        assert_close(name, a, b, rtol=1e-5, atol=1e-6)

@@ -39,6 +39,9 @@ class ModelConfig:
     init_std: float = 0.01  # std of the Gaussian init
     bn_momentum: float = 0.1  # running-stat momentum (PyTorch convention)
     bn_eps: float = 1e-5
+    # fuse BN's forward/backward with torch.compile (bnlab._fastpath; ~8 s to compile, falls
+    # back to the eager Function without a compiler); measured in benchmarks/engine.py
+    compile_norm: bool = False
     # "batch-noisy" only (bnlab.analysis.noisy_bn, Santurkar et al. 2018, Sec. 2.1): each step,
     # per member and channel, noise mean ~ U(-noise_mean_max, +max), std ~ U(min, max).
     noise_mean_max: float = 0.5

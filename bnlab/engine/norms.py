@@ -28,10 +28,18 @@ class StackedBatchNorm(nn.Module):
     """
 
     def __init__(
-        self, members: int, channels: int, spatial: bool, eps: float, momentum: float, dtype=None
+        self,
+        members: int,
+        channels: int,
+        spatial: bool,
+        eps: float,
+        momentum: float,
+        dtype=None,
+        compiled: bool | None = None,
     ):
         super().__init__()
         self.spatial, self.eps, self.momentum = spatial, eps, momentum
+        self.compiled = compiled  # passed to functional.normalize (None: decide by size)
         self.weight = nn.Parameter(torch.ones(members, channels, dtype=dtype))  # gamma
         self.bias = nn.Parameter(torch.zeros(members, channels, dtype=dtype))  # beta
         self.register_buffer("running_mean", torch.zeros(members, channels, dtype=dtype))
@@ -54,7 +62,8 @@ class StackedBatchNorm(nn.Module):
             mu, var = self.running_mean.view(shape), self.running_var.view(shape)
             return (x - mu) * torch.rsqrt(var + self.eps) * gamma + beta
         dims = (1, 3, 4) if x.dim() == 5 else (1,)
-        y, mu, var = normalize(x, gamma, beta, dims, self.eps)  # mu, var (K, 1, C[, 1, 1])
+        # mu, var (K, 1, C[, 1, 1])
+        y, mu, var = normalize(x, gamma, beta, dims, self.eps, self.compiled)
         self._track(mu, var, n=math.prod(x.shape[d] for d in dims))
         return y
 
@@ -84,8 +93,9 @@ class NormSpec:
 
 
 def _make_batch(members, channels, spatial, model_cfg, dtype) -> nn.Module:
+    compiled = True if model_cfg.compile_norm else None
     return StackedBatchNorm(
-        members, channels, spatial, model_cfg.bn_eps, model_cfg.bn_momentum, dtype=dtype
+        members, channels, spatial, model_cfg.bn_eps, model_cfg.bn_momentum, dtype, compiled
     )
 
 
