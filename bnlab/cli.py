@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "bnlab.data.cli",
     "bnlab.engine.cli",
     "bnlab.verify",
+    "bnlab.reproduce.cli",
 )
 
 

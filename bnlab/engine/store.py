@@ -196,3 +196,33 @@ class Store:
             "AND name = m.name)"
         )
         return dict(self.db.execute(sql, (run_id, member)).fetchall())
+
+    # ------------------------------------------------------------ matrices over members
+
+    def metric_matrix(self, run_id: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps (T,), values (K, T)) of one long-format metric for every member of a run.
+
+        Steps are those at which any member logged `name`; a missing or NULL value (SQLite
+        stores NaN as NULL, e.g. a diverged member's loss) is NaN.
+        """
+        sql = "SELECT member, step, value FROM metrics WHERE run_id = ? AND name = ?"
+        return self._matrix(run_id, self.db.execute(sql, (run_id, name)).fetchall())
+
+    def train_matrix(self, run_id: str, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps (T,), values (K, T)) of one train_metrics column (e.g. "train_loss")."""
+        if column not in ("train_loss", "train_accuracy", "grad_norm", "lr"):
+            raise ValueError(
+                f"column: got {column!r}, expected train_loss, train_accuracy, grad_norm or lr"
+            )
+        sql = f"SELECT member, step, {column} FROM train_metrics WHERE run_id = ?"
+        return self._matrix(run_id, self.db.execute(sql, (run_id,)).fetchall())
+
+    def _matrix(self, run_id: str, rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+        K = len(self.members(run_id))
+        steps = np.array(sorted({r[1] for r in rows}), dtype=np.int64)
+        index = {int(s): i for i, s in enumerate(steps)}
+        values = np.full((K, steps.size), np.nan)  # (K, T)
+        for member, step, value in rows:
+            if value is not None:
+                values[member, index[step]] = value
+        return steps, values

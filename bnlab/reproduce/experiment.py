@@ -18,7 +18,15 @@ from pathlib import Path
 from bnlab.report import ScorecardRow, Section
 
 # Modules that define experiments; each calls `register(...)` at import.
-EXPERIMENT_MODULES: tuple[str, ...] = ()
+EXPERIMENT_MODULES: tuple[str, ...] = (
+    "bnlab.reproduce.ioffe2015_mnist",
+    "bnlab.reproduce.ioffe2015_lr",
+    "bnlab.reproduce.init_sensitivity",
+    "bnlab.reproduce.matrix",
+    "bnlab.reproduce.mnist_notebook",
+    "bnlab.reproduce.cifar10_cnn",
+    "bnlab.analysis.experiments",  # Santurkar et al. 2018
+)
 
 
 @dataclass(frozen=True)

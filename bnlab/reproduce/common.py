@@ -1,0 +1,226 @@
+"""What every experiment shares: training stacks with visible progress, reading a results
+directory back as (seeds, T) arrays, paired effects over seeds, and protocol/data text.
+
+Each experiment directory holds the engine's `bnlab.sqlite` (one run per norm variant, its
+members the seeds, or seeds x learning rates) and a `manifest.json` the runner writes: how
+many seeds, whether the run was --quick, and the wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bnlab.engine import Probe, Store, TrainConfig, train
+from bnlab.engine.store import code_version
+from bnlab.report import Estimate, diff_ci
+
+MANIFEST = "manifest.json"
+QUICK_SEEDS = 2  # --quick default: the fewest seeds that still give an interval
+NORM_LABELS = {"batch": "BN", "none": "no BN"}
+# Baseline first in every figure, as in Ioffe & Szegedy 2015 Fig. 1b (no BN) then 1c (BN),
+# so each variant keeps its colour across the report.
+FIGURE_ORDER = ("none", "batch")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """How one experiment directory was produced."""
+
+    name: str
+    seeds: int
+    quick: bool
+    wall_time_s: float
+    code_version: str
+    created: str
+    command: str = ""
+
+
+def write_manifest(out_dir: Path, manifest: Manifest) -> None:
+    (Path(out_dir) / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
+
+
+def read_manifest(out_dir: Path) -> Manifest:
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"DIR: no {MANIFEST} in {out_dir}; expected a directory written by `bnlab reproduce`"
+        )
+    return Manifest(**json.loads(path.read_text()))
+
+
+def new_manifest(name: str, seeds: int, quick: bool, wall_time_s: float) -> Manifest:
+    created = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return Manifest(name, seeds, quick, wall_time_s, code_version(), created, " ".join(sys.argv))
+
+
+def quick_suffix(manifest: Manifest) -> str:
+    """Appended to every section title of a --quick run."""
+    return " — QUICK smoke run" if manifest.quick else ""
+
+
+def say(name: str, text: str) -> None:
+    """One progress line, flushed: visible in a terminal and in CI logs alike."""
+    print(f"[{name}] {text}", flush=True)
+
+
+def train_variants(
+    name: str, cfg: TrainConfig, out_dir: Path, progress: bool, parallel: bool = True
+) -> None:
+    """Train each norm variant of `cfg` as one stack into `out_dir`, with progress lines.
+
+    With two or more cores the variants train side by side, one process each with
+    cores / variants torch threads; in one process, stacks train one after another with one
+    thread. A stack of a few small models is bound by per-op overhead, and measured on two
+    cores one thread is 5-10x faster than two threads competing with another process.
+    `parallel=False` (quick runs) trains in this process: starting processes would cost
+    more than it saves. Resumes what a previous call left; the engine refuses a changed
+    config, so a directory never mixes two protocols.
+    """
+    total = f"{cfg.epochs} epochs" if cfg.epochs else f"{cfg.steps:,} steps"
+    jobs = [(name, replace(cfg, norms=(norm,)), Path(out_dir)) for norm in cfg.norms]
+    cores = os.cpu_count() or 1
+    for norm in cfg.norms:
+        say(name, f"{NORM_LABELS.get(norm, norm)}: {cfg.members} members x {total}")
+    if cores < 2 or len(jobs) < 2 or not parallel:
+        for job in jobs:
+            _train_job(*job, threads=1, bar=progress)
+        return
+    threads = max(1, cores // len(jobs))
+    ctx = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
+    with ProcessPoolExecutor(len(jobs), mp_context=ctx) as pool:
+        futures = [pool.submit(_train_job, *job, threads, False) for job in jobs]
+        for future in futures:
+            future.result()  # re-raises a stack's error here
+
+
+def _train_job(name: str, cfg: TrainConfig, out_dir: Path, threads: int, bar: bool) -> None:
+    """Train one stack with `threads` torch threads, restoring the caller's setting after."""
+    label = NORM_LABELS.get(cfg.norms[0], cfg.norms[0])
+    before, start = torch.get_num_threads(), time.monotonic()
+    torch.set_num_threads(threads)
+    try:
+        train(cfg, out_dir, resume=True, progress=bar, probes=(ProgressLine(f"{name}: {label}"),))
+    finally:
+        torch.set_num_threads(before)
+    say(f"{name}: {label}", f"done in {time.monotonic() - start:.1f} s")
+
+
+class ProgressLine(Probe):
+    """Prints one line every 5% of a stack's steps: visible in CI logs, where tqdm is off.
+
+    Measures nothing and touches nothing, so it returns no rows (see `Probe`).
+    """
+
+    every = 1
+
+    def __init__(self, name: str):
+        self.name, self.start = name, time.monotonic()
+
+    def __call__(self, stack, step, xb, yb) -> list[tuple]:
+        interval = max(1, stack.total_steps // 20)
+        if step % interval == 0:
+            elapsed = time.monotonic() - self.start
+            say(self.name, f"step {step:,}/{stack.total_steps:,} ({elapsed:.0f} s)")
+        return []
+
+
+# ---------------------------------------------------------------- reading back
+
+
+class Results:
+    """Read-only view of one experiment directory's store, keyed by norm variant."""
+
+    def __init__(self, out_dir: Path):
+        self.store = Store(out_dir)
+        self.runs = {r["norm"]: r for r in self.store.runs()}
+        if not self.runs:
+            raise FileNotFoundError(f"DIR: {out_dir} holds no training runs")
+
+    def close(self) -> None:
+        self.store.close()
+
+    def config(self, norm: str) -> dict:
+        return json.loads(self.runs[norm]["config"])
+
+    def members(self, norm: str) -> list[tuple[int, int, float]]:
+        return self.store.members(self.runs[norm]["run_id"])
+
+    def metric(self, norm: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps (T,), values (K, T)) of a long-format metric (test_accuracy, act/...)."""
+        return self.store.metric_matrix(self.runs[norm]["run_id"], name)
+
+    def train_series(self, norm: str, column: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.store.train_matrix(self.runs[norm]["run_id"], column)
+
+
+def paired_effect(bn: np.ndarray, base: np.ndarray) -> tuple[Estimate | None, int]:
+    """BN minus baseline over seeds, paired by seed (same init stream and data order).
+
+    Pairs where either value is not finite (a diverged or unmeasurable run) are dropped;
+    returns the estimate (None if no pair is left) and how many pairs were dropped.
+    """
+    bn, base = np.asarray(bn, dtype=float), np.asarray(base, dtype=float)
+    ok = np.isfinite(bn) & np.isfinite(base)
+    dropped = int(ok.size - ok.sum())
+    if not ok.any():
+        return None, dropped
+    return diff_ci(bn[ok], base[ok], paired=True), dropped
+
+
+def per_member(values: list[float | None]) -> np.ndarray:
+    """Per-member measures with None (not measurable) as NaN."""
+    return np.array([math.nan if v is None else v for v in values], dtype=float)
+
+
+def data_source(dataset: str) -> str:
+    """Where `dataset` came from, with any subset note (e.g. the CIFAR-10 5,000-image subset)."""
+    from bnlab import data
+
+    status = {s.name: s for s in data.available()}.get(dataset)
+    if status is None:
+        return f"{dataset}: source not recorded"
+    sizes = " / ".join(f"{n:,} {split}" for split, n in status.sizes.items())
+    text = f"{dataset}: {sizes}; {status.source}"
+    return f"{text}. {status.note}" if status.note else text
+
+
+def describe(cfg: dict) -> dict[str, str]:
+    """A stored config as protocol lines for the report."""
+    m, d, o = cfg["model"], cfg["data"], cfg["optim"]
+    arch = f"hidden {'x'.join(map(str, m['hidden']))}, {m['num_classes']}-way softmax"
+    if m["conv_channels"]:
+        arch = f"conv {'/'.join(map(str, m['conv_channels']))} (3x3, max-pool), {arch}"
+    opt = o["name"].upper() if o["name"] == "sgd" else "Adam"
+    if o["momentum"]:
+        opt += f", momentum {o['momentum']:g}"
+    if o["weight_decay"]:
+        opt += f", weight decay {o['weight_decay']:g}"
+    lrs = o["lrs"] or [o["lr"]]
+    length = f"{cfg['epochs']} epochs" if cfg["epochs"] else f"{cfg['steps']:,} steps"
+    init = "PyTorch default" if m["init"] == "torch-default" else f"N(0, {m['init_std']:g}^2)"
+    subset = ""
+    if d["train_subset"] or d["test_subset"]:
+        train = f"first {d['train_subset']:,}" if d["train_subset"] else "all"
+        test = f"first {d['test_subset']:,}" if d["test_subset"] else "all"
+        subset = f" ({train} train / {test} test images)"
+    return {
+        "data": f"{d['dataset']}{subset}, inputs {d['transform']}"
+        + (", crop+flip" if d["augment"] else ""),
+        "network": f"{arch}; {m['activation']}; BN (where used) {m['norm_position']} it",
+        "init": init,
+        "optimizer": f"{opt}, lr {', '.join(f'{lr:g}' for lr in lrs)}",
+        "batch": str(cfg["batch_size"]),
+        "length": length,
+        "seeds": str(cfg["seeds"]),
+    }

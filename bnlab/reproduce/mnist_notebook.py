@@ -1,0 +1,93 @@
+"""`mnist-notebook`: the notebook seed's protocol, over seeds.
+
+MNIST, the first 5,000 training and 1,000 test images, MLP 784-128-64-10 with ReLU, Adam
+lr 1e-3, batch 60, 10 epochs, validation (test-subset) accuracy after every epoch: the
+engine preset `mnist-notebook`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from bnlab.engine import TrainConfig, get_preset
+from bnlab.report import ReportFigure, Section, curve_band
+from bnlab.reproduce.common import (
+    FIGURE_ORDER,
+    NORM_LABELS,
+    Results,
+    data_source,
+    describe,
+    quick_suffix,
+    read_manifest,
+    train_variants,
+)
+from bnlab.reproduce.experiment import Experiment, ExperimentResult, register
+from bnlab.reproduce.scoring import comparison_table, final_accuracy, fmt, scored, stability_claims
+
+NAME = "mnist-notebook"
+PROTOCOL = (
+    "notebook protocol (5k/1k MNIST, ReLU, Adam); the source's number is the reproduction "
+    "seed's sigmoid/SGD run"
+)
+
+
+def config(seeds: int, quick: bool) -> TrainConfig:
+    cfg = replace(get_preset(NAME), seeds=seeds)
+    if quick:  # 2 epochs instead of 10
+        cfg = replace(cfg, epochs=2)
+    return cfg
+
+
+def run(out_dir: Path, seeds: int, quick: bool, progress: bool) -> None:
+    train_variants(NAME, config(seeds, quick), out_dir, progress, parallel=not quick)
+
+
+def analyze(out_dir: Path) -> ExperimentResult:
+    manifest = read_manifest(out_dir)
+    res = Results(out_dir)
+    try:
+        cfg = res.config("batch")
+        steps, _ = res.metric("batch", "test_accuracy")
+        per_epoch = steps / steps[0]  # evaluations happen once per epoch: steps[0] = 1 epoch
+        curves = {NORM_LABELS[n]: 100.0 * res.metric(n, "test_accuracy")[1] for n in FIGURE_ORDER}
+        fig = curve_band(
+            Path(out_dir) / "figures" / "validation_accuracy",
+            per_epoch,
+            curves,
+            xlabel="epoch",
+            ylabel="validation accuracy (%)",
+            title="MNIST 5,000/1,000, MLP 784-128-64-10 ReLU, Adam 1e-3",
+        )
+        acc = {n: final_accuracy(res, n) for n in ("batch", "none")}
+        rows, notes = scored("bn-final-accuracy", NAME, acc["batch"], acc["none"], note=PROTOCOL)
+        stab_rows, stab_notes, stab_lines = stability_claims(res, NAME)
+    finally:
+        res.close()
+    epoch_lines = [
+        (
+            f"validation accuracy after epoch {e + 1} (%)",
+            fmt(curves["BN"][:, e]),
+            fmt(curves["no BN"][:, e]),
+        )
+        for e in range(curves["BN"].shape[1])
+    ]
+    section = Section(
+        title=f"{NAME}: the notebook seed's protocol" + quick_suffix(manifest),
+        protocol=describe(cfg),
+        data_source=data_source("mnist") + " (first 5,000 train / first 1,000 test used)",
+        figures=[
+            ReportFigure.from_files(fig, "Validation accuracy after each epoch, 95% CI band.")
+        ],
+        tables=[comparison_table("Per epoch, mean ± 95% CI over seeds", epoch_lines + stab_lines)],
+        notes=[*notes, *stab_notes],
+        wall_time_s=manifest.wall_time_s,
+    )
+    return ExperimentResult(
+        NAME, (section,), tuple(rows + stab_rows), manifest.wall_time_s, manifest.quick
+    )
+
+
+EXPERIMENT = register(
+    Experiment(NAME, "The notebook seed: MNIST 5k/1k, 784-128-64-10 ReLU, Adam", run, analyze)
+)

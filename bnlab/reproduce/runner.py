@@ -1,0 +1,130 @@
+"""Run experiments into a results tree and build the report from whatever the tree holds.
+
+    results/reproduce/                 <- `bnlab reproduce all` (the report goes here)
+        ioffe2015-mnist/ bnlab.sqlite manifest.json figures/ checkpoints/
+        ioffe2015-lr/    ...
+
+`bnlab report DIR` accepts that tree or one experiment directory inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from bnlab.cli import BnlabError
+from bnlab.report import QUICK_BANNER, ReportMeta, write_report
+from bnlab.reproduce.common import MANIFEST, QUICK_SEEDS, new_manifest, read_manifest, say
+from bnlab.reproduce.experiment import ExperimentResult, experiments
+
+
+def resolve_names(name: str) -> list[str]:
+    known = experiments()
+    if name == "all":
+        return list(known)
+    if name not in known:
+        raise BnlabError(
+            f"EXPERIMENT: unknown {name!r}; expected all or one of: {', '.join(known)}"
+        )
+    return [name]
+
+
+def seeds_for(name: str, seeds: int | None, quick: bool) -> int:
+    if seeds is None:
+        return QUICK_SEEDS if quick else experiments()[name].default_seeds
+    if seeds < 1:
+        raise BnlabError(f"--seeds: got {seeds}, expected a number of seeds >= 1")
+    return seeds
+
+
+def _check_existing(out: Path, seeds: int, quick: bool) -> None:
+    """A directory may be resumed by the same protocol only: fail before any training."""
+    path = out / MANIFEST
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    if (old["seeds"], old["quick"]) != (seeds, quick):
+        raise BnlabError(
+            f"--out: {out} holds a run with seeds={old['seeds']}, quick={old['quick']}, "
+            f"but this one has seeds={seeds}, quick={quick}; choose another --out"
+        )
+
+
+def run_experiment(name: str, root: Path, seeds: int, quick: bool, progress: bool) -> Path:
+    """Train one experiment into root/name and record how (manifest.json)."""
+    out = Path(root) / name
+    _check_existing(out, seeds, quick)
+    out.mkdir(parents=True, exist_ok=True)
+    if quick:
+        say(name, QUICK_BANNER)
+    say(name, f"{seeds} seed(s) per setting, results in {out}")
+    start = time.monotonic()
+    experiments()[name].run(out, seeds, quick, progress)
+    wall = time.monotonic() - start
+    # A resumed run adds its time to what the earlier, interrupted call measured.
+    if (out / MANIFEST).is_file():
+        wall += read_manifest(out).wall_time_s
+    (out / MANIFEST).write_text(json.dumps(new_manifest(name, seeds, quick, wall).__dict__))
+    say(name, f"trained in {wall:.1f} s")
+    return out
+
+
+def experiment_dirs(root: Path) -> list[Path]:
+    """The experiment directories under `root` (or `root` itself), in registry order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"DIR: {root} is not a directory")
+    if (root / MANIFEST).is_file():
+        return [root]
+    order = list(experiments())
+    found = [p for p in root.iterdir() if (p / MANIFEST).is_file()]
+    found.sort(key=lambda p: order.index(p.name) if p.name in order else len(order))
+    if not found:
+        raise FileNotFoundError(
+            f"DIR: no experiment results in {root}; expected what `bnlab reproduce` writes"
+        )
+    return found
+
+
+def analyze_all(root: Path) -> list[ExperimentResult]:
+    results = []
+    for d in experiment_dirs(root):
+        name = read_manifest(d).name
+        if name not in experiments():
+            raise BnlabError(f"DIR: {d} holds experiment {name!r}, which is not registered")
+        say(name, f"analyzing {d}")
+        results.append(experiments()[name].analyze(d))
+    return results
+
+
+def build_report(root: Path) -> tuple[Path, Path, list[ExperimentResult]]:
+    """Analyze every experiment under `root` and write root/report.html and root/report.md."""
+    root = Path(root)
+    results = analyze_all(root)
+    manifests = [read_manifest(d) for d in experiment_dirs(root)]
+    meta = ReportMeta(
+        title="bnlab: Batch Normalization reproductions",
+        code_version=", ".join(sorted({m.code_version for m in manifests})),
+        wall_time_s=sum(r.wall_time_s for r in results),
+        quick=any(r.quick for r in results),
+        created=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        command="; ".join(sorted({m.command for m in manifests if m.command})),
+    )
+    sections = [s for r in results for s in r.sections]
+    scorecard = [row for r in results for row in r.scorecard]
+    html, md = write_report(root, sections, scorecard, meta)
+    return html, md, results
+
+
+def print_scorecard(results: list[ExperimentResult]) -> None:
+    """The scorecard as text: every number printed here was measured by the runs."""
+    for r in results:
+        if r.quick:
+            print(f"  [{r.name}] {QUICK_BANNER}")
+        for row in r.scorecard:
+            print(
+                f"  {row.verdict.value:15s} {row.claim.id:24s} {row.experiment}: {row.effect_text}"
+            )
+        if not r.scorecard:
+            print(f"  [{r.name}] no claim could be scored (see the report's notes)")

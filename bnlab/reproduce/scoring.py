@@ -1,0 +1,153 @@
+"""Per-member measures read from a results directory, and the scorecard rows they feed.
+
+Every effect is BN minus baseline, paired by seed (member k of both stacks shares seed k's
+init stream and data order), so the interval is a paired t interval over seeds. A claim
+with no measurable pair is not scored, and the report says why instead of showing a number.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from bnlab.report import (
+    CLAIMS_BY_ID,
+    ReportFigure,
+    ScorecardRow,
+    Table,
+    curve_band,
+    format_estimate,
+    grad_norm_stability,
+    loss_smoothness,
+    mean_ci,
+    score,
+    steps_to_accuracy,
+)
+from bnlab.reproduce.common import (
+    FIGURE_ORDER,
+    NORM_LABELS,
+    Results,
+    paired_effect,
+    per_member,
+)
+
+
+def scored(
+    claim_id: str, experiment: str, bn, base, note: str = ""
+) -> tuple[list[ScorecardRow], list[str]]:
+    """One scorecard row (or, when nothing was measurable, a note saying so)."""
+    effect, dropped = paired_effect(bn, base)
+    if effect is None:
+        return [], [f"{claim_id}: not scored in {experiment}, no seed had both runs measurable"]
+    if dropped:
+        note = f"{note}; {dropped} seed(s) dropped: not measurable".lstrip("; ")
+    return [score(CLAIMS_BY_ID[claim_id], experiment, effect, note)], []
+
+
+def final_accuracy(res: Results, norm: str) -> np.ndarray:
+    """(K,) last evaluated test accuracy of each member, in percent."""
+    _, acc = res.metric(norm, "test_accuracy")  # (K, T)
+    return 100.0 * acc[:, -1]
+
+
+def _safe(measure, series: np.ndarray) -> float | None:
+    try:
+        return measure(series)
+    except ValueError:  # too short, or diverged (NaN): this member has no value
+        return None
+
+
+def smoothness(res: Results, norm: str) -> np.ndarray:
+    _, loss = res.train_series(norm, "train_loss")  # (K, T)
+    return per_member([_safe(loss_smoothness, row) for row in loss])
+
+
+def grad_cv(res: Results, norm: str) -> np.ndarray:
+    _, g = res.train_series(norm, "grad_norm")  # (K, T)
+    return per_member([_safe(grad_norm_stability, row) for row in g])
+
+
+def steps_to_common_accuracy(res: Results, norms: tuple[str, str]) -> tuple[dict, float]:
+    """Steps each member needs to reach the highest test accuracy every run reaches.
+
+    The threshold is the lowest peak accuracy over all finite runs of both variants: fixed
+    by a rule before looking at which variant is faster, and reached by every run.
+    """
+    curves = {n: res.metric(n, "test_accuracy") for n in norms}
+    peaks = np.concatenate([np.nanmax(v, axis=1) for _, v in curves.values()])
+    threshold = float(np.min(peaks[np.isfinite(peaks)]))
+    out = {}
+    for norm, (steps, acc) in curves.items():
+        rows = [steps_to_accuracy(steps, np.nan_to_num(a, nan=-1.0), threshold) for a in acc]
+        out[norm] = per_member(rows)
+    return out, threshold
+
+
+def stability_claims(res: Results, experiment: str, note: str = ""):
+    """Rows for the smoother-loss and stable-gradient-norm claims, plus their table lines."""
+    rows, notes, lines = [], [], []
+    for claim_id, measure, label in (
+        ("bn-smoother-loss", smoothness, "loss smoothness (std of step-to-step change)"),
+        ("bn-stable-grad-norm", grad_cv, "gradient-norm CV"),
+    ):
+        bn, base = measure(res, "batch"), measure(res, "none")
+        r, n = scored(claim_id, experiment, bn, base, note)
+        rows, notes = rows + r, notes + n
+        lines.append((label, _fmt(bn, 4), _fmt(base, 4)))
+    return rows, notes, lines
+
+
+def speed_claims(res: Results, experiment: str, notes_by_claim: dict[str, str] | None = None):
+    """Rows for final accuracy and steps-to-accuracy, plus their table lines and notes."""
+    notes_by_claim = notes_by_claim or {}
+    acc = {n: final_accuracy(res, n) for n in ("batch", "none")}
+    reach, threshold = steps_to_common_accuracy(res, ("batch", "none"))
+    rows, notes = [], []
+    for claim_id, values in (("bn-final-accuracy", acc), ("bn-fewer-steps", reach)):
+        note = notes_by_claim.get(claim_id, "")
+        r, n = scored(claim_id, experiment, values["batch"], values["none"], note)
+        rows, notes = rows + r, notes + n
+    lines = [
+        ("final test accuracy (%)", fmt(acc["batch"]), fmt(acc["none"])),
+        (f"steps to {threshold:.2%} test accuracy", fmt(reach["batch"], 0), fmt(reach["none"], 0)),
+    ]
+    notes.append(
+        f"Steps-to-accuracy threshold {threshold:.2%}: the lowest peak test accuracy of any "
+        "run, so every run reaches it; resolution = the evaluation interval."
+    )
+    return rows, notes, lines
+
+
+def accuracy_figure(res: Results, stem: Path, title: str) -> ReportFigure:
+    """Test accuracy vs step, mean and 95% CI band over seeds, both variants."""
+    steps, _ = res.metric("batch", "test_accuracy")
+    curves = {NORM_LABELS[n]: 100.0 * res.metric(n, "test_accuracy")[1] for n in FIGURE_ORDER}
+    files = curve_band(
+        stem, steps, curves, xlabel="training step", ylabel="test accuracy (%)", title=title
+    )
+    return ReportFigure.from_files(files, "Test accuracy vs training steps: mean and 95% CI band.")
+
+
+def _fmt(values: np.ndarray, digits: int, unit: str = "") -> str:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return "not measurable"
+    text = format_estimate(mean_ci(finite), digits=digits, unit=unit)
+    missing = values.size - finite.size
+    return f"{text}; {missing} not measurable" if missing else text
+
+
+def comparison_table(title: str, lines: list[tuple[str, str, str]]) -> Table:
+    cols = ("measure", NORM_LABELS["batch"], NORM_LABELS["none"])
+    return Table(title, cols, [tuple(line) for line in lines])
+
+
+def fmt(values: np.ndarray, digits: int = 2, unit: str = "") -> str:
+    """Mean ± 95% CI (n) of the finite values, naming how many were not measurable."""
+    return _fmt(np.asarray(values, dtype=float), digits, unit)
+
+
+def nan_if_none(x) -> float:
+    return math.nan if x is None else float(x)

@@ -1,0 +1,99 @@
+"""`bnlab reproduce ... --quick` and `bnlab report DIR` through the real command line, and the
+errors they give before any work is done; plus the full `ioffe2015-mnist` (slow)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from matplotlib.image import imread
+from test_report_chromium import CHROMIUM, _has_colour, _screenshot
+
+from bnlab import _fastpath, data
+from bnlab.cli import main
+from bnlab.report import QUICK_BANNER
+from bnlab.report.figures import PALETTE
+
+PRESENT = {s.name for s in data.available() if s.present}
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+    # torch.compile costs tens of seconds per new shape: far more than a quick run trains.
+    monkeypatch.setattr(_fastpath, "_disabled_reason", "tests: quick runs")
+
+
+@pytest.mark.skipif("cifar10" not in PRESENT, reason="cifar10 subset not present")
+def test_reproduce_quick_writes_a_report_that_says_quick(tmp_path, capsys, no_compile):
+    out = tmp_path / "res"
+    assert main(["reproduce", "cifar10-cnn", "--quick", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert QUICK_BANNER in printed
+    assert "[cifar10-cnn]" in printed and "report:" in printed
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    for text in (html, md):
+        assert QUICK_BANNER in text
+        assert "CIFAR-10: 5,000-image subset" in text
+        assert "cifar10-cnn" in text
+    assert re.search(r'src="data:image/png;base64,', html), "figures are embedded"
+    assert list((out / "cifar10-cnn" / "figures").glob("*.svg"))
+
+    if CHROMIUM:  # what a reader sees: the page renders, with both variants' figure colours
+        png = tmp_path / "page.png"
+        _screenshot(out / "report.html", png, tmp_path / "profile")
+        rgb = imread(png)[..., :3]
+        assert rgb.std() > 0.05, "the page rendered blank"
+        assert _has_colour(rgb, PALETTE[0]) and _has_colour(rgb, PALETTE[1])
+    assert 'id="scorecard"' in html
+
+    # `bnlab report DIR` re-renders from the stored runs without training.
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").is_file()
+    assert main(["report", str(out / "cifar10-cnn")]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["reproduce", "no-such-experiment", "--quick"], "EXPERIMENT: unknown"),
+        (["reproduce", "cifar10-cnn", "--seeds", "0"], "--seeds: got 0"),
+        (["report", "{tmp}"], "no experiment results"),
+    ],
+)
+def test_errors_name_the_argument_and_write_nothing(argv, message, tmp_path, capsys):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main([*argv, "--out", str(tmp_path / "x")] if argv[0] == "reproduce" else argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_reproduce_refuses_a_directory_of_another_protocol(tmp_path, capsys):
+    done = tmp_path / "cifar10-cnn"
+    done.mkdir()
+    (done / "manifest.json").write_text(json.dumps({"seeds": 2, "quick": True}))
+    argv = ["reproduce", "cifar10-cnn", "--quick", "--seeds", "3", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "choose another --out" in capsys.readouterr().err
+    assert sorted(p.name for p in done.iterdir()) == ["manifest.json"], "nothing was trained"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("mnist" not in PRESENT, reason="mnist not present")
+def test_full_ioffe2015_mnist_fits_make_run_budget(tmp_path, capsys, request):
+    """`make run`: 5 seeds x 2 variants x 50,000 steps, then the report, in < 10 minutes.
+
+    Minutes of both cores: runs only when asked for, `-m slow` (`make test-slow`).
+    """
+    if "slow" not in (request.config.option.markexpr or ""):
+        pytest.skip("the full run takes minutes: select it with -m slow (make test-slow)")
+    start = time.monotonic()
+    assert main(["reproduce", "ioffe2015-mnist", "--out", str(tmp_path), "--quiet"]) == 0
+    wall = time.monotonic() - start
+    printed = capsys.readouterr().out
+    assert "bn-final-accuracy" in printed
+    assert QUICK_BANNER not in (tmp_path / "report.md").read_text()
+    assert wall < 600, f"full ioffe2015-mnist took {wall:.0f} s, over make run's 10 minutes"

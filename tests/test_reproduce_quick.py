@@ -1,0 +1,53 @@
+"""End to end: every registered experiment runs --quick, is analyzed into report sections and
+scorecard rows, and says it is a quick run. Needs the real datasets (skipped, saying so,
+when one is missing: `bnlab data fetch mnist fashion-mnist`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bnlab import _fastpath, data
+from bnlab.report import Verdict
+from bnlab.reproduce import experiments
+from bnlab.reproduce.runner import run_experiment
+
+PRESENT = {s.name for s in data.available() if s.present}
+# cifar10-cnn's quick run is exercised end to end through the CLI in test_reproduce_cli.py.
+NEEDS = {
+    "ioffe2015-mnist": ("mnist",),
+    "ioffe2015-lr": ("mnist",),
+    "init-sensitivity": ("mnist",),
+    "matrix": ("fashion-mnist", "cifar10"),
+    "mnist-notebook": ("mnist",),
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_compile(monkeypatch):
+    # torch.compile costs tens of seconds per new shape: far more than a quick run trains.
+    monkeypatch.setattr(_fastpath, "_disabled_reason", "tests: quick runs")
+
+
+def test_every_experiment_is_registered_and_covered_here():
+    assert set(experiments()) >= {*NEEDS, "cifar10-cnn"}
+    assert all(experiments()[n].default_seeds == 5 for n in (*NEEDS, "cifar10-cnn"))
+
+
+@pytest.mark.parametrize("name", list(NEEDS))
+def test_quick_run_is_analyzed_into_a_labelled_section(name, tmp_path):
+    missing = [d for d in NEEDS[name] if d not in PRESENT]
+    if missing:
+        pytest.skip(f"dataset(s) {missing} not present: bnlab data fetch {' '.join(missing)}")
+    out = run_experiment(name, tmp_path, seeds=2, quick=True, progress=False)
+    result = experiments()[name].analyze(out)
+    assert result.name == name and result.quick and result.wall_time_s > 0
+    assert result.sections, "an experiment contributes at least one section"
+    for section in result.sections:
+        assert "QUICK" in section.title
+        assert section.protocol and section.data_source
+        for fig in section.figures:
+            assert fig.png.is_file() and fig.svg.is_file()
+    for row in result.scorecard:
+        assert row.verdict in set(Verdict)
+        assert row.effect.n >= 1
+        assert row.experiment.startswith(name)
