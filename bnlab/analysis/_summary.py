@@ -28,6 +28,7 @@ from bnlab.report import (
     percentile_drift,
     score,
 )
+from bnlab.reproduce.common import data_source
 
 LABELS = {"none": "standard (no BN)", "batch": "BN", "batch-noisy": "BN + noise"}
 
@@ -248,8 +249,10 @@ def summarize(name: str, title: str, settings, out_dir: Path) -> tuple[list[Sect
         finally:
             runs.store.close()
         protocol = _protocol(cfg)
-        data = f"{cfg.data.dataset}" + (
-            f", first {cfg.data.train_subset} training images" if cfg.data.train_subset else ""
+        data = data_source(cfg.data.dataset) + (
+            f" Trained on the first {cfg.data.train_subset} training images."
+            if cfg.data.train_subset
+            else ""
         )
         sections.append(Section(f"{title} — {setting.name}", protocol, data, figures, tables))
     return sections, rows

@@ -7,7 +7,6 @@ tables and scorecard rows. `quick=True` shrinks every setting to a seconds-long 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from bnlab.analysis.probes import AnalysisProbe, ProbeConfig
 from bnlab.engine.config import HookConfig, ModelConfig, TrainConfig
 from bnlab.engine.presets import get_preset
 from bnlab.engine.train import train
+from bnlab.reproduce.common import quick_suffix, read_manifest
 from bnlab.reproduce.experiment import Experiment, ExperimentResult, register
 
 
@@ -107,23 +107,16 @@ def _make(name: str) -> Experiment:
     settings = SETTINGS[name]
 
     def run(out_dir: Path, seeds: int, quick: bool, progress: bool) -> None:
-        start = time.monotonic()
         run_settings(settings, Path(out_dir), seeds, quick, progress)
-        (Path(out_dir) / "wall_time_s.txt").write_text(f"{time.monotonic() - start:.3f}\n")
-        (Path(out_dir) / "quick.txt").write_text(f"{quick}\n")
 
     def analyze(out_dir: Path) -> ExperimentResult:
-        out_dir = Path(out_dir)
-        wall = (
-            float((out_dir / "wall_time_s.txt").read_text())
-            if (out_dir / "wall_time_s.txt").exists()
-            else 0.0
+        # how the run was made (seeds, quick, wall time) is the runner's manifest.json
+        manifest = read_manifest(Path(out_dir))
+        title = TITLES[name] + quick_suffix(manifest)
+        sections, rows = _summary.summarize(name, title, settings, Path(out_dir))
+        return ExperimentResult(
+            name, tuple(sections), tuple(rows), manifest.wall_time_s, manifest.quick
         )
-        quick = (out_dir / "quick.txt").exists() and (
-            out_dir / "quick.txt"
-        ).read_text().strip() == "True"
-        sections, rows = _summary.summarize(name, TITLES[name], settings, out_dir)
-        return ExperimentResult(name, tuple(sections), tuple(rows), wall, quick)
 
     return Experiment(name, TITLES[name], run, analyze, default_seeds=5)
 
