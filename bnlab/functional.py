@@ -38,43 +38,47 @@ def batch_stats(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     for x = 1e4 + N(0, 1) in float32 the latter cancels catastrophically (error ~1e3),
     the two-pass form stays within ~1e-3 of a float64 reference.
     """
-    mu = x.mean(dims, keepdim=True)
-    xc = x - mu
-    var = (xc * xc).mean(dims, keepdim=True)
+    mu, _, var = _centred_stats(x, dims)
     return mu, var
 
 
-def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
-    if weight is not None and bias is not None:
-        return torch.addcmul(bias, x_hat, weight)
-    if weight is not None:
-        return x_hat * weight
-    if bias is not None:
-        return x_hat + bias
-    return x_hat
+def _centred_stats(x: Tensor, dims: tuple) -> tuple[Tensor, Tensor, Tensor]:
+    mu = x.mean(dims, keepdim=True)
+    xc = x - mu  # centred first: every later product uses x - mu, which keeps float32 precision
+    var = (xc * xc).mean(dims, keepdim=True)
+    return mu, xc, var
 
 
 def _train_forward(x: Tensor, weight, bias, dims: tuple, eps: float):
-    mu, var = batch_stats(x, dims)
+    """y = gamma * (x - mu) * inv_std + beta, with gamma * inv_std folded into one scale."""
+    mu, xc, var = _centred_stats(x, dims)
     inv_std = torch.rsqrt(var + eps)
-    y = _affine((x - mu) * inv_std, weight, bias)
+    scale = inv_std if weight is None else weight * inv_std  # per channel
+    y = xc * scale if bias is None else torch.addcmul(bias, xc, scale)  # one pass over x
     return y, mu, var, inv_std
 
 
 def _train_backward(dy: Tensor, x: Tensor, weight, bias, mu, inv_std, dims: tuple, needs):
-    """(dx, dweight, dbias) through the batch statistics: the fused Alg. 1 chain rule."""
-    x_hat = (x - mu) * inv_std
+    """(dx, dweight, dbias) through the batch statistics: the fused Alg. 1 chain rule.
+
+    With x_hat = (x - mu) * inv_std and per-channel scale = gamma * inv_std:
+        dx = scale * (dy - mean(dy) - x_hat * mean(dy * x_hat))
+    where the two means are what mu and var, which depend on every x_i, send back. Each
+    per-channel factor is folded first, so dx costs two elementwise passes.
+    """
+    m = x.numel() // mu.numel()  # values per channel
+    xc = x - mu
+    mean_dy = dy.mean(dims, keepdim=True)
+    mean_dy_x_hat = (dy * xc).mean(dims, keepdim=True) * inv_std  # mean(dy * x_hat)
     dx = dweight = dbias = None
     if needs[0]:
-        dx_hat = dy if weight is None else dy * weight
-        # mu and var depend on every x_i, hence the two batch-mean correction terms
-        mean_dx_hat = dx_hat.mean(dims, keepdim=True)
-        mean_dx_hat_x_hat = (dx_hat * x_hat).mean(dims, keepdim=True)
-        dx = inv_std * (dx_hat - mean_dx_hat - x_hat * mean_dx_hat_x_hat)
+        scale = inv_std if weight is None else weight * inv_std
+        dx = torch.addcmul(-scale * mean_dy, dy, scale)  # scale * (dy - mean(dy))
+        dx = torch.addcmul(dx, xc, -scale * inv_std * mean_dy_x_hat)  # - scale * x_hat * (..)
     if needs[1]:
-        dweight = (dy * x_hat).sum_to_size(weight.shape)
+        dweight = (mean_dy_x_hat * m).sum_to_size(weight.shape)  # sum(dy * x_hat)
     if needs[2]:
-        dbias = dy.sum_to_size(bias.shape)
+        dbias = (mean_dy * m).sum_to_size(bias.shape)  # sum(dy)
     return dx, dweight, dbias
 
 
@@ -116,7 +120,9 @@ class _BatchNormEval(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, mu, var, eps):
         inv_std = torch.rsqrt(var + eps)
-        y = _affine((x - mu) * inv_std, weight, bias)
+        scale = inv_std if weight is None else weight * inv_std  # per channel
+        xc = x - mu
+        y = xc * scale if bias is None else torch.addcmul(bias, xc, scale)
         ctx.save_for_backward(x, weight, bias, mu, inv_std)
         return y
 
