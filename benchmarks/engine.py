@@ -55,6 +55,26 @@ def timed(step, seconds: float, warmup: int = 20) -> float:
     return n / (time.perf_counter() - start)
 
 
+def matmul_floor(members: int, seconds: float) -> float:
+    """Model-steps/s of the step's matmuls alone (the bmm calls of forward and backward,
+    same shapes and layouts as the engine): no stacked design can beat this rate."""
+    g = torch.Generator().manual_seed(0)
+    ws = [torch.randn(members, a, b, generator=g) for a, b in itertools.pairwise(WIDTHS)]
+    x = torch.randn(members, BATCH, WIDTHS[0], generator=g)
+
+    def step() -> None:
+        acts = [x]
+        for w in ws:
+            acts.append(torch.bmm(acts[-1], w))  # forward (K, B, out)
+        grad = acts[-1]
+        for i in range(len(ws) - 1, -1, -1):
+            torch.bmm(acts[i].transpose(1, 2), grad)  # dW (K, in, out)
+            if i > 0:
+                grad = torch.bmm(grad, ws[i].transpose(1, 2))  # dx (K, B, in)
+
+    return timed(step, seconds) * members
+
+
 def seed_style(x: torch.Tensor, y: torch.Tensor, seconds: float) -> float:
     torch.manual_seed(0)
     layers: list[nn.Module] = []
@@ -131,6 +151,10 @@ def main() -> None:
     print(
         f"{'seed-style loop':<34}{base:>14.0f}{1.0:>8.2f}{base * gflop:>9.1f}{peak_rss_mb():>13.0f}"
     )
+    for k in (int(v) for v in args.ks.split(",")):
+        rate = matmul_floor(k, args.seconds)
+        name = f"matmuls alone K={k} (ceiling)"
+        print(f"{name:<34}{rate:>14.0f}{rate / base:>8.2f}{rate * gflop:>9.1f}{'':>13}")
     modes = ["eager", "compiled BN"] + (["compiled model"] if args.compile else [])
     for mode in modes:
         for k in (int(v) for v in args.ks.split(",")):
