@@ -7,6 +7,14 @@ Public API (everything else may change):
 - `normalize`, `update_running_stats`: the two halves of it, for stacked (K-member) models.
 - `BatchNorm1d`, `BatchNorm2d`, `BatchNorm3d`: drop-in replacements for `torch.nn`'s.
 - `fold_batchnorm`: fold BN into the preceding Linear/Conv layer for inference.
+
+Subpackages, each with its own small API in its `__init__`:
+
+- `bnlab.data`: verified datasets (`load`, `fetch`, `to_tensor`, `StackedBatches`).
+- `bnlab.engine`: K models trained as one stacked computation (`get_preset`, `train`, `Store`).
+- `bnlab.report`: CIs over seeds, claims and verdicts, figures, `write_report`.
+- `bnlab.reproduce`: the experiments behind `bnlab reproduce`.
+- `bnlab.analysis`: Santurkar et al. 2018 measurements (`landscape`, `ics`, `hvp`, noisy BN).
 """
 
 __version__ = "0.1.0"
