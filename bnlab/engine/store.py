@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 DB_NAME = "bnlab.sqlite"
+BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another process's transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -68,10 +69,26 @@ class Store:
     def __init__(self, out_dir: str | Path):
         self.path = Path(out_dir) / DB_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
-        self.db.execute("PRAGMA journal_mode=WAL")
+        # explicit transactions; `timeout` waits out the other writer, since the BN and
+        # baseline stacks of an experiment train in parallel processes into one database
+        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        self._enable_wal()
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+
+    def _enable_wal(self) -> None:
+        # Switching a new database to WAL needs a moment of exclusive access, and a second
+        # process opening it in that moment gets "database is locked" without the busy
+        # handler being asked: retry for up to BUSY_TIMEOUT_S.
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.db.close()
