@@ -97,7 +97,6 @@ def train_variants(
             _train_job(*job, threads=1, bar=progress)
         return
     threads = max(1, cores // len(jobs))
-    Store(out_dir).close()  # create the database (and its WAL mode) before two writers race
     ctx = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
     with ProcessPoolExecutor(len(jobs), mp_context=ctx) as pool:
         futures = [pool.submit(_train_job, *job, threads, False) for job in jobs]
