@@ -7,7 +7,7 @@ from torch import nn
 from bnlab.engine.config import ModelConfig
 from bnlab.engine.models import build_model
 from bnlab.engine.norms import StackedBatchNorm
-from bnlab.engine.stacked import StackedConv2d, StackedLinear, StackedMaxPool2d
+from bnlab.engine.stacked import StackedConv2d, StackedLinear, StackedMaxPool2d, to_groups
 
 K = 3
 TOL = {"rtol": 1e-10, "atol": 1e-12}
@@ -34,13 +34,16 @@ def test_linear_matches_torch_per_member(bias):
         torch.testing.assert_close(y[k], ref(x[k]), **TOL)
 
 
-def test_conv_and_pool_match_torch_per_member():
-    conv = _init(StackedConv2d(K, 2, 4, dtype=torch.float64))
-    x = torch.randn(K, 5, 2, 6, 6, dtype=F64, requires_grad=True)
+@pytest.mark.parametrize("c_in", [2, 8])  # the per-member and the grouped kernel
+def test_conv_and_pool_match_torch_per_member(c_in):
+    conv = _init(StackedConv2d(K, c_in, 4, dtype=torch.float64))
+    assert conv.per_member == (c_in <= StackedConv2d.PER_MEMBER_MAX_CIN)
+    x = torch.randn(K, 5, c_in, 6, 6, dtype=F64, requires_grad=True)
     y = StackedMaxPool2d()(conv(x))
+    assert to_groups(y).is_contiguous(memory_format=torch.channels_last)
     y.square().sum().backward()
     for k in range(K):
-        ref = nn.Conv2d(2, 4, 3, padding=1, dtype=F64)
+        ref = nn.Conv2d(c_in, 4, 3, padding=1, dtype=F64)
         with torch.no_grad():
             ref.weight.copy_(conv.weight[k])
             ref.bias.copy_(conv.bias[k])

@@ -83,13 +83,14 @@ class StackedNoisyBatchNorm(StackedBatchNorm):
             u = torch.rand(2, C, generator=gen, dtype=y.dtype)  # (2, C)
             m = (2.0 * u[0] - 1.0) * cfg.mean_max  # U(-max, max)
             s = cfg.std_min + u[1] * (cfg.std_max - cfg.std_min)  # U(min, max)
-            z = torch.randn(y[k].shape, generator=gen, dtype=y.dtype)  # (B, C[, H, W])
+            z = torch.randn(y[k].shape, generator=gen, dtype=y.dtype)  # (B, C[, H, W]), CPU
             shape = (1, C) + (1,) * (y.dim() - 3)
             noise.append(m.view(shape) + s.view(shape) * z)
             means.append(m)
             stds.append(s)
         self.last_mean, self.last_std = torch.stack(means), torch.stack(stds)  # (K, C)
-        return torch.stack(noise)  # (K, B, C[, H, W])
+        # drawn on the CPU (the generators are), so every device gets the same noise
+        return torch.stack(noise).to(y.device)  # (K, B, C[, H, W])
 
     def get_extra_state(self) -> dict:
         return {"generators": [g.get_state() for g in self.generators]}

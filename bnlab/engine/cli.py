@@ -7,7 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from bnlab.engine.config import TrainConfig, apply_overrides, validate
+from bnlab.engine.config import DEVICES, TrainConfig, apply_overrides, validate
 from bnlab.engine.presets import PRESETS, get_preset
 from bnlab.engine.store import DB_NAME, Store
 
@@ -30,6 +30,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         cfg = replace(cfg, seeds=args.seeds)
     if args.steps is not None:
         cfg = replace(cfg, steps=args.steps, epochs=0)
+    if args.device is not None:
+        cfg = replace(cfg, device=args.device)
     return validate(cfg)
 
 
@@ -118,6 +120,11 @@ def add_parser(subparsers) -> None:
     )
     train.add_argument("--seeds", type=int, help="members (seeds) per norm variant and lr")
     train.add_argument("--steps", type=int, help="optimizer steps (overrides epochs)")
+    train.add_argument(
+        "--device",
+        choices=DEVICES,
+        help="where to train: cpu, cuda, or auto (CUDA when present; the default)",
+    )
     train.add_argument("--out", help="results directory (default: results/PRESET)")
     train.add_argument("--resume", action="store_true", help="continue the runs in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -13,12 +13,15 @@ import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 
+import torch
+
 ACTIVATIONS = ("sigmoid", "relu", "tanh", "identity")
 NORM_POSITIONS = ("before", "after")  # norm before or after the activation
 INITS = ("gaussian", "torch-default")
 OPTIMIZERS = ("sgd", "adam")
 TRANSFORMS = ("standardize", "binarize", "unit", "pm1", "none")
 DTYPES = ("float32", "float64")
+DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when present, else the CPU
 
 
 class ConfigError(ValueError):
@@ -101,6 +104,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between checkpoints (and metric flushes)
     dtype: str = "float32"
     threads: int = 0  # torch.set_num_threads; 0 = leave torch's default
+    device: str = "auto"  # one of DEVICES; not part of a run's identity (resume anywhere)
 
     @property
     def lrs(self) -> tuple[float, ...]:
@@ -299,6 +303,12 @@ def _validate_loop(cfg: TrainConfig) -> None:
     _check_positive("checkpoint_every", cfg.checkpoint_every)
     _check_positive("threads", cfg.threads, allow_zero=True)
     _check_choice("dtype", cfg.dtype, DTYPES)
+    _check_choice("device", cfg.device, DEVICES)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device: 'cuda' was asked for, but CUDA is not available here "
+            "(no CUDA GPU, or a CPU-only torch build); use --device cpu or auto"
+        )
 
 
 def _validate_data(d: DataConfig) -> None:

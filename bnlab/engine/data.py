@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from bnlab.engine.config import DataConfig, TrainConfig
@@ -21,6 +22,11 @@ class TrainData:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device) -> TrainData:
+        """The same data on `device`: it goes there once, before training starts."""
+        moved = [t.to(device) for t in (self.x_train, self.y_train, self.x_test, self.y_test)]
+        return TrainData(*moved, self.source, self.note)
 
 
 def load_data(cfg: DataConfig) -> TrainData:

@@ -36,7 +36,7 @@ def activation_stats(x: Tensor, cfg: HookConfig) -> dict[str, Tensor]:
     K = x.shape[0]
     flat = x.reshape(K, -1)  # (K, N*U)
     out = {"mean": flat.mean(1), "std": flat.std(1)}
-    q = torch.tensor(cfg.percentiles, dtype=x.dtype) / 100.0
+    q = torch.tensor(cfg.percentiles, dtype=x.dtype, device=x.device) / 100.0
     chosen = x[:, :, list(cfg.units)]  # (K, N, units)
     pct = torch.quantile(chosen, q, dim=1)  # (Q, K, units)
     for i, unit in enumerate(cfg.units):
@@ -47,7 +47,7 @@ def activation_stats(x: Tensor, cfg: HookConfig) -> dict[str, Tensor]:
         for k in range(K):
             hist = torch.histc(flat[k], cfg.histogram_bins, -r, r)  # (bins,)
             for b in range(cfg.histogram_bins):
-                out.setdefault(f"hist/{b}", torch.zeros(K, dtype=x.dtype))[k] = hist[b]
+                out.setdefault(f"hist/{b}", x.new_zeros(K))[k] = hist[b]
     return out
 
 

@@ -21,7 +21,7 @@ class MetricLog:
     def __init__(self, model: StackedModel, optimizer, capacity: int):
         self.model, self.optimizer = model, optimizer
         width = len(FIXED) + len(model.layer_names)
-        self.buf = torch.zeros(max(capacity, 1), model.members, width, dtype=model.flat.dtype)
+        self.buf = model.flat.new_zeros((max(capacity, 1), model.members, width))
         self.steps: list[int] = []
         self.rows: list[tuple[int, int, str, float]] = []  # long format: (member, step, name, v)
 
@@ -44,7 +44,7 @@ class MetricLog:
     def drain(self) -> tuple[list[tuple], list[tuple]]:
         """(train_rows, metric_rows) since the last drain; the buffer is emptied."""
         n = len(self.steps)
-        values = self.buf[:n].to(torch.float64).numpy()  # (n, K, M)
+        values = self.buf[:n].to("cpu", torch.float64).numpy()  # (n, K, M): the host sync
         layer_blobs = np.ascontiguousarray(values[:, :, len(FIXED) :]).astype("<f8")
         fixed = values[:, :, : len(FIXED)].tolist()
         train_rows = [

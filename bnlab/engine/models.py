@@ -40,11 +40,18 @@ warnings.filterwarnings("ignore", message="grad and param do not obey the gradie
 class StackedModel(nn.Module):
     """A sequence of stacked layers: (K, B, C, H, W) images -> (K, B, classes) logits."""
 
-    def __init__(self, layers: OrderedDict[str, nn.Module], members: int, dtype: torch.dtype):
+    def __init__(
+        self,
+        layers: OrderedDict[str, nn.Module],
+        members: int,
+        dtype: torch.dtype,
+        widest: int = 0,
+    ):
         super().__init__()
         self.members = members
+        self.widest = widest  # values per image in the largest activation of one member
         self.layers = nn.Sequential(layers)
-        self._flatten_parameters(dtype)
+        self._flatten_parameters(dtype, torch.device("cpu"))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
@@ -59,6 +66,18 @@ class StackedModel(nn.Module):
                 if hasattr(layer, "init_member"):
                     layer.init_member(k, gen, init, std)
 
+    def to_device(self, device: torch.device | str) -> StackedModel:
+        """Move the stack to `device`, parameters still views of one flat buffer there.
+
+        Members are initialized on the CPU (their generators are CPU generators), so a stack
+        starts from the same weights on every device.
+        """
+        device = torch.device(device)
+        if self.flat.device != device:
+            self._flatten_parameters(self.flat.dtype, device)
+            self.to(device)  # the buffers: BN running statistics
+        return self
+
     def layer_sq_norms(self, flat: Tensor) -> Tensor:
         """Per-member squared l2 norm of `flat` (K, P) restricted to each layer: (K, L)."""
         per_param = [
@@ -68,20 +87,20 @@ class StackedModel(nn.Module):
         sq = torch.stack(per_param, dim=1).square_()  # (K, params)
         return torch.mm(sq, self._layer_onehot)  # (K, L): sum the params of each layer
 
-    def _flatten_parameters(self, dtype: torch.dtype) -> None:
+    def _flatten_parameters(self, dtype: torch.dtype, device: torch.device) -> None:
         """Re-home every parameter as a view of self.flat (K, P); grads in self.flat_grad."""
         named = list(self.named_parameters())
         total = sum(p[0].numel() for _, p in named)
-        self.flat = torch.zeros(self.members, total, dtype=dtype)  # (K, P)
-        self.flat_grad = torch.zeros(self.members, total, dtype=dtype)  # (K, P)
+        self.flat = torch.zeros(self.members, total, dtype=dtype, device=device)  # (K, P)
+        self.flat_grad = torch.zeros_like(self.flat)  # (K, P)
         self.slices: dict[str, tuple[int, int]] = {}  # name -> (start, end) within a row
         self.layer_names: list[str] = []
-        onehot = torch.zeros(len(named), len(self.layers), dtype=dtype)  # (params, layers)
+        onehot = torch.zeros(len(named), len(self.layers), dtype=dtype, device=device)
         start = 0
         for name, param in named:
             end = start + param[0].numel()
             view = self.flat[:, start:end].view(param.shape)
-            view.copy_(param.detach())
+            view.copy_(param.detach())  # (also across devices)
             new = nn.Parameter(view)
             new.grad = self.flat_grad[:, start:end].view(param.shape)
             module_name, attr = name.rsplit(".", 1)
@@ -128,8 +147,10 @@ def build_model(
     spec = NORM_LAYERS[norm]
     bias = not (spec.has_shift and cfg.norm_position == "before")
     channels, height, width = input_shape
+    widest = channels * height * width  # values per image of the largest activation
     blocks: OrderedDict[str, nn.Module] = OrderedDict()
     for i, c_out in enumerate(cfg.conv_channels, start=1):
+        widest = max(widest, c_out * height * width)
         blocks[f"conv{i}"] = StackedConv2d(members, channels, c_out, bias=bias, dtype=dtype)
         _norm_act(blocks, i, spec, cfg, members, c_out, True, dtype)
         channels = c_out
@@ -144,4 +165,4 @@ def build_model(
         _norm_act(blocks, i, spec, cfg, members, fan_out, False, dtype)
         fan_in = fan_out
     blocks["out"] = StackedLinear(members, fan_in, cfg.num_classes, bias=True, dtype=dtype)
-    return StackedModel(blocks, members, dtype)
+    return StackedModel(blocks, members, dtype, max(widest, *cfg.hidden, cfg.num_classes))

@@ -8,21 +8,22 @@ registry.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from bnlab.engine.stacked import from_columns, to_columns
 from bnlab.functional import normalize, update_running_stats
 
 
 class StackedBatchNorm(nn.Module):
     """Batch Normalization with statistics per member and channel (Ioffe & Szegedy 2015, Alg. 1).
 
-    Training normalizes x (K, B, C) over B, or x (K, B, C, H, W) over B, H, W, with bnlab's
-    own `functional.normalize`, and updates running statistics (K, C) purely
+    Training normalizes x (K, B, C) over B, or x (K, B, C, H, W) over B, H, W (as the columns
+    of the channels-last (B*H*W, K*C) matrix the conv layers produce), with bnlab's own
+    `functional.normalize`, and updates running statistics (K, C) purely
     (`update_running_stats`) before this module stores them. Eval normalizes with the running
     statistics (Alg. 2, step 10). gamma and beta are (K, C).
     """
@@ -35,11 +36,13 @@ class StackedBatchNorm(nn.Module):
         eps: float,
         momentum: float,
         dtype=None,
-        compiled: bool | None = None,
+        compiled: bool | None = False,
     ):
         super().__init__()
         self.spatial, self.eps, self.momentum = spatial, eps, momentum
-        self.compiled = compiled  # passed to functional.normalize (None: decide by size)
+        # passed to functional.normalize; False by default: compiling each new shape stalls a
+        # short run for seconds (ModelConfig.compile_norm opts in)
+        self.compiled = compiled
         self.weight = nn.Parameter(torch.ones(members, channels, dtype=dtype))  # gamma
         self.bias = nn.Parameter(torch.zeros(members, channels, dtype=dtype))  # beta
         self.register_buffer("running_mean", torch.zeros(members, channels, dtype=dtype))
@@ -51,20 +54,22 @@ class StackedBatchNorm(nn.Module):
             self.weight[k].fill_(1.0)
             self.bias[k].zero_()
 
-    def _param_shape(self, x: Tensor) -> tuple[int, ...]:
-        # (K, C) -> (K, 1, C) or (K, 1, C, 1, 1), broadcast over batch (and space)
-        return (x.shape[0], 1, x.shape[2]) + (1,) * (x.dim() - 3)
-
     def forward(self, x: Tensor) -> Tensor:
-        shape = self._param_shape(x)
-        gamma, beta = self.weight.view(shape), self.bias.view(shape)
+        if x.dim() == 5:  # (K, B, C, H, W): per member and channel = per column of (N, K*C)
+            y = self._normalize(to_columns(x), self.weight.reshape(1, -1), self.bias.reshape(1, -1))
+            return from_columns(y, x.shape)
+        # (K, B, C): statistics over B, parameters (K, 1, C)
+        return self._normalize(x, self.weight.unsqueeze(1), self.bias.unsqueeze(1))
+
+    def _normalize(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+        """x (N, K*C) or (K, B, C), reduced over dim -2; gamma, beta broadcast against it."""
         if not self.training:
-            mu, var = self.running_mean.view(shape), self.running_var.view(shape)
+            # Alg. 2, step 10: the running statistics, an affine map of x
+            mu = self.running_mean.view(gamma.shape)
+            var = self.running_var.view(gamma.shape)
             return (x - mu) * torch.rsqrt(var + self.eps) * gamma + beta
-        dims = (1, 3, 4) if x.dim() == 5 else (1,)
-        # mu, var (K, 1, C[, 1, 1])
-        y, mu, var = normalize(x, gamma, beta, dims, self.eps, self.compiled)
-        self._track(mu, var, n=math.prod(x.shape[d] for d in dims))
+        y, mu, var = normalize(x, gamma, beta, (x.dim() - 2,), self.eps, self.compiled)
+        self._track(mu, var, n=x.shape[-2])
         return y
 
     @torch.no_grad()
@@ -93,7 +98,7 @@ class NormSpec:
 
 
 def _make_batch(members, channels, spatial, model_cfg, dtype) -> nn.Module:
-    compiled = True if model_cfg.compile_norm else None
+    compiled = True if model_cfg.compile_norm else False
     return StackedBatchNorm(
         members, channels, spatial, model_cfg.bn_eps, model_cfg.bn_momentum, dtype, compiled
     )

@@ -78,7 +78,7 @@ class StackedAdam:
 
 
 def make_optimizer(flat: Tensor, flat_grad: Tensor, lrs: list[float], cfg: OptimConfig):
-    lr = torch.tensor(lrs, dtype=flat.dtype)  # (K,)
+    lr = torch.tensor(lrs, dtype=flat.dtype, device=flat.device)  # (K,)
     if cfg.name == "sgd":
         return StackedSGD(flat, flat_grad, lr, cfg)
     if cfg.name == "adam":

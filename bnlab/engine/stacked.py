@@ -1,9 +1,9 @@
 """Layers over a stack of K independent models: every tensor has a leading member axis.
 
-Activations are (K, B, F) for fully connected layers and (K, B, C, H, W) for convolutions;
-parameters are (K, ...). Member k's slice of every tensor depends only on member k's
-parameters and inputs, which is what makes K models train as one computation without
-interacting (tested in tests/test_engine_stacked.py).
+Activations are (K, B, F) for fully connected layers and (K, B, C, H, W) for convolutions
+(views of a channels-last buffer, see `StackedConv2d`); parameters are (K, ...). Member k's
+slice of every tensor depends only on member k's parameters and inputs, which is what makes
+K models train as one computation without interacting (tested in tests/test_engine_stacked.py).
 
 Each layer initializes one member at a time from that member's generator
 (`init_member(k, generator)`), so member k of a stack starts exactly where a one-member stack
@@ -47,34 +47,57 @@ class StackedLinear(nn.Module):
 
 
 class StackedConv2d(nn.Module):
-    """3x3 'same' convolution per member, as one grouped convolution with groups = K.
+    """3x3 'same' convolution per member, on channels-last activations.
 
-    The members' channels are laid side by side, (B, K*C, H, W), so each group sees exactly
-    one member. The output is returned as a (K, B, C, H, W) *view* of a (B, K, C, H, W) buffer:
-    the next grouped convolution or pooling then needs no copy.
+    Conv activations are (K, B, C, H, W) *views* of a (B, H, W, K, C) buffer: as a
+    (B, K*C, H, W) tensor that is `channels_last`, with member k owning channels
+    k*C .. (k+1)*C - 1. On that layout a convolution, BN's statistics (a column reduction
+    of a (B*H*W, K*C) matrix), ReLU and max-pooling all run as single ops over every member,
+    with no copies between them.
+
+    The kernel is chosen per layer, by the rule measured in `benchmarks/conv_kernels.py`:
+    one grouped convolution (groups = K) when the layer has many input channels, and a loop of
+    K ordinary convolutions for the first layers (c_in <= `PER_MEMBER_MAX_CIN`), where the
+    grouped kernel runs at a fraction of the ordinary one's rate. The choice depends on the
+    shapes only, so a run is reproducible bit for bit.
     """
+
+    PER_MEMBER_MAX_CIN: ClassVar[int] = 4
 
     def __init__(self, members: int, c_in: int, c_out: int, bias: bool = True, dtype=None):
         super().__init__()
         self.members, self.c_in, self.c_out = members, c_in, c_out
         self.weight = nn.Parameter(torch.empty(members, c_out, c_in, 3, 3, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(members, c_out, dtype=dtype)) if bias else None
+        self.per_member = c_in <= self.PER_MEMBER_MAX_CIN
 
     def init_member(self, k: int, gen: torch.Generator, init: str, std: float) -> None:
         bias = self.bias[k] if self.bias is not None else None
         _init_weight(self.weight[k], bias, self.c_in * 9, gen, init, std)
 
     def forward(self, x: Tensor) -> Tensor:
-        K, C = x.shape[0], x.shape[2]
-        x = to_groups(x)  # (B, K*C, H, W)
-        weight = self.weight.reshape(K * self.c_out, C, 3, 3)  # (K*C_out, C_in, 3, 3)
-        bias = self.bias.reshape(K * self.c_out) if self.bias is not None else None
-        y = F.conv2d(x, weight, bias, padding=1, groups=K)  # (B, K*C_out, H, W)
+        K = x.shape[0]
+        x = to_groups(x)  # (B, K*C_in, H, W), channels_last
+        if self.per_member:
+            biases = self.bias if self.bias is not None else [None] * K
+            ys = [
+                F.conv2d(xk, wk, bk, padding=1)  # (B, C_out, H, W)
+                for xk, wk, bk in zip(x.chunk(K, dim=1), self.weight, biases, strict=True)
+            ]
+            y = torch.cat(ys, dim=1).contiguous(memory_format=torch.channels_last)
+        else:
+            weight = self.weight.reshape(K * self.c_out, self.c_in, 3, 3)  # (K*C_out, C_in, 3, 3)
+            bias = self.bias.reshape(K * self.c_out) if self.bias is not None else None
+            y = F.conv2d(x, weight, bias, padding=1, groups=K)  # (B, K*C_out, H, W)
         return from_groups(y, K)  # (K, B, C_out, H, W)
+
+    def extra_repr(self) -> str:
+        kernel = "per-member" if self.per_member else "grouped"
+        return f"members={self.members}, {self.c_in}->{self.c_out}, kernel={kernel}"
 
 
 class StackedMaxPool2d(nn.Module):
-    """2x2 max-pooling with stride 2 per member and channel."""
+    """2x2 max-pooling with stride 2 per member and channel (channels_last in and out)."""
 
     def forward(self, x: Tensor) -> Tensor:
         K = x.shape[0]
@@ -109,15 +132,32 @@ class Activation(nn.Module):
 
 
 def to_groups(x: Tensor) -> Tensor:
-    """(K, B, C, H, W) -> (B, K*C, H, W); free when x is a view made by `from_groups`."""
+    """(K, B, C, H, W) -> (B, K*C, H, W) channels_last; free when x came from `from_groups`.
+
+    Anything else (the data batch, contiguous (K, B, C, H, W)) is copied into that layout once.
+    """
     K, B, C, H, W = x.shape
-    return x.transpose(0, 1).reshape(B, K * C, H, W)
+    y = x.permute(1, 3, 4, 0, 2).reshape(B, H, W, K * C)  # (B, H, W, K*C): a view, or one copy
+    return y.permute(0, 3, 1, 2)  # (B, K*C, H, W), channels_last strides
 
 
 def from_groups(y: Tensor, members: int) -> Tensor:
     """(B, K*C, H, W) -> (K, B, C, H, W) as a view (no copy)."""
     B, KC, H, W = y.shape
     return y.view(B, members, KC // members, H, W).transpose(0, 1)
+
+
+def to_columns(x: Tensor) -> Tensor:
+    """(K, B, C, H, W) -> (B*H*W, K*C): one column per member and channel (a view on the
+    engine's layout). BN's statistics per member and channel are this matrix's column means."""
+    K, B, C, H, W = x.shape
+    return x.permute(1, 3, 4, 0, 2).reshape(B * H * W, K * C)  # (N, K*C)
+
+
+def from_columns(y: Tensor, shape: torch.Size) -> Tensor:
+    """Inverse of `to_columns`: (B*H*W, K*C) -> (K, B, C, H, W), a view when y is contiguous."""
+    K, B, C, H, W = shape
+    return y.reshape(B, H, W, K, C).permute(3, 0, 4, 1, 2)
 
 
 def _init_weight(weight: Tensor, bias: Tensor | None, fan_in: int, gen, init: str, std: float):

@@ -35,6 +35,16 @@ from bnlab.engine.optim import make_optimizer
 from bnlab.engine.store import Store
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Evaluation runs the test set through the stack in chunks whose largest activation takes at
+# most this many bytes, so its memory is bounded whatever the test set's size.
+EVAL_CHUNK_BYTES = 64 * 2**20
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "cpu", "cuda", or "auto" (CUDA when present) as a torch.device."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
 
 
 @dataclass
@@ -94,11 +104,13 @@ def checkpoint_path(out_dir: Path, rid: str) -> Path:
 
 
 def build_stack(cfg: TrainConfig, norm: str, data: TrainData) -> Stack:
+    """A stack of `cfg.members` models, on the device that holds `data`."""
     dtype = DTYPES[cfg.dtype]
     K = cfg.members
     seeds = [cfg.member_seed(k) for k in range(K)]
     model = build_model(cfg.model, norm, K, data.input_shape, dtype)
     model.init_members(seeds, cfg.model.init, cfg.model.init_std)
+    model.to_device(data.x_train.device)
     lrs = [cfg.member_lr(k) for k in range(K)]
     optimizer = make_optimizer(model.flat, model.flat_grad, lrs, cfg.optim)
     batches = make_batches(data, seeds, cfg)
@@ -123,15 +135,27 @@ def train_step(model: StackedModel, optimizer, xb: Tensor, yb: Tensor) -> tuple[
     return loss.detach(), correct.to(loss.dtype).mean(1)
 
 
+def eval_chunk(model: StackedModel) -> int:
+    """Test images per evaluation chunk: the largest activation of the whole stack for one
+    chunk stays within EVAL_CHUNK_BYTES."""
+    per_image = model.members * model.widest * model.flat.element_size()  # bytes
+    return max(1, EVAL_CHUNK_BYTES // per_image)
+
+
 @torch.no_grad()
 def evaluate(
-    model: StackedModel, x: Tensor, y: Tensor, chunk: int = 2_000
+    model: StackedModel, x: Tensor, y: Tensor, chunk: int | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Test loss and accuracy of every member, in eval mode (running BN statistics): (K,), (K,)."""
+    """Test loss and accuracy of every member, in eval mode (running BN statistics): (K,), (K,).
+
+    x (N, C, H, W), y (N,) on the model's device; every member sees the same images, `chunk`
+    at a time (default: `eval_chunk(model)`), so memory does not grow with N.
+    """
+    was_training = model.training
     model.eval()
-    K = model.members
-    loss_sum = torch.zeros(K, dtype=model.flat.dtype)
-    correct = torch.zeros(K, dtype=model.flat.dtype)
+    K, chunk = model.members, chunk or eval_chunk(model)
+    loss_sum = torch.zeros(K, dtype=model.flat.dtype, device=model.flat.device)
+    correct = torch.zeros_like(loss_sum)
     for i in range(0, len(y), chunk):
         xb = x[i : i + chunk].to(model.flat.dtype)
         logits = model(xb.expand(K, *xb.shape))  # (K, n, classes): same images, every member
@@ -139,7 +163,7 @@ def evaluate(
         loss = F.cross_entropy(logits.transpose(1, 2), yb, reduction="none")  # (K, n)
         loss_sum += loss.sum(1)
         correct += (logits.argmax(-1) == yb).to(correct.dtype).sum(1)
-    model.train()
+    model.train(was_training)
     return loss_sum / len(y), correct / len(y)
 
 
@@ -208,9 +232,14 @@ def train_stack(
     bar.close()
 
 
+def _identity(config: dict) -> dict:
+    """The fields that define a run: all but where it runs (it resumes on any device)."""
+    return {k: v for k, v in config.items() if k != "device"}
+
+
 def _check_out_dir(cfg: TrainConfig, store: Store, resume: bool) -> None:
     """Before any work: a fresh run needs a fresh directory; a resumed one the same config."""
-    config = to_dict(cfg)
+    config = _identity(json.loads(json.dumps(to_dict(cfg))))
     for norm in cfg.norms:
         rid = run_id(cfg, norm)
         stored = store.run_config(rid)
@@ -221,7 +250,7 @@ def _check_out_dir(cfg: TrainConfig, store: Store, resume: bool) -> None:
                 f"--out: {store.path.parent} already holds run {rid!r}; "
                 "pass --resume to continue it or choose another --out"
             )
-        if json.loads(stored) != json.loads(json.dumps(config)):
+        if _identity(json.loads(stored)) != config:
             raise BnlabError(f"--resume: the config of run {rid!r} differs from the stored one")
 
 
@@ -268,7 +297,7 @@ def train(
         _check_out_dir(cfg, store, resume)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        data = load_data(cfg.data)
+        data = load_data(cfg.data).to(resolve_device(cfg.device))
         for norm in cfg.norms:
             stack = build_stack(cfg, norm, data)
             if _resume_or_create(stack, store, out_dir):
@@ -279,4 +308,14 @@ def train(
     return out_dir
 
 
-__all__ = ["Probe", "Stack", "build_stack", "evaluate", "train", "train_stack", "train_step"]
+__all__ = [
+    "Probe",
+    "Stack",
+    "build_stack",
+    "eval_chunk",
+    "evaluate",
+    "resolve_device",
+    "train",
+    "train_stack",
+    "train_step",
+]
