@@ -1,169 +1,332 @@
-"""Engine throughput on the Ioffe & Szegedy 2015 MNIST protocol (Sec. 4.1): 784-100-100-100-10
-sigmoid + BN, batch 60, SGD. One process, so the numbers are comparable as ratios (this
-machine varies by ~30% between processes).
+"""The engine against the loop a student would write, on every preset, in one process.
 
-(a) the idiomatic seed-style loop: DataLoader over a TensorDataset, nn.Sequential with
-    nn.BatchNorm1d, torch.optim.SGD, `loss.item()` per step;
-(b) bnlab's stacked engine at K = 1, 4, 16, 64: the per-step work of `train_stack` (batch
-    gather, forward, backward, one optimizer update, per-step metric logging incl. per-layer
-    gradient norms), eager and with the BN kernels compiled (ModelConfig.compile_norm), and
-    optionally the whole model forward compiled (compile time reported apart).
+For each preset, K seeds x (BN, baseline), the same number of steps and one evaluation of the
+whole test set at the end:
 
-Usage: python benchmarks/engine.py [--seconds S] [--ks 1,4,16,64] [--compile] [--threads N]
+(a) the seed-style loop: one `nn.Sequential` at a time (torch.nn Conv2d/Linear, BatchNorm,
+    activation, MaxPool), a DataLoader over a TensorDataset (per-sample crop + flip for the
+    augmented preset, as torchvision's transforms do), torch.optim, `loss.item()` per step,
+    evaluation in batches of 1,000 in eval mode;
+(b) `bnlab.engine.train`: both stacks, logging every step to SQLite, checkpoints, evaluation.
+
+Both include start-up (data to tensors, model building); (b) also writes its results database.
+Reported per preset: model-steps/s and the ratio, GFLOP/s (conv/matmul FLOPs of forward and
+backward), the *ceiling* (the same stacked conv/matmul kernels alone: no norm, no activation,
+no data, no optimizer), start-up and one evaluation's time, the evaluation's share of a run at
+the preset's evaluation interval, and peak memory growth. The variants run round-robin, so load
+from other processes hits both alike; ratios are the numbers to read (this machine's absolute
+speed varies by ~30% between runs).
+
+Usage: python benchmarks/engine.py [--quick] [--presets a,b] [--repeat N] [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import resource
+import statistics
+import tempfile
+import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from bnlab import data
-from bnlab.engine.data import TrainData
-from bnlab.engine.metrics import MetricLog
-from bnlab.engine.presets import ioffe2015_mnist
-from bnlab.engine.train import build_stack, train_step
+from bnlab.engine import get_preset
+from bnlab.engine.config import TrainConfig
+from bnlab.engine.data import load_data
+from bnlab.engine.models import build_model
+from bnlab.engine.train import resolve_device, train
 
-WIDTHS = (784, 100, 100, 100, 10)
-BATCH = 60
-
-
-def flops_per_model_step() -> float:
-    """Matmul FLOPs: forward + weight grads for every layer, input grads after the first."""
-    macs = [a * b for a, b in itertools.pairwise(WIDTHS)]
-    return 2.0 * BATCH * (2 * sum(macs) + sum(macs[1:]))
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+# preset -> (members K, steps timed, steps timed with --quick)
+PRESETS = {
+    "ioffe2015-mnist": (16, 600, 60),
+    "optstudy-mlp": (5, 300, 30),
+    "optstudy-convmlp": (5, 40, 4),
+    "cifar10-cnn": (5, 60, 6),
+    "santurkar2018-vgg": (5, 60, 6),
+}
 
 
-def timed(step, seconds: float, warmup: int = 20) -> float:
-    """Steps per second of `step()` run for about `seconds`."""
-    for _ in range(warmup):
-        step()
+def flops_per_model_step(cfg: TrainConfig, input_shape: tuple[int, int, int]) -> float:
+    """Conv and matmul FLOPs of one model's forward + backward (no input grad for layer 1)."""
+    (c, h, w), total, first = input_shape, 0.0, True
+    for i, c_out in enumerate(cfg.model.conv_channels, start=1):
+        total += 2 * cfg.batch_size * c * c_out * 9 * h * w * (2 if first else 3)
+        c, first = c_out, False
+        if i % cfg.model.pool_every == 0:
+            h, w = h // 2, w // 2
+    fan_in = c * h * w
+    for fan_out in (*cfg.model.hidden, cfg.model.num_classes):
+        total += 2 * cfg.batch_size * fan_in * fan_out * (2 if first else 3)
+        fan_in, first = fan_out, False
+    return total
+
+
+class PeakRSS:
+    """Peak growth of this process's resident memory while the block runs (MB), sampled."""
+
+    def __enter__(self) -> PeakRSS:
+        self.start = self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.mb = max(self.peak, _rss_mb()) - self.start
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def torch_model(cfg: TrainConfig, norm: str, input_shape) -> nn.Sequential:
+    """The preset's network as a student writes it: torch.nn layers, NCHW."""
+    m, (c, h, w) = cfg.model, input_shape
+    act = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity}
+    bn = norm == "batch"
+    layers: list[nn.Module] = []
+    for i, c_out in enumerate(m.conv_channels, start=1):
+        layers += [nn.Conv2d(c, c_out, 3, padding=1, bias=not bn)]
+        layers += [nn.BatchNorm2d(c_out)] if bn else []
+        layers += [act[m.activation]()]
+        c = c_out
+        if i % m.pool_every == 0:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+    layers.append(nn.Flatten())
+    fan_in = c * h * w
+    for fan_out in m.hidden:
+        layers += [nn.Linear(fan_in, fan_out, bias=not bn)]
+        layers += [nn.BatchNorm1d(fan_out)] if bn else []
+        layers += [act[m.activation]()]
+        fan_in = fan_out
+    layers.append(nn.Linear(fan_in, m.num_classes))
+    if m.init == "gaussian":
+        for layer in layers:
+            if isinstance(layer, nn.Linear | nn.Conv2d):
+                nn.init.normal_(layer.weight, 0.0, m.init_std)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+    return nn.Sequential(*layers)
+
+
+class CropFlip(torch.utils.data.Dataset):
+    """torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip, one sample at a time."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        img = nn.functional.pad(self.x[i], (4, 4, 4, 4))
+        top, left = torch.randint(0, 9, (2,)).tolist()
+        img = img[:, top : top + 32, left : left + 32]
+        return (img.flip(-1) if torch.rand(()) < 0.5 else img), self.y[i]
+
+
+def seed_style_run(cfg: TrainConfig, steps: int, device: torch.device) -> dict:
+    """K seeds x (BN, baseline), one model at a time; seconds for start-up, steps, evaluation."""
+    times = {"startup": 0.0, "train": 0.0, "eval": 0.0}
+    start = time.perf_counter()
+    data = load_data(cfg.data).to(device)
+    times["startup"] += time.perf_counter() - start
+    for norm in ("batch", "none"):
+        for seed in range(cfg.seeds):
+            start = time.perf_counter()
+            torch.manual_seed(seed)
+            model = torch_model(cfg, norm, data.input_shape).to(device)
+            o = cfg.optim
+            opt = (
+                torch.optim.SGD(
+                    model.parameters(), o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+                )
+                if o.name == "sgd"
+                else torch.optim.Adam(model.parameters(), o.lr, weight_decay=o.weight_decay)
+            )
+            train_set = (
+                CropFlip(data.x_train, data.y_train)
+                if cfg.data.augment
+                else torch.utils.data.TensorDataset(data.x_train, data.y_train)
+            )
+            loader = torch.utils.data.DataLoader(
+                train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True
+            )
+            times["startup"] += time.perf_counter() - start
+            start = time.perf_counter()
+            batches, losses = iter(loader), []
+            for _ in range(steps):
+                try:
+                    xb, yb = next(batches)
+                except StopIteration:
+                    batches = iter(loader)
+                    xb, yb = next(batches)
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(xb), yb)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            times["train"] += time.perf_counter() - start
+            start = time.perf_counter()
+            seed_style_eval(model, data.x_test, data.y_test)
+            times["eval"] += time.perf_counter() - start
+    return times
+
+
+@torch.no_grad()
+def seed_style_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    correct = sum(
+        int((model(x[i : i + 1000]).argmax(1) == y[i : i + 1000]).sum())
+        for i in range(0, len(y), 1000)
+    )
+    model.train()
+    return correct / len(y)
+
+
+def bnlab_run(cfg: TrainConfig, steps: int, device: torch.device) -> dict:
+    """`bnlab.engine.train` of both stacks; eval time measured by a second, eval-only pass."""
+    cfg = replace(
+        cfg, steps=steps, epochs=0, eval_every=steps, checkpoint_every=steps, device=device.type
+    )
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        train(cfg, Path(out), progress=False)
+        total = time.perf_counter() - start
+    return {"total": total}
+
+
+def bnlab_parts(cfg: TrainConfig, device: torch.device) -> dict:
+    """Start-up (data + models) and one whole-test-set evaluation of both stacks, alone."""
+    from bnlab.engine.train import build_stack, evaluate
+
+    start = time.perf_counter()
+    data = load_data(cfg.data).to(device)
+    stacks = [build_stack(cfg, norm, data) for norm in ("batch", "none")]
+    startup = time.perf_counter() - start
+    start = time.perf_counter()
+    for stack in stacks:
+        evaluate(stack.model, data.x_test, data.y_test)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return {"startup": startup, "eval": time.perf_counter() - start}
+
+
+def ceiling(cfg: TrainConfig, input_shape, device: torch.device, seconds: float) -> float:
+    """Model-steps/s of the stacked conv/matmul kernels alone (forward + backward)."""
+    bare = replace(cfg.model, activation="identity")
+    model = build_model(bare, "none", cfg.members, input_shape).to_device(device)
+    x = torch.randn(cfg.members, cfg.batch_size, *input_shape, device=device)
+    model(x).sum().backward()
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        for _ in range(10):
-            step()
-        n += 10
-    return n / (time.perf_counter() - start)
+        model(x).sum().backward()
+        n += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n * cfg.members / (time.perf_counter() - start)
 
 
-def matmul_floor(members: int, seconds: float) -> float:
-    """Model-steps/s of the step's matmuls alone (the bmm calls of forward and backward,
-    same shapes and layouts as the engine): no stacked design can beat this rate."""
-    g = torch.Generator().manual_seed(0)
-    ws = [torch.randn(members, a, b, generator=g) for a, b in itertools.pairwise(WIDTHS)]
-    x = torch.randn(members, BATCH, WIDTHS[0], generator=g)
-
-    def step() -> None:
-        acts = [x]
-        for w in ws:
-            acts.append(torch.bmm(acts[-1], w))  # forward (K, B, out)
-        grad = acts[-1]
-        for i in range(len(ws) - 1, -1, -1):
-            torch.bmm(acts[i].transpose(1, 2), grad)  # dW (K, in, out)
-            if i > 0:
-                grad = torch.bmm(grad, ws[i].transpose(1, 2))  # dx (K, B, in)
-
-    return timed(step, seconds) * members
-
-
-def seed_style(x: torch.Tensor, y: torch.Tensor, seconds: float) -> float:
-    torch.manual_seed(0)
-    layers: list[nn.Module] = []
-    for a, b in itertools.pairwise(WIDTHS[:-1]):
-        layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.Sigmoid()]
-    model = nn.Sequential(nn.Flatten(), *layers, nn.Linear(WIDTHS[-2], WIDTHS[-1]))
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x, y), batch_size=BATCH, shuffle=True, drop_last=True
-    )
-    batches = iter(loader)
-    losses = []
-
-    def step() -> None:
-        nonlocal batches
-        try:
-            xb, yb = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            xb, yb = next(batches)
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(xb), yb)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-
-    return timed(step, seconds)
-
-
-def bnlab_stack(tdata: TrainData, members: int, seconds: float, mode: str) -> tuple:
-    """mode: "eager", "compiled BN" (ModelConfig.compile_norm) or "compiled model"."""
-    cfg = replace(ioffe2015_mnist(), seeds=members, norms=("batch",))
-    if mode == "compiled BN":
-        cfg = replace(cfg, model=replace(cfg.model, compile_norm=True))
-    stack = build_stack(cfg, "batch", tdata)
-    log = MetricLog(stack.model, stack.optimizer, capacity=1024)
-    start = time.perf_counter()
-    if mode == "compiled model":
-        stack.model.forward = torch.compile(stack.model.forward, dynamic=False)
-    train_step(stack.model, stack.optimizer, *stack.batches.next())  # compiles, if anything
-    compile_s = time.perf_counter() - start
-
-    def step() -> None:
-        xb, yb = stack.batches.next()
-        loss, acc = train_step(stack.model, stack.optimizer, xb, yb)
-        if len(log.steps) == 1000:
-            log.drain()
-        log.record(0, loss, acc)
-
-    return timed(step, seconds) * members, compile_s
+def bench_preset(name: str, members: int, steps: int, repeat: int, device, quick: bool):
+    cfg = replace(get_preset(name), seeds=members, norms=("batch", "none"))
+    if quick:
+        cfg = replace(cfg, data=replace(cfg.data, test_subset=1_000))
+    data = load_data(cfg.data)
+    shape, n_train = data.input_shape, len(data.y_train)
+    gflop = flops_per_model_step(cfg, shape) / 1e9
+    seed_t, bnlab_t, seed_mb, bnlab_mb = [], [], 0.0, 0.0
+    for _ in range(repeat):  # round-robin
+        with PeakRSS() as mem:
+            t = seed_style_run(cfg, steps, device)
+        seed_t.append(t)
+        seed_mb = max(seed_mb, mem.mb)
+        with PeakRSS() as mem:
+            bnlab_t.append(bnlab_run(cfg, steps, device))
+        bnlab_mb = max(bnlab_mb, mem.mb)
+    parts = bnlab_parts(cfg, device)
+    model_steps = 2 * members * steps
+    seed_total = statistics.median(sum(t.values()) for t in seed_t)
+    seed_eval = statistics.median(t["eval"] for t in seed_t)
+    seed_train = statistics.median(t["train"] for t in seed_t)
+    ours_total = statistics.median(t["total"] for t in bnlab_t)
+    ours_train = max(ours_total - parts["startup"] - parts["eval"], 1e-9)
+    top = ceiling(cfg, shape, device, 1.0 if quick else 3.0)
+    # The evaluation's share of a run at the preset's own interval (epochs: once per epoch).
+    interval = cfg.eval_every or n_train // cfg.batch_size
+    share = parts["eval"] / (parts["eval"] + interval * ours_train / steps)
+    return {
+        "preset": name,
+        "K": members,
+        "steps": steps,
+        "seed": model_steps / seed_total,
+        "ours": model_steps / ours_total,
+        "seed_train": model_steps / seed_train,
+        "ours_train": model_steps / ours_train,
+        "ceiling": top,
+        "gflop": gflop,
+        "startup": parts["startup"],
+        "eval": parts["eval"],
+        "seed_eval": seed_eval,
+        "eval_share": share,
+        "interval": interval,
+        "seed_mb": seed_mb,
+        "ours_mb": bnlab_mb,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="timed seconds per config")
-    parser.add_argument("--ks", default="1,4,16,64", help="stack sizes K")
-    parser.add_argument(
-        "--compile", action="store_true", help="also time torch.compile of the whole model"
-    )
+    parser.add_argument("--quick", action="store_true", help="a few steps each (< 1 minute)")
+    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated")
+    parser.add_argument("--repeat", type=int, default=0, help="round-robin repeats (default 2)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    train = data.load("mnist", "train")
-    x, y = data.to_tensor(train, "binarize")
-    tdata = TrainData(x, y, x[:1000], y[:1000], train.source, "")
-    gflop = flops_per_model_step() / 1e9
+    device = resolve_device(args.device)
+    repeat = args.repeat or (1 if args.quick else 2)
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"{gflop * 1e3:.1f} MFLOP per model-step (matmuls)"
+        f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+        f"{'quick' if args.quick else 'full'} run, {repeat} round-robin repeat(s); "
+        "model-steps/s over K seeds x (BN, baseline), start-up and final evaluation included"
     )
-    base = seed_style(x, y, args.seconds)
-    print(f"{'config':<34}{'model-steps/s':>14}{'x seed':>8}{'GFLOP/s':>9}{'peak RSS MB':>13}")
+    header = (
+        f"{'preset':<19}{'K':>3}{'steps':>6}{'seed loop':>10}{'bnlab':>8}{'ratio':>7}"
+        f"{'train-only':>11}{'GFLOP/s':>9}{'ceiling':>9}{'of ceil':>8}{'start s':>8}"
+        f"{'eval s':>7}{'(seed)':>7}{'eval %':>7}{'MB seed':>8}{'MB ours':>8}"
+    )
+    print(header)
+    for name in args.presets.split(","):
+        members, steps, quick_steps = PRESETS[name]
+        r = bench_preset(
+            name, members, quick_steps if args.quick else steps, repeat, device, args.quick
+        )
+        print(
+            f"{r['preset']:<19}{r['K']:>3}{r['steps']:>6}{r['seed']:>10.1f}{r['ours']:>8.1f}"
+            f"{r['ours'] / r['seed']:>6.2f}x{r['ours_train'] / r['seed_train']:>10.2f}x"
+            f"{r['ours_train'] * r['gflop']:>9.1f}{r['ceiling']:>9.1f}"
+            f"{r['ours_train'] / r['ceiling']:>7.0%} {r['startup']:>7.1f}{r['eval']:>7.2f}"
+            f"{r['seed_eval']:>7.2f}{r['eval_share']:>6.1%} "
+            f"{r['seed_mb']:>7.0f}{r['ours_mb']:>8.0f}",
+            flush=True,
+        )
     print(
-        f"{'seed-style loop':<34}{base:>14.0f}{1.0:>8.2f}{base * gflop:>9.1f}{peak_rss_mb():>13.0f}"
+        "ratio: whole runs (start-up, steps, evaluation); train-only: steps alone; ceiling: the "
+        "stacked kernels alone, model-steps/s; eval %: one evaluation's share of a run at the "
+        "preset's interval (every eval_every steps, or once per epoch)"
     )
-    for k in (int(v) for v in args.ks.split(",")):
-        rate = matmul_floor(k, args.seconds)
-        name = f"matmuls alone K={k} (ceiling)"
-        print(f"{name:<34}{rate:>14.0f}{rate / base:>8.2f}{rate * gflop:>9.1f}{'':>13}")
-    modes = ["eager", "compiled BN"] + (["compiled model"] if args.compile else [])
-    for mode in modes:
-        for k in (int(v) for v in args.ks.split(",")):
-            rate, compile_s = bnlab_stack(tdata, k, args.seconds, mode)
-            name = f"bnlab K={k} {mode}" + (f" ({compile_s:.0f}s)" if mode != "eager" else "")
-            print(
-                f"{name:<34}{rate:>14.0f}{rate / base:>8.2f}{rate * gflop:>9.1f}"
-                f"{peak_rss_mb():>13.0f}"
-            )
 
 
 if __name__ == "__main__":
