@@ -44,7 +44,7 @@ def setting_part(title: str, name: str, res: Results, directory: Path) -> Part:
     cfg = res.config(next(iter(res.runs)))
     protocol = {
         "preset": cfg["preset"],
-        "norms": ", ".join(NORM_LABELS.get(n, n) for n in res.runs),
+        "norms": ", ".join(NORM_LABELS[n] for n in NORM_LABELS if n in res.runs),  # baseline first
         **describe(cfg),
     }
     section = Section(
