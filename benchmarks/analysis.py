@@ -1,5 +1,5 @@
 """Cost of the Santurkar analyses as a fraction of training time, at the default probing
-intervals of the experiments (bnlab.analysis.experiments.SETTINGS).
+intervals of the experiments (bnlab.reproduce.santurkar2018.SETTINGS).
 
     .venv/bin/python benchmarks/analysis.py [--steps 20] [--seeds 2] [--threads 0]
 
@@ -16,11 +16,11 @@ from dataclasses import replace
 
 import torch
 
-from bnlab.analysis.experiments import SETTINGS
 from bnlab.analysis.probes import AnalysisProbe
 from bnlab.engine.data import load_data
 from bnlab.engine.presets import get_preset
 from bnlab.engine.train import build_stack, train_step
+from bnlab.reproduce.santurkar2018 import SETTINGS
 
 
 def _time(fn, repeats: int) -> float:

@@ -8,13 +8,21 @@ Public API (everything else may change):
 - `BatchNorm1d`, `BatchNorm2d`, `BatchNorm3d`: drop-in replacements for `torch.nn`'s.
 - `fold_batchnorm`: fold BN into the preceding Linear/Conv layer for inference.
 
-Subpackages, each with its own small API in its `__init__`:
+Subpackages, each with its own small API in its `__init__`, listed in import order: each
+imports only the ones above it, and the BN core (the modules above) imports none of them:
 
 - `bnlab.data`: verified datasets (`load`, `fetch`, `to_tensor`, `StackedBatches`).
-- `bnlab.engine`: K models trained as one stacked computation (`get_preset`, `train`, `Store`).
+- `bnlab.engine`: K models trained as one stacked computation (`get_preset`, `train`, `Store`,
+  the norm-layer table with BN and noisy BN).
+- `bnlab.analysis`: Santurkar et al. 2018 measurement tools (`landscape`, `ics`, `hvp`, probes).
 - `bnlab.report`: CIs over seeds, claims and verdicts, figures, `write_report`.
-- `bnlab.reproduce`: the experiments behind `bnlab reproduce`.
-- `bnlab.analysis`: Santurkar et al. 2018 measurements (`landscape`, `ics`, `hvp`, noisy BN).
+- `bnlab.reproduce`: the experiments behind `bnlab reproduce` (Ioffe & Szegedy 2015,
+  Santurkar et al. 2018, ...).
+
+Imports run one way, core <- data <- engine <- analysis <- report <- reproduce <- cli, where cli
+is `bnlab.cli` and each subcommand's module (`bnlab.verify`, `bnlab.<subpackage>.cli`): library
+code never imports the command line, and there is no import circle (tests/test_import_order.py).
+`BnlabError` (`bnlab.errors`) is the error for a user's mistake that every layer may raise.
 """
 
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from bnlab import __version__
+from bnlab.errors import BnlabError
 
 # Each entry is a module with `add_parser(subparsers)`; order is the order in `--help`.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -21,10 +22,6 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "bnlab.verify",
     "bnlab.reproduce.cli",
 )
-
-
-class BnlabError(Exception):
-    """An error meant for the user: printed as one line, exit status 2, no traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -173,21 +173,21 @@ def update_running_stats(
     running_var: Tensor,
     mu: Tensor,
     var: Tensor,
-    n: int,
+    m: int,
     momentum: float | None,
     num_batches_tracked: int = 1,
 ) -> tuple[Tensor, Tensor]:
     """New running statistics; pure (the inputs are not modified).
 
-    `var` is the biased batch variance over `n` values per channel. The running variance
-    estimates the population variance, so it gets Bessel's correction: n/(n-1), not 1.
+    `var` is the biased batch variance over `m` values per channel. The running variance
+    estimates the population variance, so it gets Bessel's correction: m/(m-1), not 1.
     `momentum=None` gives the cumulative average, factor 1/num_batches_tracked (the count
     *including* this batch), as in `torch.nn.BatchNorm*`.
     """
     factor = 1.0 / num_batches_tracked if momentum is None else momentum
     mu = mu.detach().reshape(running_mean.shape).to(running_mean.dtype)
     var = var.detach().reshape(running_var.shape).to(running_var.dtype)
-    unbiased = var * (n / (n - 1))  # Bessel's correction: n-1, not n
+    unbiased = var * (m / (m - 1))  # Bessel's correction: m-1, not m
     new_mean = torch.lerp(running_mean, mu, factor)
     new_var = torch.lerp(running_var, unbiased, factor)
     return new_mean, new_var
@@ -238,8 +238,8 @@ def batch_norm(
     y, mu, var = _BatchNormTrain.apply(input, w, b, dims, eps)
     check_finite_stats(mu, var)
     if running_mean is not None and running_var is not None:
-        n = math.prod(input.shape[d] for d in dims)
-        new_mean, new_var = update_running_stats(running_mean, running_var, mu, var, n, momentum)
+        m = math.prod(input.shape[d] for d in dims)  # values per channel
+        new_mean, new_var = update_running_stats(running_mean, running_var, mu, var, m, momentum)
         with torch.no_grad():
             running_mean.copy_(new_mean)
             running_var.copy_(new_var)

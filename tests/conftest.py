@@ -1,15 +1,23 @@
-"""Shared test helpers: a `cmp` that says exact / close / maxdiff, as in makemore part 4."""
+"""Fixtures every test file may use; shared plain helpers are in helpers.py."""
 
 from __future__ import annotations
 
-import torch
+import pytest
+
+from bnlab import _fastpath
 
 
-def assert_close(name: str, ours: torch.Tensor, ref: torch.Tensor, rtol: float, atol: float):
-    """Compare two tensors; on failure, say which quantity and by how much it is off."""
-    assert ours.shape == ref.shape, f"{name}: shape {tuple(ours.shape)} != {tuple(ref.shape)}"
-    assert ours.dtype == ref.dtype, f"{name}: dtype {ours.dtype} != {ref.dtype}"
-    maxdiff = (ours - ref).abs().max().item() if ours.numel() else 0.0
-    assert torch.allclose(ours, ref, rtol=rtol, atol=atol, equal_nan=True), (
-        f"{name}: not close (maxdiff {maxdiff:.3e}, rtol {rtol}, atol {atol})"
-    )
+@pytest.fixture
+def fastpath_off(monkeypatch):
+    """The eager BN kernels only: torch.compile costs tens of seconds per new shape, far more
+    than a quick run trains. The fast path's state is restored after the test."""
+    monkeypatch.setattr(_fastpath, "_disabled_reason", _fastpath._disabled_reason)
+    _fastpath.disable("tests: quick runs")
+
+
+@pytest.fixture
+def fastpath_on(monkeypatch):
+    """The compiled BN kernels, from an empty cache (even if BNLAB_COMPILE=0); restored after."""
+    monkeypatch.setattr(_fastpath, "_disabled_reason", _fastpath._disabled_reason)
+    monkeypatch.setattr(_fastpath, "_compiled", {})
+    _fastpath.enable()

@@ -3,7 +3,7 @@ central finite difference of gradients, in float64."""
 
 import pytest
 import torch
-from conftest import assert_close
+from helpers import assert_close
 from torch.func import functional_call
 
 from bnlab.analysis._state import loss_and_grad, member_losses

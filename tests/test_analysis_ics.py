@@ -3,7 +3,7 @@ to a hand-written two-layer reference that updates the first layer with plain SG
 
 import torch
 import torch.nn.functional as F
-from conftest import assert_close
+from helpers import assert_close
 
 from bnlab.analysis.ics import ics, weight_layer_columns
 from bnlab.engine import ModelConfig, OptimConfig, build_model, make_optimizer

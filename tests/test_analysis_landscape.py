@@ -3,7 +3,7 @@ against a loop over single members."""
 
 import pytest
 import torch
-from conftest import assert_close
+from helpers import assert_close
 
 from bnlab.analysis.landscape import LandscapeConfig, along_gradient, landscape
 from bnlab.engine import ModelConfig, build_model

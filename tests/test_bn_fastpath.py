@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close
+from helpers import assert_close
 from torch import nn
 
 import bnlab
@@ -12,9 +12,8 @@ from bnlab import _fastpath
 
 
 @pytest.fixture
-def small_inputs_take_fast_path(monkeypatch):
+def small_inputs_take_fast_path(fastpath_on, monkeypatch):
     monkeypatch.setattr(_fastpath, "MIN_NUMEL", 0)
-    monkeypatch.setattr(_fastpath, "_disabled_reason", None)
 
 
 def _train_step(bn, x, dy):
@@ -42,7 +41,6 @@ def test_compile_failure_warns_once_and_falls_back(small_inputs_take_fast_path, 
 
         return call
 
-    monkeypatch.setattr(_fastpath, "_compiled", {})
     monkeypatch.setattr(torch, "compile", broken_compile)
     torch.manual_seed(0)
     x, dy = torch.randn(6, 3), torch.randn(6, 3)
@@ -54,10 +52,8 @@ def test_compile_failure_warns_once_and_falls_back(small_inputs_take_fast_path, 
         assert_close(name, a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_normalize_compiled_true_skips_the_size_threshold(monkeypatch):
+def test_normalize_compiled_true_skips_the_size_threshold(fastpath_on):
     """The engine's stacked BN asks for the compiled kernels on small (K, B, C) inputs."""
-    monkeypatch.setattr(_fastpath, "_disabled_reason", None)
-    monkeypatch.setattr(_fastpath, "_compiled", {})
     torch.manual_seed(0)
     x = torch.randn(3, 6, 4)
     w, b = torch.rand(3, 1, 4) + 0.5, torch.randn(3, 1, 4)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close
+from helpers import assert_close
 
 import bnlab
 from bnlab import reference
@@ -142,7 +142,7 @@ def test_reference_running_stats_match_torch():
 def test_update_running_stats_is_pure_and_cumulative():
     rm, rv = torch.zeros(3), torch.ones(3)
     mu, var = torch.full((1, 3), 2.0), torch.full((1, 3), 4.0)
-    new_mean, new_var = bnlab.update_running_stats(rm, rv, mu, var, n=5, momentum=None)
+    new_mean, new_var = bnlab.update_running_stats(rm, rv, mu, var, m=5, momentum=None)
     assert torch.equal(rm, torch.zeros(3)) and torch.equal(rv, torch.ones(3))
     # first batch with a cumulative average: factor 1/1, the batch statistics themselves
     assert torch.allclose(new_mean, torch.full((3,), 2.0))

@@ -55,23 +55,23 @@ def test_conv_and_pool_match_torch_per_member(c_in):
         torch.testing.assert_close(conv.weight.grad[k], ref.weight.grad, **TOL)
 
 
-@pytest.mark.parametrize("spatial", [False, True])
+@pytest.mark.parametrize("conv", [False, True])  # (K, B, C) or (K, B, C, H, W) inputs
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_batchnorm_matches_torch_train_and_eval(spatial, momentum):
+def test_batchnorm_matches_torch_train_and_eval(conv, momentum):
     C = 4
-    bn = StackedBatchNorm(K, C, spatial, eps=1e-5, momentum=momentum, dtype=torch.float64)
+    bn = StackedBatchNorm(K, C, eps=1e-5, momentum=momentum, dtype=torch.float64)
     with torch.no_grad():
         bn.weight.uniform_(0.5, 1.5)
         bn.bias.normal_()
     refs = [
-        (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(C, momentum=momentum, dtype=F64)
+        (nn.BatchNorm2d if conv else nn.BatchNorm1d)(C, momentum=momentum, dtype=F64)
         for _ in range(K)
     ]
     for k, ref in enumerate(refs):
         with torch.no_grad():
             ref.weight.copy_(bn.weight[k])
             ref.bias.copy_(bn.bias[k])
-    shape = (K, 6, C, 3, 3) if spatial else (K, 6, C)
+    shape = (K, 6, C, 3, 3) if conv else (K, 6, C)
     for _ in range(3):  # train steps update the running statistics
         x = (torch.randn(shape, dtype=F64) * 2 + 1).requires_grad_()
         y = bn(x)

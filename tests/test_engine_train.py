@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bnlab.cli import main
 from bnlab.engine import checkpoint
 from bnlab.engine.config import ConfigError, OptimConfig, apply_overrides, validate
 from bnlab.engine.presets import PRESETS, get_preset
@@ -139,3 +140,20 @@ def test_missing_dataset_fails_before_any_write(tmp_path, monkeypatch):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="preset"):
         get_preset("ioffe2016")
+
+
+def test_cli_validates_the_config_once(tmp_path, capsys, monkeypatch):
+    """`bnlab train` leaves validation to `train`, which does it before any work or write."""
+    from bnlab.engine import config
+
+    calls = []
+    check_model = config._validate_model
+    monkeypatch.setattr(config, "_validate_model", lambda m: calls.append(m) or check_model(m))
+    out = tmp_path / "out"
+    argv = ["train", "--preset", "smoke", "--steps", "2", "--out", str(out), "--quiet"]
+    assert main(argv) == 0 and (out / "bnlab.sqlite").is_file()
+    assert len(calls) == 1
+    bad = tmp_path / "bad"
+    assert main([*argv[:3], "--set", "activation=softplus", "--out", str(bad)]) == 2
+    assert not bad.exists()
+    assert "model.activation: expected one of sigmoid, relu" in capsys.readouterr().err

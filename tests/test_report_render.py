@@ -5,66 +5,11 @@ from __future__ import annotations
 
 import base64
 import re
-from pathlib import Path
 
-import numpy as np
 import pytest
+from helpers import build_report
 
-from bnlab.report import (
-    CLAIMS_BY_ID,
-    QUICK_BANNER,
-    ReportFigure,
-    ReportMeta,
-    Section,
-    Table,
-    curve_band,
-    diff_ci,
-    score,
-    write_report,
-)
-
-
-def build_report(tmp_path: Path, quick: bool) -> tuple[Path, Path]:
-    """A small but complete report: two scorecard rows, one section with a figure and a table."""
-    rng = np.random.default_rng(0)
-    steps = np.arange(0, 5000, 250)  # (T=20,)
-    rise = 1 - np.exp(-steps / 800)
-    bn = 97 + 1.2 * rise + 0.2 * rng.standard_normal((5, steps.size)) - 40 * np.exp(-steps / 300)
-    base = 90 + 4 * rise + 0.4 * rng.standard_normal((5, steps.size)) - 60 * np.exp(-steps / 900)
-    figs = tmp_path / "figures"
-    files = curve_band(
-        figs / "fig1a",
-        steps,
-        {"BN": bn, "no BN": base},
-        xlabel="training step",
-        ylabel="test accuracy (%)",
-        title="MNIST, 3x100 sigmoid",
-    )
-    effect = diff_ci(bn[:, -1], base[:, -1], paired=True)
-    rows = [
-        score(CLAIMS_BY_ID["bn-final-accuracy"], "ioffe2015-mnist", effect, note="5 seeds"),
-        score(CLAIMS_BY_ID["bn-smoother-loss"], "ioffe2015-mnist", diff_ci([0.01], [0.02])),
-    ]
-    section = Section(
-        title="ioffe2015-mnist <Fig. 1>",
-        protocol={"network": "3 x 100 sigmoid", "steps": "5,000", "batch": 60, "lr": 0.5},
-        data_source="MNIST: 60,000 train / 10,000 test; CIFAR-10: 5,000-image subset",
-        figures=[ReportFigure.from_files(files, "Test accuracy vs steps, mean and 95% CI")],
-        tables=[
-            Table("Final accuracy", ("norm", "accuracy"), [("BN", "98.1%"), ("none", "94.0%")])
-        ],
-        notes=["Seed trains 50,000 steps with lr 0.01; we use lr 0.5 & say why."],
-        wall_time_s=123.4,
-    )
-    meta = ReportMeta(
-        "bnlab reproduction",
-        "git abc1234 (dirty)",
-        4321.0,
-        quick=quick,
-        created="2025-01-01T00:00:00",
-        command="bnlab reproduce ioffe2015-mnist",
-    )
-    return write_report(tmp_path / "out", [section], rows, meta)
+from bnlab.report import QUICK_BANNER, ReportFigure, ReportMeta, Section, Table, write_report
 
 
 @pytest.fixture(scope="module")

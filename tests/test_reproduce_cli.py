@@ -7,10 +7,10 @@ import json
 import re
 
 import pytest
+from helpers import CHROMIUM, has_colour, screenshot
 from matplotlib.image import imread
-from test_report_chromium import CHROMIUM, _has_colour, _screenshot
 
-from bnlab import _fastpath, data
+from bnlab import data
 from bnlab.cli import main
 from bnlab.report import QUICK_BANNER
 from bnlab.report.figures import PALETTE
@@ -18,14 +18,8 @@ from bnlab.report.figures import PALETTE
 PRESENT = {s.name for s in data.available() if s.present}
 
 
-@pytest.fixture
-def no_compile(monkeypatch):
-    # torch.compile costs tens of seconds per new shape: far more than a quick run trains.
-    monkeypatch.setattr(_fastpath, "_disabled_reason", "tests: quick runs")
-
-
 @pytest.mark.skipif("cifar10" not in PRESENT, reason="cifar10 subset not present")
-def test_reproduce_quick_writes_a_report_that_says_quick(tmp_path, capsys, no_compile):
+def test_reproduce_quick_writes_a_report_that_says_quick(tmp_path, capsys, fastpath_off):
     out = tmp_path / "res"
     assert main(["reproduce", "cifar10-cnn", "--quick", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
@@ -42,10 +36,10 @@ def test_reproduce_quick_writes_a_report_that_says_quick(tmp_path, capsys, no_co
 
     if CHROMIUM:  # what a reader sees: the page renders, with both variants' figure colours
         png = tmp_path / "page.png"
-        _screenshot(out / "report.html", png, tmp_path / "profile")
+        screenshot(out / "report.html", png, tmp_path / "profile")
         rgb = imread(png)[..., :3]
         assert rgb.std() > 0.05, "the page rendered blank"
-        assert _has_colour(rgb, PALETTE[0]) and _has_colour(rgb, PALETTE[1])
+        assert has_colour(rgb, PALETTE[0]) and has_colour(rgb, PALETTE[1])
     assert 'id="scorecard"' in html
 
     # `bnlab report DIR` re-renders from the stored runs without training.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bnlab import _fastpath, data
+from bnlab import data
 from bnlab.report import Verdict
 from bnlab.reproduce import experiments
 from bnlab.reproduce.runner import run_experiment
@@ -22,10 +22,7 @@ NEEDS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _no_compile(monkeypatch):
-    # torch.compile costs tens of seconds per new shape: far more than a quick run trains.
-    monkeypatch.setattr(_fastpath, "_disabled_reason", "tests: quick runs")
+pytestmark = pytest.mark.usefixtures("fastpath_off")
 
 
 def test_every_experiment_is_registered_and_covered_here():

@@ -6,27 +6,23 @@ Tools that work on any bnlab stack, for every member at once:
   and effective beta-smoothness along the gradient (Sec. 3.1, Fig. 4);
 - `ics`: internal covariate shift as ||G - G'|| and cos(G, G') per layer (Def. 2.1, Fig. 5);
 - `hvp`, `gradient_curvature`: g^T H g / ||g||^2 by double backward through BN;
-- `StackedNoisyBatchNorm`, `NoiseConfig`: the "batch-noisy" norm layer (Sec. 2.1, Fig. 2);
 - `AnalysisProbe`, `ProbeConfig`: run them during `bnlab.engine.train` without disturbing it;
 - `preserved`: save and restore everything a measurement could change.
 
-The experiments that use them live in `bnlab.analysis.experiments` (imported by
-`bnlab reproduce`).
+The experiments that use them are `bnlab.reproduce.santurkar2018`; the "batch-noisy" norm
+layer they train (Sec. 2.1, Fig. 2) is `bnlab.engine.StackedNoisyBatchNorm`.
 """
 
 from bnlab.analysis._state import loss_and_grad, member_losses, preserved
 from bnlab.analysis.curvature import gradient_curvature, hvp
 from bnlab.analysis.ics import ics
 from bnlab.analysis.landscape import LandscapeConfig, along_gradient, landscape
-from bnlab.analysis.noisy_bn import NoiseConfig, StackedNoisyBatchNorm
 from bnlab.analysis.probes import AnalysisProbe, ProbeConfig
 
 __all__ = [
     "AnalysisProbe",
     "LandscapeConfig",
-    "NoiseConfig",
     "ProbeConfig",
-    "StackedNoisyBatchNorm",
     "along_gradient",
     "gradient_curvature",
     "hvp",

@@ -6,10 +6,10 @@
 
 Building blocks for analyses: `build_model` (a `StackedModel` whose parameters are views of
 `model.flat`, (K, P)), `build_stack` / `train_step` / `evaluate`, `NORM_LAYERS` (the norm
-switch), `ActivationRecorder` / `activation_stats`, and `Store` (the results database).
+switch; its "batch-noisy" is `StackedNoisyBatchNorm`, Santurkar et al. 2018, Sec. 2.1),
+`ActivationRecorder` / `activation_stats`, and `Store` (the results database).
 """
 
-from bnlab.engine.cli import member_records
 from bnlab.engine.config import (
     ConfigError,
     DataConfig,
@@ -22,9 +22,11 @@ from bnlab.engine.config import (
 )
 from bnlab.engine.hooks import ActivationRecorder, activation_stats
 from bnlab.engine.models import StackedModel, build_model
+from bnlab.engine.noisy_bn import NoiseConfig, StackedNoisyBatchNorm
 from bnlab.engine.norms import NORM_LAYERS, NormSpec, StackedBatchNorm
 from bnlab.engine.optim import StackedAdam, StackedSGD, make_optimizer
 from bnlab.engine.presets import PRESETS, get_preset
+from bnlab.engine.records import member_records
 from bnlab.engine.store import Store
 from bnlab.engine.train import Probe, Stack, build_stack, evaluate, train, train_stack, train_step
 
@@ -36,6 +38,7 @@ __all__ = [
     "DataConfig",
     "HookConfig",
     "ModelConfig",
+    "NoiseConfig",
     "NormSpec",
     "OptimConfig",
     "Probe",
@@ -43,6 +46,7 @@ __all__ = [
     "StackedAdam",
     "StackedBatchNorm",
     "StackedModel",
+    "StackedNoisyBatchNorm",
     "StackedSGD",
     "Store",
     "TrainConfig",

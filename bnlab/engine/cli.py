@@ -7,9 +7,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from bnlab.engine.config import DEVICES, TrainConfig, apply_overrides, validate
+from bnlab.engine.config import DEVICES, TrainConfig, apply_overrides
 from bnlab.engine.presets import PRESETS, get_preset
-from bnlab.engine.store import DB_NAME, Store
+from bnlab.engine.records import member_records
+from bnlab.engine.store import DB_NAME
 
 TABLE_COLUMNS = (
     "run_id",
@@ -24,7 +25,7 @@ TABLE_COLUMNS = (
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """Preset, then --set overrides in order, then --seeds / --steps; validated."""
+    """Preset, then --set overrides in order, then --seeds / --steps (`train` validates)."""
     cfg = apply_overrides(get_preset(args.preset), args.set or [])
     if args.seeds is not None:
         cfg = replace(cfg, seeds=args.seeds)
@@ -32,7 +33,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         cfg = replace(cfg, steps=args.steps, epochs=0)
     if args.device is not None:
         cfg = replace(cfg, device=args.device)
-    return validate(cfg)
+    return cfg
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -43,46 +44,6 @@ def run_train(args: argparse.Namespace) -> int:
     train(cfg, out, resume=args.resume, progress=not args.quiet)
     print(f"results in {out} ({DB_NAME}); see `bnlab results {out}`")
     return 0
-
-
-def member_records(out_dir: str | Path) -> list[dict]:
-    """One dict per member of every run in `out_dir`: config fields and final metrics."""
-    if not (Path(out_dir) / DB_NAME).exists():
-        raise FileNotFoundError(f"DIR: no {DB_NAME} in {out_dir}; run `bnlab train --out DIR`")
-    store = Store(out_dir)
-    try:
-        return [rec for run in store.runs() for rec in _run_records(store, run)]
-    finally:
-        store.close()
-
-
-def _run_records(store: Store, run: dict) -> list[dict]:
-    cfg = json.loads(run["config"])
-    records = []
-    for member, seed, lr in store.members(run["run_id"]):
-        last = store.last_train_row(run["run_id"], member) or {}
-        final = store.last_metrics(run["run_id"], member)
-        records.append(
-            {
-                "run_id": run["run_id"],
-                "preset": run["preset"],
-                "norm": run["norm"],
-                "member": member,
-                "seed": seed,
-                "lr": lr,
-                "optimizer": cfg["optim"]["name"],
-                "dataset": cfg["data"]["dataset"],
-                "batch_size": cfg["batch_size"],
-                "steps": last.get("step", 0),
-                "status": run["status"],
-                "code_version": run["code_version"],
-                "train_loss": last.get("train_loss"),
-                "train_accuracy": last.get("train_accuracy"),
-                "test_loss": final.get("test_loss"),
-                "test_accuracy": final.get("test_accuracy"),
-            }
-        )
-    return records
 
 
 def _format(value) -> str:

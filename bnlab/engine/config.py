@@ -15,12 +15,17 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 import torch
 
-ACTIVATIONS = ("sigmoid", "relu", "tanh", "identity")
+from bnlab.data.pipeline import TRANSFORMS
+from bnlab.engine.noisy_bn import NoiseConfig
+from bnlab.engine.norms import NORM_LAYERS
+from bnlab.engine.stacked import Activation
+
+# Choices are read from the code that implements them, so a new one is added in one place.
+ACTIVATIONS = tuple(Activation.FUNCTIONS)
 NORM_POSITIONS = ("before", "after")  # norm before or after the activation
 INITS = ("gaussian", "torch-default")
 OPTIMIZERS = ("sgd", "adam")
-TRANSFORMS = ("standardize", "binarize", "unit", "pm1", "none")
-DTYPES = ("float32", "float64")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when present, else the CPU
 
 
@@ -45,11 +50,11 @@ class ModelConfig:
     # fuse BN's forward/backward with torch.compile (bnlab._fastpath; ~8 s to compile, falls
     # back to the eager Function without a compiler); measured in benchmarks/engine.py
     compile_norm: bool = False
-    # "batch-noisy" only (bnlab.analysis.noisy_bn, Santurkar et al. 2018, Sec. 2.1): each step,
+    # "batch-noisy" only (bnlab.engine.noisy_bn, Santurkar et al. 2018, Sec. 2.1): each step,
     # per member and channel, noise mean ~ U(-noise_mean_max, +max), std ~ U(min, max).
-    noise_mean_max: float = 0.5
-    noise_std_min: float = 0.5
-    noise_std_max: float = 1.5
+    noise_mean_max: float = NoiseConfig.mean_max
+    noise_std_min: float = NoiseConfig.std_min
+    noise_std_max: float = NoiseConfig.std_max
 
 
 @dataclass(frozen=True)
@@ -284,8 +289,6 @@ def _validate_hooks(h: HookConfig, m: ModelConfig) -> None:
 
 
 def _validate_loop(cfg: TrainConfig) -> None:
-    from bnlab.engine.norms import NORM_LAYERS
-
     if not cfg.norms:
         raise ConfigError("norms: expected at least one norm layer, got none")
     for norm in cfg.norms:
@@ -302,7 +305,7 @@ def _validate_loop(cfg: TrainConfig) -> None:
     _check_positive("eval_every", cfg.eval_every, allow_zero=True)
     _check_positive("checkpoint_every", cfg.checkpoint_every)
     _check_positive("threads", cfg.threads, allow_zero=True)
-    _check_choice("dtype", cfg.dtype, DTYPES)
+    _check_choice("dtype", cfg.dtype, tuple(DTYPES))
     _check_choice("device", cfg.device, DEVICES)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError(

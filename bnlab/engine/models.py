@@ -119,10 +119,8 @@ class StackedModel(nn.Module):
         return list(self.layers._modules).index(module_name.split(".")[1])
 
 
-def _norm_act(
-    blocks: OrderedDict, i: int, spec, cfg: ModelConfig, members, width, spatial, dtype
-) -> None:
-    norm = spec.make(members, width, spatial, cfg, dtype) if spec.make is not None else None
+def _norm_act(blocks: OrderedDict, i: int, spec, cfg: ModelConfig, members, width, dtype) -> None:
+    norm = spec.make(members, width, cfg, dtype) if spec.make is not None else None
     act = Activation(cfg.activation)
     if norm is not None and cfg.norm_position == "before":
         blocks[f"norm{i}"] = norm
@@ -152,7 +150,7 @@ def build_model(
     for i, c_out in enumerate(cfg.conv_channels, start=1):
         widest = max(widest, c_out * height * width)
         blocks[f"conv{i}"] = StackedConv2d(members, channels, c_out, bias=bias, dtype=dtype)
-        _norm_act(blocks, i, spec, cfg, members, c_out, True, dtype)
+        _norm_act(blocks, i, spec, cfg, members, c_out, dtype)
         channels = c_out
         if i % cfg.pool_every == 0:  # VGG-style stages: several convs per pooling
             blocks[f"pool{i}"] = StackedMaxPool2d()
@@ -162,7 +160,7 @@ def build_model(
     start = len(cfg.conv_channels) + 1
     for i, fan_out in enumerate(cfg.hidden, start=start):
         blocks[f"fc{i}"] = StackedLinear(members, fan_in, fan_out, bias=bias, dtype=dtype)
-        _norm_act(blocks, i, spec, cfg, members, fan_out, False, dtype)
+        _norm_act(blocks, i, spec, cfg, members, fan_out, dtype)
         fan_in = fan_out
     blocks["out"] = StackedLinear(members, fan_in, cfg.num_classes, bias=True, dtype=dtype)
     return StackedModel(blocks, members, dtype, max(widest, *cfg.hidden, cfg.num_classes))

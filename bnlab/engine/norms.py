@@ -1,6 +1,6 @@
 """Normalization layers over a stack of K members, chosen by name through `NORM_LAYERS`.
 
-A norm layer is built as `spec.make(members, channels, spatial, cfg)` and normalizes
+A norm layer is built as `spec.make(members, channels, cfg, dtype)` and normalizes
 (K, B, C) or (K, B, C, H, W). New layers (Layer, Group, Ghost, Batch Renorm, ...) plug in by
 adding a `NormSpec` to `NORM_LAYERS`; the model builder and config validation read only the
 registry.
@@ -32,14 +32,13 @@ class StackedBatchNorm(nn.Module):
         self,
         members: int,
         channels: int,
-        spatial: bool,
         eps: float,
         momentum: float,
         dtype=None,
         compiled: bool | None = False,
     ):
         super().__init__()
-        self.spatial, self.eps, self.momentum = spatial, eps, momentum
+        self.eps, self.momentum = eps, momentum
         # passed to functional.normalize; False by default: compiling each new shape stalls a
         # short run for seconds (ModelConfig.compile_norm opts in)
         self.compiled = compiled
@@ -92,35 +91,20 @@ class StackedBatchNorm(nn.Module):
 class NormSpec:
     """How to build one kind of norm layer, and what the rest of the model must know of it."""
 
-    make: Callable[..., nn.Module] | None  # (members, channels, spatial, model_cfg, dtype)
+    make: Callable[..., nn.Module] | None  # (members, channels, model_cfg, dtype)
     needs_batch: bool  # statistics over the batch: a batch of 1 is an error
     has_shift: bool  # has a learned shift (beta), so a preceding layer needs no bias
 
 
-def _make_batch(members, channels, spatial, model_cfg, dtype) -> nn.Module:
+def _make_batch(members, channels, model_cfg, dtype) -> nn.Module:
     compiled = True if model_cfg.compile_norm else False
     return StackedBatchNorm(
-        members, channels, spatial, model_cfg.bn_eps, model_cfg.bn_momentum, dtype, compiled
-    )
-
-
-def _make_batch_noisy(members, channels, spatial, model_cfg, dtype) -> nn.Module:
-    from bnlab.analysis.noisy_bn import NoiseConfig, StackedNoisyBatchNorm  # builds on this
-
-    return StackedNoisyBatchNorm(
-        members,
-        channels,
-        spatial,
-        model_cfg.bn_eps,
-        model_cfg.bn_momentum,
-        NoiseConfig.from_model(model_cfg),
-        dtype=dtype,
+        members, channels, model_cfg.bn_eps, model_cfg.bn_momentum, dtype, compiled
     )
 
 
 NORM_LAYERS: dict[str, NormSpec] = {
     "none": NormSpec(make=None, needs_batch=False, has_shift=False),
     "batch": NormSpec(make=_make_batch, needs_batch=True, has_shift=True),
-    # BN + per-step noise before the nonlinearity (Santurkar et al. 2018, Sec. 2.1)
-    "batch-noisy": NormSpec(make=_make_batch_noisy, needs_batch=True, has_shift=True),
+    # "batch-noisy" registers itself from bnlab.engine.noisy_bn, which builds on this module
 }

@@ -195,7 +195,7 @@ def santurkar2018_deep_linear() -> TrainConfig:
 
 def santurkar2018_noisy_bn() -> TrainConfig:
     """Santurkar et al. 2018, Sec. 2.1 / Fig. 2: standard vs BN vs BN + per-step noise
-    ("batch-noisy", bnlab.analysis.noisy_bn) on the CPU-sized VGG of `santurkar2018-vgg`; the
+    ("batch-noisy", bnlab.engine.noisy_bn) on the CPU-sized VGG of `santurkar2018-vgg`; the
     percentiles of the last conv layer's activation input are recorded for stability."""
     return replace(
         santurkar2018_vgg(),

@@ -93,6 +93,12 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def _transaction(self, statements: Iterable[tuple[str, list]]) -> None:
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -192,6 +198,11 @@ class Store:
         )
         rows = self.db.execute(sql, (run_id, member, name)).fetchall()
         return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+    def metric_names(self, prefix: str = "") -> list[str]:
+        """Names of the long-format metrics any run logged that start with `prefix`, sorted."""
+        sql = "SELECT DISTINCT name FROM metrics WHERE name LIKE ? ORDER BY name"
+        return [r[0] for r in self.db.execute(sql, (prefix + "%",))]
 
     def last_train_row(self, run_id: str, member: int) -> dict | None:
         sql = (

@@ -24,17 +24,16 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from bnlab.cli import BnlabError
 from bnlab.engine import checkpoint
-from bnlab.engine.config import TrainConfig, to_dict, validate
+from bnlab.engine.config import DTYPES, TrainConfig, to_dict, validate
 from bnlab.engine.data import TrainData, load_data, make_batches
 from bnlab.engine.hooks import ActivationRecorder
 from bnlab.engine.metrics import MetricLog
 from bnlab.engine.models import StackedModel, build_model
 from bnlab.engine.optim import make_optimizer
 from bnlab.engine.store import Store
+from bnlab.errors import BnlabError
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Evaluation runs the test set through the stack in chunks whose largest activation takes at
 # most this many bytes, so its memory is bounded whatever the test set's size.
 EVAL_CHUNK_BYTES = 64 * 2**20

@@ -7,7 +7,7 @@ from any store can be summarized and rendered.
 - `Claim`, `Direction`, `Verdict`, `judge`, `score`, `CLAIMS`, `CLAIMS_BY_ID`: the scorecard.
 - `percentile_drift`, `loss_smoothness`, `grad_norm_stability`, `steps_to_accuracy`,
   `highest_trainable`, `spread`: per-run effect measures.
-- `curve_band`, `percentile_bands`, `grid_points`: paper-style figures (PNG + SVG).
+- `curve_band`, `percentile_bands`, `range_band`, `grid_points`: paper-style figures (PNG + SVG).
 - `Section`, `ReportFigure`, `Table`, `ReportMeta`, `write_report`: report.html and report.md.
 """
 
@@ -21,7 +21,13 @@ from bnlab.report.claims import (
     judge,
     score,
 )
-from bnlab.report.figures import FigureFiles, curve_band, grid_points, percentile_bands
+from bnlab.report.figures import (
+    FigureFiles,
+    curve_band,
+    grid_points,
+    percentile_bands,
+    range_band,
+)
 from bnlab.report.measures import (
     grad_norm_stability,
     highest_trainable,
@@ -68,6 +74,7 @@ __all__ = [
     "mean_ci_band",
     "percentile_bands",
     "percentile_drift",
+    "range_band",
     "score",
     "spread",
     "steps_to_accuracy",

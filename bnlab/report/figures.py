@@ -1,5 +1,6 @@
 """Paper-style figures from plain arrays: mean curves with 95% CI bands over seeds, percentile
-bands (Ioffe & Szegedy 2015, Fig. 1b,c), and per-setting points with CI error bars.
+bands (Ioffe & Szegedy 2015, Fig. 1b,c), range bands (Santurkar et al. 2018, Fig. 4a,b), and
+per-setting points with CI error bars.
 
 Figures are drawn on `matplotlib.figure.Figure` directly, never through pyplot: no display,
 no global backend switch, nothing left open. Each figure is written as PNG and SVG.
@@ -131,6 +132,34 @@ def percentile_bands(
     axes[0].legend(frameon=False, fontsize="small")
     if title:
         fig.suptitle(title)
+    return _save(fig, stem)
+
+
+def range_band(
+    stem: Path,
+    x: Sequence[float],
+    groups: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    log_y: bool = False,
+) -> FigureFiles:
+    """For each group, (low, high), each (seeds, T): shade between the seed-mean of low and of
+    high, with their midpoint as a line (Santurkar et al. 2018, Fig. 4a,b: the range over the
+    step-size grid at each probed step)."""
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (name, (low, high)) in enumerate(groups.items()):
+        lo, hi = np.nanmean(low, axis=0), np.nanmean(high, axis=0)  # (T,); NaN = diverged
+        n = np.asarray(low).shape[0]
+        ax.fill_between(x, lo, hi, color=_colour(i), alpha=0.3, lw=0, label=f"{name} (n={n})")
+        ax.plot(x, 0.5 * (lo + hi), color=_colour(i), lw=1.0)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(title="seed-mean range over the step-size grid", frameon=False)
     return _save(fig, stem)
 
 

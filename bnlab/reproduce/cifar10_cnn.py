@@ -15,15 +15,8 @@ from pathlib import Path
 
 from bnlab.engine import TrainConfig, get_preset
 from bnlab.report import Section
-from bnlab.reproduce.common import (
-    Results,
-    data_source,
-    describe,
-    quick_suffix,
-    read_manifest,
-    train_variants,
-)
-from bnlab.reproduce.experiment import Experiment, ExperimentResult, register
+from bnlab.reproduce.common import Part, Results, data_source, describe, one_config_experiment
+from bnlab.reproduce.experiment import register
 from bnlab.reproduce.scoring import (
     accuracy_figure,
     comparison_table,
@@ -69,36 +62,24 @@ def config(seeds: int, quick: bool) -> TrainConfig:
     return cfg
 
 
-def run(out_dir: Path, seeds: int, quick: bool, progress: bool) -> None:
-    train_variants(NAME, config(seeds, quick), out_dir, progress, parallel=not quick)
-
-
-def analyze(out_dir: Path) -> ExperimentResult:
-    manifest = read_manifest(out_dir)
-    res = Results(out_dir)
-    try:
-        cfg = res.config("batch")
-        fig = accuracy_figure(
-            res, out_dir / "figures" / "test_accuracy", "CIFAR-10 subset, SimpleCNN"
-        )
-        rows, notes, lines = speed_claims(res, NAME, SUBSET_NOTE)
-        stab_rows, stab_notes, stab_lines = stability_claims(res, NAME)
-    finally:
-        res.close()
+def _part(res: Results, out_dir: Path) -> Part:
+    cfg = res.config("batch")
+    fig = accuracy_figure(res, out_dir / "figures" / "test_accuracy", "CIFAR-10 subset, SimpleCNN")
+    rows, notes, lines = speed_claims(res, NAME, SUBSET_NOTE)
+    stab_rows, stab_notes, stab_lines = stability_claims(res, NAME)
     section = Section(
-        title=f"{NAME}: the reproduction seed's SimpleCNN{quick_suffix(manifest)}",
+        title=f"{NAME}: the reproduction seed's SimpleCNN",
         protocol={**describe(cfg), "step scaling": SCALING},
         data_source=data_source("cifar10"),
         figures=[fig],
         tables=[comparison_table("Mean ± 95% CI over seeds", lines + stab_lines)],
         notes=[SEED_NUMBERS, *notes, *stab_notes],
-        wall_time_s=manifest.wall_time_s,
     )
-    return ExperimentResult(
-        NAME, (section,), tuple(rows + stab_rows), manifest.wall_time_s, manifest.quick
-    )
+    return section, rows + stab_rows
 
 
 EXPERIMENT = register(
-    Experiment(NAME, "The reproduction seed's SimpleCNN on the CIFAR-10 subset", run, analyze)
+    one_config_experiment(
+        NAME, "The reproduction seed's SimpleCNN on the CIFAR-10 subset", config, _part
+    )
 )

@@ -43,7 +43,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from bnlab.reproduce.experiment import experiments
+    from bnlab.reproduce.registry import experiments
 
     names = ", ".join(experiments())
     rep = subparsers.add_parser(

@@ -1,5 +1,6 @@
 """What every experiment shares: training stacks with visible progress, reading a results
-directory back as (seeds, T) arrays, paired effects over seeds, and protocol/data text.
+directory back as (seeds, T) arrays, paired effects over seeds, protocol/data text, and the
+one `analyze` skeleton that turns results directories into an `ExperimentResult`.
 
 Each experiment directory holds the engine's `bnlab.sqlite` (one run per norm variant, its
 members the seeds, or seeds x learning rates) and a `manifest.json` the runner writes: how
@@ -14,6 +15,7 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,11 +25,12 @@ import torch
 
 from bnlab.engine import Probe, Store, TrainConfig, train
 from bnlab.engine.store import code_version
-from bnlab.report import Estimate, diff_ci
+from bnlab.report import Estimate, ScorecardRow, Section, diff_ci
+from bnlab.reproduce.experiment import Experiment, ExperimentResult
 
 MANIFEST = "manifest.json"
 QUICK_SEEDS = 2  # --quick default: the fewest seeds that still give an interval
-NORM_LABELS = {"batch": "BN", "none": "no BN"}
+NORM_LABELS = {"batch": "BN", "none": "no BN", "batch-noisy": "BN + noise"}
 # Baseline first in every figure, as in Ioffe & Szegedy 2015 Fig. 1b (no BN) then 1c (BN),
 # so each variant keeps its colour across the report.
 FIGURE_ORDER = ("none", "batch")
@@ -75,7 +78,12 @@ def say(name: str, text: str) -> None:
 
 
 def train_variants(
-    name: str, cfg: TrainConfig, out_dir: Path, progress: bool, parallel: bool = True
+    name: str,
+    cfg: TrainConfig,
+    out_dir: Path,
+    progress: bool,
+    parallel: bool = True,
+    probes: Sequence[Probe] = (),
 ) -> None:
     """Train each norm variant of `cfg` as one stack into `out_dir`, with progress lines.
 
@@ -85,10 +93,11 @@ def train_variants(
     cores one thread is 5-10x faster than two threads competing with another process.
     `parallel=False` (quick runs) trains in this process: starting processes would cost
     more than it saves. Resumes what a previous call left; the engine refuses a changed
-    config, so a directory never mixes two protocols.
+    config, so a directory never mixes two protocols. `probes` measure during training
+    (e.g. `bnlab.analysis.AnalysisProbe`); each process gets its own copy.
     """
     total = f"{cfg.epochs} epochs" if cfg.epochs else f"{cfg.steps:,} steps"
-    jobs = [(name, replace(cfg, norms=(norm,)), Path(out_dir)) for norm in cfg.norms]
+    jobs = [(name, replace(cfg, norms=(norm,)), Path(out_dir), tuple(probes)) for norm in cfg.norms]
     cores = os.cpu_count() or 1
     for norm in cfg.norms:
         say(name, f"{NORM_LABELS.get(norm, norm)}: {cfg.members} members x {total}")
@@ -104,13 +113,16 @@ def train_variants(
             future.result()  # re-raises a stack's error here
 
 
-def _train_job(name: str, cfg: TrainConfig, out_dir: Path, threads: int, bar: bool) -> None:
+def _train_job(
+    name: str, cfg: TrainConfig, out_dir: Path, probes: tuple, threads: int, bar: bool
+) -> None:
     """Train one stack with `threads` torch threads, restoring the caller's setting after."""
     label = NORM_LABELS.get(cfg.norms[0], cfg.norms[0])
     before, start = torch.get_num_threads(), time.monotonic()
     torch.set_num_threads(threads)
     try:
-        train(cfg, out_dir, resume=True, progress=bar, probes=(ProgressLine(f"{name}: {label}"),))
+        probes = (ProgressLine(f"{name}: {label}"), *probes)
+        train(cfg, out_dir, resume=True, progress=bar, probes=probes)
     finally:
         torch.set_num_threads(before)
     say(f"{name}: {label}", f"done in {time.monotonic() - start:.1f} s")
@@ -139,16 +151,24 @@ class ProgressLine(Probe):
 
 
 class Results:
-    """Read-only view of one experiment directory's store, keyed by norm variant."""
+    """Read-only view of one experiment directory's store, keyed by norm variant (in the
+    order they were trained). Use it as a context manager: `with Results(d) as res:`."""
 
     def __init__(self, out_dir: Path):
         self.store = Store(out_dir)
         self.runs = {r["norm"]: r for r in self.store.runs()}
         if not self.runs:
+            self.store.close()
             raise FileNotFoundError(f"DIR: {out_dir} holds no training runs")
 
     def close(self) -> None:
         self.store.close()
+
+    def __enter__(self) -> Results:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def config(self, norm: str) -> dict:
         return json.loads(self.runs[norm]["config"])
@@ -162,6 +182,10 @@ class Results:
 
     def train_series(self, norm: str, column: str) -> tuple[np.ndarray, np.ndarray]:
         return self.store.train_matrix(self.runs[norm]["run_id"], column)
+
+    def metric_names(self, prefix: str = "") -> list[str]:
+        """Long-format metric names starting with `prefix` ("ics_l2/" -> per-layer ICS)."""
+        return self.store.metric_names(prefix)
 
 
 def paired_effect(bn: np.ndarray, base: np.ndarray) -> tuple[Estimate | None, int]:
@@ -200,7 +224,8 @@ def describe(cfg: dict) -> dict[str, str]:
     m, d, o = cfg["model"], cfg["data"], cfg["optim"]
     arch = f"hidden {'x'.join(map(str, m['hidden']))}, {m['num_classes']}-way softmax"
     if m["conv_channels"]:
-        arch = f"conv {'/'.join(map(str, m['conv_channels']))} (3x3, max-pool), {arch}"
+        pool = "max-pool" if m["pool_every"] == 1 else f"max-pool after every {m['pool_every']}"
+        arch = f"conv {'/'.join(map(str, m['conv_channels']))} (3x3, {pool}), {arch}"
     opt = o["name"].upper() if o["name"] == "sgd" else "Adam"
     if o["momentum"]:
         opt += f", momentum {o['momentum']:g}"
@@ -224,3 +249,58 @@ def describe(cfg: dict) -> dict[str, str]:
         "length": length,
         "seeds": str(cfg["seeds"]),
     }
+
+
+# ---------------------------------------------------------------- the analyze() skeleton
+
+# What one results directory adds to the report: its section and its scorecard rows.
+Part = tuple[Section, list[ScorecardRow]]
+
+
+def analyze_dirs(
+    name: str,
+    out_dir: Path,
+    part: Callable[[Results, Path], Part],
+    dirs: Sequence[Path] | None = None,
+) -> ExperimentResult:
+    """The `analyze` every experiment shares: read the manifest, open each results directory
+    (`out_dir` itself unless `dirs` names them) and let `part(res, directory)` build its
+    section and rows, then mark them as the manifest says (`experiment_result`)."""
+    manifest = read_manifest(out_dir)
+    sections, rows = [], []
+    for directory in dirs if dirs is not None else [Path(out_dir)]:
+        with Results(directory) as res:
+            section, part_rows = part(res, Path(directory))
+        sections.append(section)
+        rows += part_rows
+    return experiment_result(name, manifest, sections, rows)
+
+
+def experiment_result(
+    name: str, manifest: Manifest, sections: list[Section], rows: list[ScorecardRow]
+) -> ExperimentResult:
+    """One experiment's report contribution: every section title marked if the run was
+    --quick, the wall time shown once, on the first section."""
+    sections = [replace(s, title=s.title + quick_suffix(manifest)) for s in sections]
+    sections[0] = replace(sections[0], wall_time_s=manifest.wall_time_s)
+    return ExperimentResult(
+        name, tuple(sections), tuple(rows), manifest.wall_time_s, manifest.quick
+    )
+
+
+def one_config_experiment(
+    name: str,
+    title: str,
+    config: Callable[[int, bool], TrainConfig],
+    part: Callable[[Results, Path], Part],
+) -> Experiment:
+    """An experiment of one config, `config(seeds, quick)`: each norm variant trained as a stack
+    into `out_dir` by `train_variants`, and read back into one section by `part`."""
+
+    def run(out_dir: Path, seeds: int, quick: bool, progress: bool) -> None:
+        train_variants(name, config(seeds, quick), out_dir, progress, parallel=not quick)
+
+    def analyze(out_dir: Path) -> ExperimentResult:
+        return analyze_dirs(name, out_dir, part)
+
+    return Experiment(name, title, run, analyze)

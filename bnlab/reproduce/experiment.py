@@ -4,29 +4,18 @@ An experiment (`bnlab reproduce NAME`) trains one or more engine configs over se
 own directory, then reads the stored results back into report sections and scorecard rows.
 Training and analysis are separate, so `bnlab report DIR` can re-render without retraining.
 
-Experiments register themselves in `EXPERIMENTS` from the modules listed in
-`EXPERIMENT_MODULES` (imported on first use, so adding one is one line).
+Each experiment module registers its experiments in `EXPERIMENTS` at import;
+`bnlab.reproduce.registry` imports them all and fixes the order `bnlab reproduce all` runs
+and the report shows them in.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bnlab.report import ScorecardRow, Section
-
-# Modules that define experiments; each calls `register(...)` at import.
-EXPERIMENT_MODULES: tuple[str, ...] = (
-    "bnlab.reproduce.ioffe2015_mnist",
-    "bnlab.reproduce.ioffe2015_lr",
-    "bnlab.reproduce.init_sensitivity",
-    "bnlab.reproduce.matrix",
-    "bnlab.reproduce.mnist_notebook",
-    "bnlab.reproduce.cifar10_cnn",
-    "bnlab.analysis.experiments",  # Santurkar et al. 2018
-)
 
 
 @dataclass(frozen=True)
@@ -66,10 +55,3 @@ def register(experiment: Experiment) -> Experiment:
         raise ValueError(f"experiment {experiment.name!r} is registered twice")
     EXPERIMENTS[experiment.name] = experiment
     return experiment
-
-
-def experiments() -> dict[str, Experiment]:
-    """All registered experiments, importing the defining modules on first use."""
-    for module in EXPERIMENT_MODULES:
-        importlib.import_module(module)
-    return EXPERIMENTS

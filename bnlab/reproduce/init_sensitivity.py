@@ -22,8 +22,8 @@ from bnlab.reproduce.common import (
     Results,
     data_source,
     describe,
+    experiment_result,
     per_member,
-    quick_suffix,
     read_manifest,
     train_variants,
 )
@@ -75,13 +75,10 @@ def accuracies(out_dir: Path) -> tuple[list[float], dict[str, np.ndarray], dict]
     """(scales, {norm: final test accuracy % (S, scales)}, one stored config)."""
     scales, acc, cfg = _scales(out_dir), {"batch": [], "none": []}, {}
     for std in scales:
-        res = Results(scale_dir(out_dir, std))
-        try:
+        with Results(scale_dir(out_dir, std)) as res:
             for norm in acc:
                 acc[norm].append(final_accuracy(res, norm))
             cfg = res.config("batch")
-        finally:
-            res.close()
     return scales, {n: np.stack(v, axis=1) for n, v in acc.items()}, cfg
 
 
@@ -112,7 +109,7 @@ def analyze(out_dir: Path) -> ExperimentResult:
     ]
     table_rows.append(("range across scales (pp)", fmt(sens["batch"]), fmt(sens["none"])))
     section = Section(
-        title=f"{NAME}: initialization scale sweep" + quick_suffix(manifest),
+        title=f"{NAME}: initialization scale sweep",
         protocol={**describe(cfg), "init": f"N(0, std^2), std in {', '.join(map(str, scales))}"},
         data_source=data_source("mnist"),
         figures=[ReportFigure.from_files(fig, "Final test accuracy per init scale.")],
@@ -126,9 +123,8 @@ def analyze(out_dir: Path) -> ExperimentResult:
             "acts directly on the logits of both nets.",
             *notes,
         ],
-        wall_time_s=manifest.wall_time_s,
     )
-    return ExperimentResult(NAME, (section,), tuple(rows), manifest.wall_time_s, manifest.quick)
+    return experiment_result(NAME, manifest, [section], rows)
 
 
 EXPERIMENT = register(

@@ -21,14 +21,13 @@ from bnlab.report import ReportFigure, Section, Table, grid_points, highest_trai
 from bnlab.reproduce.common import (
     FIGURE_ORDER,
     NORM_LABELS,
+    Part,
     Results,
     data_source,
     describe,
-    quick_suffix,
-    read_manifest,
-    train_variants,
+    one_config_experiment,
 )
-from bnlab.reproduce.experiment import Experiment, ExperimentResult, register
+from bnlab.reproduce.experiment import register
 from bnlab.reproduce.scoring import fmt, scored
 
 NAME = "ioffe2015-lr"
@@ -57,10 +56,6 @@ def config(seeds: int, quick: bool) -> TrainConfig:
         checkpoint_every=steps // 2,
         data=replace(cfg.data, test_subset=2_000) if quick else cfg.data,
     )
-
-
-def run(out_dir: Path, seeds: int, quick: bool, progress: bool) -> None:
-    train_variants(NAME, config(seeds, quick), out_dir, progress, parallel=not quick)
 
 
 def outcomes(res: Results, norm: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -117,14 +112,9 @@ def _table(grid, out) -> Table:
     )
 
 
-def analyze(out_dir: Path) -> ExperimentResult:
-    manifest = read_manifest(out_dir)
-    res = Results(out_dir)
-    try:
-        out = {n: outcomes(res, n) for n in ("batch", "none")}
-        cfg = res.config("batch")
-    finally:
-        res.close()
+def _part(res: Results, out_dir: Path) -> Part:
+    out = {n: outcomes(res, n) for n in ("batch", "none")}
+    cfg = res.config("batch")
     grid = out["batch"][0]
     best = {n: highest_lr_log2(*out[n][:3]) for n in out}
     note = ""
@@ -140,7 +130,7 @@ def analyze(out_dir: Path) -> ExperimentResult:
         title="MNIST 3x100 sigmoid: accuracy vs learning rate",
     )
     section = Section(
-        title=f"{NAME}: learning-rate robustness (Sec. 3.3)" + quick_suffix(manifest),
+        title=f"{NAME}: learning-rate robustness (Sec. 3.3)",
         protocol={
             **describe(cfg),
             "divergence": "training loss non-finite; or, averaged over the last 10% of steps, "
@@ -161,11 +151,12 @@ def analyze(out_dir: Path) -> ExperimentResult:
             "is shifted relative to the seed's.",
             *notes,
         ],
-        wall_time_s=manifest.wall_time_s,
     )
-    return ExperimentResult(NAME, (section,), tuple(rows), manifest.wall_time_s, manifest.quick)
+    return section, rows
 
 
 EXPERIMENT = register(
-    Experiment(NAME, "Learning-rate robustness, Ioffe & Szegedy 2015 Sec. 3.3", run, analyze)
+    one_config_experiment(
+        NAME, "Learning-rate robustness, Ioffe & Szegedy 2015 Sec. 3.3", config, _part
+    )
 )

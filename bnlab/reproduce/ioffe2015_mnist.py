@@ -11,24 +11,16 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from bnlab.engine import TrainConfig, get_preset
-from bnlab.report import ReportFigure, Section, percentile_bands, percentile_drift
-from bnlab.reproduce.common import (
-    Results,
-    data_source,
-    describe,
-    per_member,
-    quick_suffix,
-    read_manifest,
-    train_variants,
-)
-from bnlab.reproduce.experiment import Experiment, ExperimentResult, register
+from bnlab.report import ReportFigure, Section, percentile_bands
+from bnlab.reproduce.common import Part, Results, data_source, describe, one_config_experiment
+from bnlab.reproduce.experiment import register
 from bnlab.reproduce.scoring import (
     accuracy_figure,
     comparison_table,
+    drift,
     fmt,
+    percentiles,
     scored,
     speed_claims,
     stability_claims,
@@ -66,37 +58,13 @@ def config(seeds: int, quick: bool) -> TrainConfig:
     return cfg
 
 
-def run(out_dir: Path, seeds: int, quick: bool, progress: bool) -> None:
-    train_variants(NAME, config(seeds, quick), out_dir, progress, parallel=not quick)
-
-
-def percentiles(res: Results, norm: str, unit: int) -> tuple[np.ndarray, np.ndarray]:
-    """(steps (T,), values (K, T, P)): the recorded percentiles of one unit of LAYER."""
-    hooks = res.config(norm)["hooks"]
-    cols = [res.metric(norm, f"act/{LAYER}/u{unit}/p{p:g}") for p in hooks["percentiles"]]
-    return cols[0][0], np.stack([v for _, v in cols], axis=-1)  # (K, T, P)
-
-
-def drift(res: Results, norm: str) -> np.ndarray:
-    """(K,) percentile drift of each member, averaged over the recorded units of LAYER."""
-    units = res.config(norm)["hooks"]["units"]
-    per_unit = [percentiles(res, norm, u)[1] for u in units]  # each (K, T, P)
-    values = []
-    for k in range(per_unit[0].shape[0]):
-        try:
-            values.append(float(np.mean([percentile_drift(q[k]) for q in per_unit])))
-        except ValueError:  # diverged or too few recordings: no drift for this member
-            values.append(None)
-    return per_member(values)
-
-
 def _figures(res: Results, fig_dir: Path) -> list[ReportFigure]:
     fig_a = accuracy_figure(
         res, fig_dir / "fig1a_test_accuracy", "MNIST, 3x100 sigmoid (Ioffe & Szegedy 2015, Fig. 1a)"
     )
     groups, x = {}, None
     for norm, tag in (("none", "no BN (Fig. 1b)"), ("batch", "BN (Fig. 1c)")):
-        x, q = percentiles(res, norm, unit=0)
+        x, q = percentiles(res, norm, LAYER, unit=0)
         groups[tag] = q[:1]  # seed 0 only: one typical unit, as the paper shows one
     fig_bc = percentile_bands(
         fig_dir / "fig1bc_sigmoid_input_percentiles",
@@ -116,18 +84,9 @@ def _figures(res: Results, fig_dir: Path) -> list[ReportFigure]:
     ]
 
 
-def analyze(out_dir: Path) -> ExperimentResult:
-    manifest = read_manifest(out_dir)
-    res = Results(out_dir)
-    try:
-        return _analyze(res, Path(out_dir), manifest)
-    finally:
-        res.close()
-
-
-def _analyze(res: Results, out_dir: Path, manifest) -> ExperimentResult:
+def _part(res: Results, out_dir: Path) -> Part:
     rows, notes, lines = speed_claims(res, NAME)
-    drifts = {n: drift(res, n) for n in ("batch", "none")}
+    drifts = {n: drift(res, n, LAYER) for n in ("batch", "none")}
     r, n = scored("bn-percentile-stability", NAME, drifts["batch"], drifts["none"])
     rows, notes = rows + r, notes + n
     lines.append(
@@ -135,7 +94,7 @@ def _analyze(res: Results, out_dir: Path, manifest) -> ExperimentResult:
     )
     stab_rows, stab_notes, stab_lines = stability_claims(res, NAME)
     section = Section(
-        title=f"{NAME}: Ioffe & Szegedy 2015, Sec. 4.1 / Fig. 1{quick_suffix(manifest)}",
+        title=f"{NAME}: Ioffe & Szegedy 2015, Sec. 4.1 / Fig. 1",
         protocol={**describe(res.config("batch")), "learning rate": LR_WHY},
         data_source=data_source("mnist"),
         figures=_figures(res, out_dir / "figures"),
@@ -143,13 +102,12 @@ def _analyze(res: Results, out_dir: Path, manifest) -> ExperimentResult:
             comparison_table("Per-seed measures, mean ± 95% CI over seeds", lines + stab_lines)
         ],
         notes=[SEED_PROTOCOL, *notes, *stab_notes],
-        wall_time_s=manifest.wall_time_s,
     )
-    return ExperimentResult(
-        NAME, (section,), tuple(rows + stab_rows), manifest.wall_time_s, manifest.quick
-    )
+    return section, rows + stab_rows
 
 
 EXPERIMENT = register(
-    Experiment(NAME, "Ioffe & Szegedy 2015, Sec. 4.1 / Fig. 1: MNIST, 3x100 sigmoid", run, analyze)
+    one_config_experiment(
+        NAME, "Ioffe & Szegedy 2015, Sec. 4.1 / Fig. 1: MNIST, 3x100 sigmoid", config, _part
+    )
 )

@@ -20,20 +20,15 @@ from bnlab.report import ReportFigure, Section, curve_band
 from bnlab.reproduce.common import (
     FIGURE_ORDER,
     NORM_LABELS,
+    Part,
     Results,
+    analyze_dirs,
     data_source,
     describe,
-    read_manifest,
     train_variants,
 )
 from bnlab.reproduce.experiment import Experiment, ExperimentResult, register
-from bnlab.reproduce.scoring import (
-    comparison_table,
-    final_accuracy,
-    fmt,
-    scored,
-    stability_claims,
-)
+from bnlab.reproduce.scoring import comparison_table, final_accuracy, fmt, scored, stability_claims
 
 NAME = "matrix"
 DATASETS = ("fashion-mnist", "cifar10")
@@ -120,50 +115,37 @@ def _figures(res: Results, fig_dir: Path, label: str) -> list[ReportFigure]:
     ]
 
 
-def _cell(out: Path, dataset: str, arch: str, quick: bool):
-    res = Results(out)
-    try:
-        label = f"{dataset} / {arch}"
-        where = f"{NAME} ({label})"
-        acc = {n: final_accuracy(res, n) for n in ("batch", "none")}
-        rows, notes = scored("bn-final-accuracy", where, acc["batch"], acc["none"], note=OTHER_TASK)
-        stab_rows, stab_notes, stab_lines = stability_claims(res, where)
-        _, ep_loss = _epoch_losses(res, "batch")
-        _, ep_loss_none = _epoch_losses(res, "none")
-        lines = [
-            ("final test accuracy (%)", fmt(acc["batch"]), fmt(acc["none"])),
-            ("last-epoch mean training loss", fmt(ep_loss[:, -1], 4), fmt(ep_loss_none[:, -1], 4)),
-            *stab_lines,
-            *_layer_std_lines(res),
-        ]
-        section = Section(
-            title=f"{NAME}: {label}" + (" — QUICK smoke run" if quick else ""),
-            protocol=describe(res.config("batch")),
-            data_source=data_source(dataset),
-            figures=_figures(res, out / "figures", label),
-            tables=[comparison_table(f"{label}: mean ± 95% CI over seeds", lines)],
-            notes=[*notes, *stab_notes],
-        )
-        return section, rows + stab_rows
-    finally:
-        res.close()
+def _cell(res: Results, out: Path, dataset: str, arch: str) -> Part:
+    label = f"{dataset} / {arch}"
+    where = f"{NAME} ({label})"
+    acc = {n: final_accuracy(res, n) for n in ("batch", "none")}
+    rows, notes = scored("bn-final-accuracy", where, acc["batch"], acc["none"], note=OTHER_TASK)
+    stab_rows, stab_notes, stab_lines = stability_claims(res, where)
+    _, ep_loss = _epoch_losses(res, "batch")
+    _, ep_loss_none = _epoch_losses(res, "none")
+    lines = [
+        ("final test accuracy (%)", fmt(acc["batch"]), fmt(acc["none"])),
+        ("last-epoch mean training loss", fmt(ep_loss[:, -1], 4), fmt(ep_loss_none[:, -1], 4)),
+        *stab_lines,
+        *_layer_std_lines(res),
+    ]
+    section = Section(
+        title=f"{NAME}: {label}",
+        protocol=describe(res.config("batch")),
+        data_source=data_source(dataset),
+        figures=_figures(res, out / "figures", label),
+        tables=[comparison_table(f"{label}: mean ± 95% CI over seeds", lines)],
+        notes=[*notes, *stab_notes],
+    )
+    return section, rows + stab_rows
 
 
 def analyze(out_dir: Path) -> ExperimentResult:
-    manifest = read_manifest(out_dir)
-    sections, rows = [], []
-    for dataset in DATASETS:
-        for arch in ARCHS:
-            out = cell_dir(out_dir, dataset, arch)
-            if not out.is_dir():
-                raise FileNotFoundError(f"DIR: {out} is missing; rerun `bnlab reproduce {NAME}`")
-            section, cell_rows = _cell(out, dataset, arch, manifest.quick)
-            sections.append(section)
-            rows += cell_rows
-    sections[0] = replace(sections[0], wall_time_s=manifest.wall_time_s)
-    return ExperimentResult(
-        NAME, tuple(sections), tuple(rows), manifest.wall_time_s, manifest.quick
-    )
+    cells = {cell_dir(out_dir, d, a): (d, a) for d in DATASETS for a in ARCHS}
+    for out in cells:
+        if not out.is_dir():
+            raise FileNotFoundError(f"DIR: {out} is missing; rerun `bnlab reproduce {NAME}`")
+    return analyze_dirs(NAME, out_dir, lambda res, out: _cell(res, out, *cells[out]), list(cells))
 
 
 EXPERIMENT = register(

@@ -15,14 +15,13 @@ from bnlab.report import ReportFigure, Section, curve_band
 from bnlab.reproduce.common import (
     FIGURE_ORDER,
     NORM_LABELS,
+    Part,
     Results,
     data_source,
     describe,
-    quick_suffix,
-    read_manifest,
-    train_variants,
+    one_config_experiment,
 )
-from bnlab.reproduce.experiment import Experiment, ExperimentResult, register
+from bnlab.reproduce.experiment import register
 from bnlab.reproduce.scoring import comparison_table, final_accuracy, fmt, scored, stability_claims
 
 NAME = "mnist-notebook"
@@ -39,31 +38,22 @@ def config(seeds: int, quick: bool) -> TrainConfig:
     return cfg
 
 
-def run(out_dir: Path, seeds: int, quick: bool, progress: bool) -> None:
-    train_variants(NAME, config(seeds, quick), out_dir, progress, parallel=not quick)
-
-
-def analyze(out_dir: Path) -> ExperimentResult:
-    manifest = read_manifest(out_dir)
-    res = Results(out_dir)
-    try:
-        cfg = res.config("batch")
-        steps, _ = res.metric("batch", "test_accuracy")
-        per_epoch = steps / steps[0]  # evaluations happen once per epoch: steps[0] = 1 epoch
-        curves = {NORM_LABELS[n]: 100.0 * res.metric(n, "test_accuracy")[1] for n in FIGURE_ORDER}
-        fig = curve_band(
-            Path(out_dir) / "figures" / "validation_accuracy",
-            per_epoch,
-            curves,
-            xlabel="epoch",
-            ylabel="validation accuracy (%)",
-            title="MNIST 5,000/1,000, MLP 784-128-64-10 ReLU, Adam 1e-3",
-        )
-        acc = {n: final_accuracy(res, n) for n in ("batch", "none")}
-        rows, notes = scored("bn-final-accuracy", NAME, acc["batch"], acc["none"], note=PROTOCOL)
-        stab_rows, stab_notes, stab_lines = stability_claims(res, NAME)
-    finally:
-        res.close()
+def _part(res: Results, out_dir: Path) -> Part:
+    cfg = res.config("batch")
+    steps, _ = res.metric("batch", "test_accuracy")
+    per_epoch = steps / steps[0]  # evaluations happen once per epoch: steps[0] = 1 epoch
+    curves = {NORM_LABELS[n]: 100.0 * res.metric(n, "test_accuracy")[1] for n in FIGURE_ORDER}
+    fig = curve_band(
+        out_dir / "figures" / "validation_accuracy",
+        per_epoch,
+        curves,
+        xlabel="epoch",
+        ylabel="validation accuracy (%)",
+        title="MNIST 5,000/1,000, MLP 784-128-64-10 ReLU, Adam 1e-3",
+    )
+    acc = {n: final_accuracy(res, n) for n in ("batch", "none")}
+    rows, notes = scored("bn-final-accuracy", NAME, acc["batch"], acc["none"], note=PROTOCOL)
+    stab_rows, stab_notes, stab_lines = stability_claims(res, NAME)
     epoch_lines = [
         (
             f"validation accuracy after epoch {e + 1} (%)",
@@ -73,7 +63,7 @@ def analyze(out_dir: Path) -> ExperimentResult:
         for e in range(curves["BN"].shape[1])
     ]
     section = Section(
-        title=f"{NAME}: the notebook seed's protocol" + quick_suffix(manifest),
+        title=f"{NAME}: the notebook seed's protocol",
         protocol=describe(cfg),
         data_source=data_source("mnist") + " (first 5,000 train / first 1,000 test used)",
         figures=[
@@ -81,13 +71,12 @@ def analyze(out_dir: Path) -> ExperimentResult:
         ],
         tables=[comparison_table("Per epoch, mean ± 95% CI over seeds", epoch_lines + stab_lines)],
         notes=[*notes, *stab_notes],
-        wall_time_s=manifest.wall_time_s,
     )
-    return ExperimentResult(
-        NAME, (section,), tuple(rows + stab_rows), manifest.wall_time_s, manifest.quick
-    )
+    return section, rows + stab_rows
 
 
 EXPERIMENT = register(
-    Experiment(NAME, "The notebook seed: MNIST 5k/1k, 784-128-64-10 ReLU, Adam", run, analyze)
+    one_config_experiment(
+        NAME, "The notebook seed: MNIST 5k/1k, 784-128-64-10 ReLU, Adam", config, _part
+    )
 )

@@ -13,10 +13,11 @@ import json
 import time
 from pathlib import Path
 
-from bnlab.cli import BnlabError
+from bnlab.errors import BnlabError
 from bnlab.report import QUICK_BANNER, ReportMeta, write_report
 from bnlab.reproduce.common import MANIFEST, QUICK_SEEDS, new_manifest, read_manifest, say
-from bnlab.reproduce.experiment import ExperimentResult, experiments
+from bnlab.reproduce.experiment import ExperimentResult
+from bnlab.reproduce.registry import experiments
 
 
 def resolve_names(name: str) -> list[str]:

@@ -22,16 +22,11 @@ from bnlab.report import (
     grad_norm_stability,
     loss_smoothness,
     mean_ci,
+    percentile_drift,
     score,
     steps_to_accuracy,
 )
-from bnlab.reproduce.common import (
-    FIGURE_ORDER,
-    NORM_LABELS,
-    Results,
-    paired_effect,
-    per_member,
-)
+from bnlab.reproduce.common import FIGURE_ORDER, NORM_LABELS, Results, paired_effect, per_member
 
 
 def scored(
@@ -50,6 +45,26 @@ def final_accuracy(res: Results, norm: str) -> np.ndarray:
     """(K,) last evaluated test accuracy of each member, in percent."""
     _, acc = res.metric(norm, "test_accuracy")  # (K, T)
     return 100.0 * acc[:, -1]
+
+
+def percentiles(res: Results, norm: str, layer: str, unit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(steps (T,), values (K, T, P)): the recorded percentiles of one unit of `layer`."""
+    hooks = res.config(norm)["hooks"]
+    cols = [res.metric(norm, f"act/{layer}/u{unit}/p{p:g}") for p in hooks["percentiles"]]
+    return cols[0][0], np.stack([v for _, v in cols], axis=-1)  # (K, T, P)
+
+
+def drift(res: Results, norm: str, layer: str) -> np.ndarray:
+    """(K,) percentile drift of each member, averaged over the recorded units of `layer`."""
+    units = res.config(norm)["hooks"]["units"]
+    per_unit = [percentiles(res, norm, layer, u)[1] for u in units]  # each (K, T, P)
+    values = []
+    for k in range(per_unit[0].shape[0]):
+        try:
+            values.append(float(np.mean([percentile_drift(q[k]) for q in per_unit])))
+        except ValueError:  # diverged or too few recordings: no drift for this member
+            values.append(None)
+    return per_member(values)
 
 
 def _safe(measure, series: np.ndarray) -> float | None:

@@ -1,8 +1,10 @@
-"""The Santurkar et al. 2018 experiments, registered for `bnlab reproduce` / `bnlab report`.
+"""`santurkar2018-*`: Santurkar, Tsipras, Ilyas, Madry 2018, "How does batch normalization
+help optimization?", four experiments on the measurements of `bnlab.analysis`.
 
 Each experiment trains one or more settings (an engine preset plus the probes that measure it)
-into `out_dir/<setting>`, over seeds; `bnlab.analysis._summary` reads them back into figures,
-tables and scorecard rows. `quick=True` shrinks every setting to a seconds-long smoke run.
+into `out_dir/<setting>`, over seeds, through `train_variants` like every other experiment;
+`santurkar2018_sections` reads each setting back into a section and scorecard rows.
+`quick=True` shrinks every setting to a seconds-long smoke run.
 """
 
 from __future__ import annotations
@@ -10,13 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bnlab.analysis import _summary
-from bnlab.analysis.probes import AnalysisProbe, ProbeConfig
-from bnlab.engine.config import HookConfig, ModelConfig, TrainConfig
-from bnlab.engine.presets import get_preset
-from bnlab.engine.train import train
-from bnlab.reproduce.common import quick_suffix, read_manifest
+from bnlab.analysis import AnalysisProbe, ProbeConfig
+from bnlab.engine import HookConfig, ModelConfig, TrainConfig, get_preset
+from bnlab.reproduce.common import analyze_dirs, train_variants
 from bnlab.reproduce.experiment import Experiment, ExperimentResult, register
+from bnlab.reproduce.santurkar2018_sections import setting_part
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,6 @@ def setting_config(
     return cfg, probe
 
 
-def run_settings(
-    settings: tuple[Setting, ...], out_dir: Path, seeds: int, quick: bool, progress: bool
-):
-    for setting in settings:
-        cfg, probe = setting_config(setting, seeds, quick)
-        probes = [AnalysisProbe(probe)] if probe is not None else []
-        train(cfg, Path(out_dir) / setting.name, resume=True, progress=progress, probes=probes)
-
-
 LANDSCAPE = ProbeConfig(every=50, landscape=True, curvature=True)
 ICS = ProbeConfig(every=50, landscape=False, ics=True)
 
@@ -107,15 +98,16 @@ def _make(name: str) -> Experiment:
     settings = SETTINGS[name]
 
     def run(out_dir: Path, seeds: int, quick: bool, progress: bool) -> None:
-        run_settings(settings, Path(out_dir), seeds, quick, progress)
+        for setting in settings:
+            cfg, probe = setting_config(setting, seeds, quick)
+            probes = [AnalysisProbe(probe)] if probe is not None else []
+            out = Path(out_dir) / setting.name
+            train_variants(f"{name} {setting.name}", cfg, out, progress, not quick, probes)
 
     def analyze(out_dir: Path) -> ExperimentResult:
-        # how the run was made (seeds, quick, wall time) is the runner's manifest.json
-        manifest = read_manifest(Path(out_dir))
-        title = TITLES[name] + quick_suffix(manifest)
-        sections, rows = _summary.summarize(name, title, settings, Path(out_dir))
-        return ExperimentResult(
-            name, tuple(sections), tuple(rows), manifest.wall_time_s, manifest.quick
+        dirs = [Path(out_dir) / s.name for s in settings]
+        return analyze_dirs(
+            name, out_dir, lambda res, d: setting_part(TITLES[name], name, res, d), dirs
         )
 
     return Experiment(name, TITLES[name], run, analyze, default_seeds=5)
@@ -123,4 +115,4 @@ def _make(name: str) -> Experiment:
 
 EXPERIMENTS = {name: register(_make(name)) for name in SETTINGS}
 
-__all__ = ["EXPERIMENTS", "SETTINGS", "Setting", "run_settings", "setting_config"]
+__all__ = ["EXPERIMENTS", "SETTINGS", "Setting", "setting_config"]

@@ -1,30 +1,30 @@
-"""The registered Santurkar experiments run in quick mode and produce figures and claims."""
+"""The Santurkar experiments are registered like every other, their configs (full and quick)
+are runnable, and each runs --quick through the runner into figures and claims."""
 
 import pytest
 
-from bnlab import _fastpath
-from bnlab.analysis.experiments import EXPERIMENTS, SETTINGS
+from bnlab.engine import validate
 from bnlab.report import CLAIMS_BY_ID
 from bnlab.reproduce import experiments
 from bnlab.reproduce.runner import run_experiment
+from bnlab.reproduce.santurkar2018 import SETTINGS, setting_config
 
 
-def test_all_experiments_registered_with_known_claims():
-    assert (
-        set(EXPERIMENTS)
-        == set(SETTINGS)
-        == {
-            "santurkar2018-landscape",
-            "santurkar2018-ics",
-            "santurkar2018-deep-linear",
-            "santurkar2018-noisy-bn",
-        }
-    )
+@pytest.mark.parametrize("quick", [False, True])
+def test_every_setting_is_registered_and_its_config_is_valid(quick):
+    registry = experiments()  # what `bnlab reproduce` resolves names against
+    for name, settings in SETTINGS.items():
+        assert registry[name].name == name and registry[name].default_seeds == 5
+        for setting in settings:
+            cfg, probe = setting_config(setting, seeds=2, quick=quick)
+            validate(cfg, check_data=False)  # widths, hook layers and units agree
+            assert cfg.seeds == 2
+            assert probe is None or probe.every <= cfg.steps, (name, setting.name)
 
 
 def test_deep_linear_quick_run_and_analysis(tmp_path):
     out = run_experiment("santurkar2018-deep-linear", tmp_path, seeds=2, quick=True, progress=False)
-    result = EXPERIMENTS["santurkar2018-deep-linear"].analyze(out)
+    result = experiments()["santurkar2018-deep-linear"].analyze(out)
     assert result.quick and result.wall_time_s > 0
     claims = {row.claim.id for row in result.scorecard}
     assert claims == {
@@ -42,10 +42,8 @@ def test_deep_linear_quick_run_and_analysis(tmp_path):
 @pytest.mark.parametrize(
     "name", ["santurkar2018-landscape", "santurkar2018-ics", "santurkar2018-noisy-bn"]
 )
-def test_quick_run_end_to_end(name, tmp_path, monkeypatch):
+def test_quick_run_end_to_end(name, tmp_path, fastpath_off):
     """Every Santurkar experiment runs --quick through the same runner as `bnlab reproduce`."""
-    # torch.compile costs tens of seconds per new shape: far more than a quick run trains
-    monkeypatch.setattr(_fastpath, "_disabled_reason", "tests: quick runs")
     out = run_experiment(name, tmp_path, seeds=2, quick=True, progress=False)
     result = experiments()[name].analyze(out)
     assert result.name == name and result.quick and result.wall_time_s > 0

@@ -15,6 +15,9 @@ the distributions and ranges above are our choice (documented in `NoiseConfig`).
 Each member has its own generator, seeded from its init seed, so member k's noise does not
 depend on how many members the stack has; the generators are extra state, saved in
 checkpoints and restored by probes.
+
+Importing this module (as `bnlab.engine` does) registers the layer as "batch-noisy" in
+`NORM_LAYERS`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bnlab.engine.norms import StackedBatchNorm
+from bnlab.engine.norms import NORM_LAYERS, NormSpec, StackedBatchNorm
 
 NOISE_SEED_OFFSET = 7_919  # keeps the noise stream apart from the init stream it derives from
 
@@ -56,8 +59,8 @@ class StackedNoisyBatchNorm(StackedBatchNorm):
     forward, for inspection and tests.
     """
 
-    def __init__(self, members, channels, spatial, eps, momentum, noise: NoiseConfig, dtype=None):
-        super().__init__(members, channels, spatial, eps, momentum, dtype=dtype)
+    def __init__(self, members, channels, eps, momentum, noise: NoiseConfig, dtype=None):
+        super().__init__(members, channels, eps, momentum, dtype=dtype)
         self.noise = noise
         self.generators = [torch.Generator().manual_seed(k) for k in range(members)]
         self.last_mean: Tensor | None = None
@@ -98,3 +101,14 @@ class StackedNoisyBatchNorm(StackedBatchNorm):
     def set_extra_state(self, state: dict) -> None:
         for gen, s in zip(self.generators, state["generators"], strict=True):
             gen.set_state(s)
+
+
+def _make_batch_noisy(members, channels, model_cfg, dtype) -> StackedNoisyBatchNorm:
+    noise = NoiseConfig.from_model(model_cfg)
+    return StackedNoisyBatchNorm(
+        members, channels, model_cfg.bn_eps, model_cfg.bn_momentum, noise, dtype=dtype
+    )
+
+
+# BN + per-step noise before the nonlinearity (Santurkar et al. 2018, Sec. 2.1)
+NORM_LAYERS["batch-noisy"] = NormSpec(make=_make_batch_noisy, needs_batch=True, has_shift=True)

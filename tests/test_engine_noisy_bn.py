@@ -5,16 +5,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bnlab.analysis.noisy_bn import NoiseConfig, StackedNoisyBatchNorm
 from bnlab.engine import ModelConfig, build_model
 from bnlab.engine.config import ConfigError, TrainConfig, validate
+from bnlab.engine.noisy_bn import NoiseConfig, StackedNoisyBatchNorm
 
 DT = torch.float64
 CFG = NoiseConfig(mean_max=0.7, std_min=0.4, std_max=1.9)
 
 
-def _layer(K=2, C=3, spatial=False):
-    layer = StackedNoisyBatchNorm(K, C, spatial, 1e-5, 0.1, CFG, dtype=DT)
+def _layer(K=2, C=3):
+    layer = StackedNoisyBatchNorm(K, C, 1e-5, 0.1, CFG, dtype=DT)
     for k in range(K):
         layer.init_member(k, torch.Generator().manual_seed(100 + k), "gaussian", 0.1)
     return layer
@@ -50,8 +50,8 @@ def test_noise_distribution_is_redrawn_each_step_with_configured_ranges():
     assert not torch.equal(means[0], means[1])  # a new distribution every step
 
 
-def test_eval_adds_no_noise_and_spatial_works():
-    layer = _layer(spatial=True)
+def test_eval_adds_no_noise_to_conv_inputs():
+    layer = _layer()  # one layer takes (K, B, C) and (K, B, C, H, W): the shape decides
     x = torch.randn(2, 8, 3, 4, 4, dtype=DT)
     y = layer(x)
     assert y.shape == x.shape and layer.last_mean.shape == (2, 3)

@@ -1,0 +1,48 @@
+"""The final metrics of every member in a results directory, one flat dict each.
+
+`bnlab results` prints them; scripts and notebooks read them as a table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bnlab.engine.store import DB_NAME, Store
+
+
+def member_records(out_dir: str | Path) -> list[dict]:
+    """One dict per member of every run in `out_dir`: config fields and final metrics."""
+    if not (Path(out_dir) / DB_NAME).exists():
+        raise FileNotFoundError(f"DIR: no {DB_NAME} in {out_dir}; run `bnlab train --out DIR`")
+    with Store(out_dir) as store:
+        return [rec for run in store.runs() for rec in _run_records(store, run)]
+
+
+def _run_records(store: Store, run: dict) -> list[dict]:
+    cfg = json.loads(run["config"])
+    records = []
+    for member, seed, lr in store.members(run["run_id"]):
+        last = store.last_train_row(run["run_id"], member) or {}
+        final = store.last_metrics(run["run_id"], member)
+        records.append(
+            {
+                "run_id": run["run_id"],
+                "preset": run["preset"],
+                "norm": run["norm"],
+                "member": member,
+                "seed": seed,
+                "lr": lr,
+                "optimizer": cfg["optim"]["name"],
+                "dataset": cfg["data"]["dataset"],
+                "batch_size": cfg["batch_size"],
+                "steps": last.get("step", 0),
+                "status": run["status"],
+                "code_version": run["code_version"],
+                "train_loss": last.get("train_loss"),
+                "train_accuracy": last.get("train_accuracy"),
+                "test_loss": final.get("test_loss"),
+                "test_accuracy": final.get("test_accuracy"),
+            }
+        )
+    return records
