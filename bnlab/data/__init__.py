@@ -13,7 +13,7 @@ from bnlab.data.augment import Augment, crop_flip
 from bnlab.data.batches import StackedBatches
 from bnlab.data.errors import ChecksumError, DataError, MissingDataError
 from bnlab.data.fetch import FetchReport, fetch
-from bnlab.data.load import Dataset, DatasetStatus, available, load
+from bnlab.data.load import Dataset, DatasetStatus, available, load, status
 from bnlab.data.pipeline import Subset, first_n, per_class, pixel_zero, to_tensor
 from bnlab.data.registry import DATASETS, SPLITS, DatasetSpec
 
@@ -37,5 +37,6 @@ __all__ = [
     "load",
     "per_class",
     "pixel_zero",
+    "status",
     "to_tensor",
 ]

@@ -320,6 +320,8 @@ def _validate_data(d: DataConfig) -> None:
     _check_choice("data.transform", d.transform, TRANSFORMS)
     _check_positive("data.train_subset", d.train_subset, allow_zero=True)
     _check_positive("data.test_subset", d.test_subset, allow_zero=True)
+    if d.dataset in data.DATASETS and data.status(d.dataset, d.data_dir or None).present:
+        return  # only the dataset asked for is checked (loads of verified copies are cheap)
     present = [s.name for s in data.available(d.data_dir or None) if s.present]
     if d.dataset not in present:
         raise ConfigError(
