@@ -2,11 +2,14 @@
 
 import os
 
+import data_fixtures
 import numpy as np
 import pytest
 from data_fixtures import write_tiny_idx
 
 from bnlab.data import ChecksumError, formats, load, prepared, registry
+
+isolated = data_fixtures.isolated  # fixture: no real data anywhere (see data_fixtures)
 
 
 def _refuse_to_parse(*args, **kwargs):
