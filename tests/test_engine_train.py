@@ -12,6 +12,7 @@ from bnlab.engine import checkpoint
 from bnlab.engine.config import ConfigError, OptimConfig, apply_overrides, validate
 from bnlab.engine.presets import PRESETS, get_preset
 from bnlab.engine.train import checkpoint_path, train
+from bnlab.errors import BnlabError
 
 
 def _smoke(**changes):
@@ -39,10 +40,12 @@ def _final_flat(out: Path, run_id: str) -> dict[str, torch.Tensor]:
     [OptimConfig(name="sgd", momentum=0.9, weight_decay=1e-3), OptimConfig(name="adam", lr=0.01)],
     ids=["sgd", "adam"],
 )
-def test_members_never_interact(tmp_path, optim):
+@pytest.mark.parametrize("conv", [(), (6, 4)], ids=["mlp", "conv"])  # per-member + grouped conv
+def test_members_never_interact(tmp_path, optim, conv):
     """A stack of K=4 (2 seeds x 2 lrs) equals 4 separate one-member runs, member by member."""
     lrs = (0.3, 0.05) if optim.name == "sgd" else (0.01, 0.002)
     cfg = _smoke(dtype="float64", norms=("batch",), seed=3, seeds=2, optim=replace(optim, lrs=lrs))
+    cfg = replace(cfg, model=replace(cfg.model, conv_channels=conv))
     train(cfg, tmp_path / "stack", progress=False)
     stack_state = _final_flat(tmp_path / "stack", "smoke/batch")
     for k in range(cfg.members):
@@ -58,7 +61,8 @@ def test_members_never_interact(tmp_path, optim):
             )
             assert len(ours) == len(ref) > 0
             for a, b in zip(ours, ref, strict=True):
-                assert a[1:3] == b[1:3]  # step (and name)
+                assert a[1] == b[1]  # step
+                assert [v for v in a if isinstance(v, str)] == [v for v in b if isinstance(v, str)]
                 values_a = [v for v in a[2:] if isinstance(v, float)]
                 values_b = [v for v in b[2:] if isinstance(v, float)]
                 torch.testing.assert_close(values_a, values_b, rtol=1e-9, atol=1e-12)
@@ -131,6 +135,8 @@ def test_batch_size_one_is_fine_without_bn():
 def test_missing_dataset_fails_before_any_write(tmp_path, monkeypatch):
     import bnlab.data
 
+    missing = bnlab.data.DatasetStatus("digits", (), {}, False, False, "")
+    monkeypatch.setattr(bnlab.data, "status", lambda name, data_dir=None: missing)
     monkeypatch.setattr(bnlab.data, "available", lambda data_dir=None: [])
     with pytest.raises(ConfigError, match=r"data\.dataset"):
         train(_smoke(), tmp_path / "out", progress=False)
@@ -157,3 +163,45 @@ def test_cli_validates_the_config_once(tmp_path, capsys, monkeypatch):
     assert main([*argv[:3], "--set", "activation=softplus", "--out", str(bad)]) == 2
     assert not bad.exists()
     assert "model.activation: expected one of sigmoid, relu" in capsys.readouterr().err
+
+
+def test_evaluation_does_not_depend_on_the_chunk_size():
+    from bnlab.engine.data import load_data
+    from bnlab.engine.train import build_stack, eval_chunk, evaluate
+
+    cfg = replace(get_preset("smoke"), dtype="float64", seeds=3)
+    cfg = replace(cfg, model=replace(cfg.model, conv_channels=(6, 4)))
+    data = load_data(cfg.data)
+    stack = build_stack(cfg, "batch", data)
+    for _ in range(5):  # running statistics away from their initial values
+        stack.model(stack.batches.next()[0].double())
+    whole = evaluate(stack.model, data.x_test, data.y_test, chunk=len(data.y_test))
+    assert stack.model.training  # the mode it was in is restored
+    for chunk in (1, 7, None):
+        loss, acc = evaluate(stack.model, data.x_test, data.y_test, chunk=chunk)
+        torch.testing.assert_close(loss, whole[0], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(acc, whole[1], rtol=0, atol=0)
+    # the default chunk keeps the largest activation within the budget, whatever the test set
+    per_image = cfg.members * stack.model.widest * 8  # float64 bytes
+    assert stack.model.widest == 6 * 8 * 8  # conv1's output, per image
+    chunk = eval_chunk(stack.model)
+    assert chunk * per_image <= 64 * 2**20 < (chunk + 1) * per_image
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_it_fails_before_any_work(tmp_path, capsys):
+    out = tmp_path / "o"
+    code = main(["train", "--preset", "smoke", "--device", "cuda", "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "CUDA" in err and "device" in err
+    assert not out.exists()
+
+
+def test_a_run_resumes_on_another_device_setting(tmp_path):
+    """`device` is where a run trains, not what it is: --resume accepts a different value."""
+    cfg = _smoke(steps=20, checkpoint_every=10, device="cpu")
+    train(replace(cfg, steps=10), tmp_path, progress=False)  # stopped after its first checkpoint
+    with pytest.raises(BnlabError, match="differs"):
+        train(replace(cfg, optim=replace(cfg.optim, lr=0.2)), tmp_path, resume=True, progress=False)
+    train(replace(cfg, steps=10, device="auto"), tmp_path, resume=True, progress=False)
