@@ -1,5 +1,5 @@
 # bnlab: two commands on a fresh machine.
-#   make run   -> set up .venv, fetch the data, run the main job
+#   make run   -> set up .venv (bnlab with its dev and ray extras), fetch the data, run the main job
 #   make test  -> set up .venv (idempotent), run lint and the whole test suite
 PYTHON ?= python3.11
 VENV   := .venv
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,ray]'
 	touch $(STAMP)
 
 data: setup

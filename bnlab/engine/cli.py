@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from bnlab.engine import executors
 from bnlab.engine.config import TrainConfig, apply_overrides, validate
 from bnlab.engine.presets import PRESETS, get_preset
 from bnlab.engine.store import DB_NAME, Store
@@ -34,11 +35,12 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from bnlab.engine.train import train
+    from bnlab.engine import executors
 
+    executor = executors.from_args(args)
     cfg = resolve_config(args)
     out = Path(args.out) if args.out else Path("results") / cfg.preset
-    train(cfg, out, resume=args.resume, progress=not args.quiet)
+    executor.train(cfg, out, resume=args.resume, progress=not args.quiet)
     print(f"results in {out} ({DB_NAME}); see `bnlab results {out}`")
     return 0
 
@@ -121,6 +123,7 @@ def add_parser(subparsers) -> None:
     train.add_argument("--out", help="results directory (default: results/PRESET)")
     train.add_argument("--resume", action="store_true", help="continue the runs in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    executors.add_arguments(train)
     train.set_defaults(func=run_train)
     results = subparsers.add_parser(
         "results",
