@@ -113,6 +113,31 @@ def test_a_killed_worker_is_retried_and_resumes_from_the_last_checkpoint(
     _assert_same_results(out, local_run)  # every row once: none lost, none twice
 
 
+class FailAt(Probe):
+    """Raises in the worker at `step` of the BN stack: an error Ray does not retry."""
+
+    every = 1
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def __call__(self, stack, step, xb, yb) -> list[tuple]:
+        if stack.norm == "batch" and step == self.step:
+            raise RuntimeError(f"failing at step {step} on purpose")
+        return []
+
+
+def test_a_failed_driver_run_resumes_from_its_checkpoints(ray_session, local_run, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="failing at step 50 on purpose"):
+        RayExecutor().train(CFG, out, progress=False, probes=[FailAt(50)])
+    store = Store(out)
+    assert store.train_matrix("smoke/batch", "train_loss")[0].max() == 40  # the last checkpoint
+    store.close()
+    RayExecutor().train(CFG, out, resume=True, progress=False)
+    _assert_same_results(out, local_run)
+
+
 def test_cli_train_and_results_with_the_ray_executor(ray_session, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["train", "--preset", "smoke", "--steps", "20", "--out", str(out),
@@ -141,3 +166,17 @@ def test_a_ray_address_without_the_ray_executor_is_refused(tmp_path, capsys):
     assert main(["train", "--preset", "smoke", "--ray-address", "auto", "--out", str(out)]) == 2
     assert "--ray-address 'auto' needs --executor ray" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_reproduce_with_ray_equals_reproduce_local(ray_session, tmp_path, capsys):
+    """The quick ioffe2015-mnist, BN and baseline stacks as Ray tasks vs in this process."""
+    local, ray = tmp_path / "local", tmp_path / "ray"
+    quick = ["reproduce", "ioffe2015-mnist", "--quick", "--quiet"]
+    assert main([*quick, "--out", str(local)]) == 0
+    local_card = capsys.readouterr().out.split("analyzing")[-1].splitlines()[1:-1]
+    assert main([*quick, "--out", str(ray), "--executor", "ray"]) == 0
+    ray_card = capsys.readouterr().out.split("analyzing")[-1].splitlines()[1:-1]
+    _assert_same_results(ray / "ioffe2015-mnist", local / "ioffe2015-mnist")
+    assert ray_card == local_card and any("reproduced" in line for line in ray_card)
+    assert (ray / "report.html").is_file()

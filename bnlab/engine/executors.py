@@ -194,16 +194,27 @@ def train_segment(
         except _SegmentDone:
             pass
         worker = {"host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd()}
-    train_rows, metric_rows, new_state = capture.rows
+    # None: the stack was already at its last step (the driver stopped before marking it done)
+    train_rows, metric_rows, new_state = capture.rows or ([], [], stack.state_dict())
     return {
         "layers": list(stack.model.layer_names),
         "train_rows": train_rows,
         "metric_rows": metric_rows,
-        "state": new_state,
+        "state": _to_cpu(new_state),  # as a checkpoint file holds it: the driver may lack a GPU
         "step": stack.step,
         "total_steps": stack.total_steps,
         "worker": worker,
     }
+
+
+def _to_cpu(state):
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_to_cpu(v) for v in state)
+    return state
 
 
 @contextlib.contextmanager
@@ -301,9 +312,17 @@ def current():
 
 @contextlib.contextmanager
 def using(executor) -> Iterator[None]:
-    """Train the stacks of every experiment in the block with `executor`."""
+    """Train the stacks of every experiment in the block with `executor`.
+
+    A Ray executor stays connected for the whole block: `reproduce all` starts (or joins)
+    Ray once, not once per experiment.
+    """
+    connection = (
+        _connected(executor.address) if executor.name == "ray" else contextlib.nullcontext()
+    )
     _current.append(executor)
     try:
-        yield
+        with connection:
+            yield
     finally:
         _current.pop()
