@@ -1,5 +1,5 @@
 # bnlab: two commands on a fresh machine.
-#   make run   -> set up .venv, fetch the data, run the main job
+#   make run   -> set up .venv (bnlab with its dev and ray extras), fetch the data, run the main job
 #   make test  -> set up .venv (idempotent), run lint and the whole test suite
 PYTHON ?= python3.11
 VENV   := .venv
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,ray]'
 	touch $(STAMP)
 
 data: setup
@@ -29,12 +29,12 @@ run: data
 	$(BNLAB) reproduce ioffe2015-mnist --out results/reproduce
 
 lint: setup
-	$(VENV)/bin/ruff check bnlab tests benchmarks
-	$(VENV)/bin/ruff format --check bnlab tests benchmarks
+	$(VENV)/bin/ruff check bnlab tests benchmarks examples
+	$(VENV)/bin/ruff format --check bnlab tests benchmarks examples
 
 format: setup
-	$(VENV)/bin/ruff format bnlab tests benchmarks
-	$(VENV)/bin/ruff check --fix bnlab tests benchmarks
+	$(VENV)/bin/ruff format bnlab tests benchmarks examples
+	$(VENV)/bin/ruff check --fix bnlab tests benchmarks examples
 
 test: data lint
 	$(VENV)/bin/pytest -n 2

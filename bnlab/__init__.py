@@ -6,6 +6,7 @@ Public API (everything else may change):
 - `batch_norm`: `torch.nn.functional.batch_norm`'s contract on a hand-written autograd.Function.
 - `normalize`, `update_running_stats`: the two halves of it, for stacked (K-member) models.
 - `BatchNorm1d`, `BatchNorm2d`, `BatchNorm3d`: drop-in replacements for `torch.nn`'s.
+- `SyncBatchNorm`: BN over the global batch of a `torch.distributed` process group.
 - `fold_batchnorm`: fold BN into the preceding Linear/Conv layer for inference.
 
 Subpackages, each with its own small API in its `__init__`, listed in import order: each
@@ -32,12 +33,14 @@ from bnlab._checks import BatchNormShapeError
 from bnlab.fold import fold_batchnorm
 from bnlab.functional import batch_norm, normalize, update_running_stats
 from bnlab.modules import BatchNorm1d, BatchNorm2d, BatchNorm3d
+from bnlab.sync import SyncBatchNorm
 
 __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "BatchNorm3d",
     "BatchNormShapeError",
+    "SyncBatchNorm",
     "__version__",
     "batch_norm",
     "fold_batchnorm",

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from bnlab.engine import executors
 from bnlab.engine.config import DEVICES, TrainConfig, apply_overrides
 from bnlab.engine.presets import PRESETS, get_preset
 from bnlab.engine.records import member_records
@@ -37,11 +38,12 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from bnlab.engine.train import train
+    from bnlab.engine import executors
 
+    executor = executors.from_args(args)
     cfg = resolve_config(args)
     out = Path(args.out) if args.out else Path("results") / cfg.preset
-    train(cfg, out, resume=args.resume, progress=not args.quiet)
+    executor.train(cfg, out, resume=args.resume, progress=not args.quiet)
     print(f"results in {out} ({DB_NAME}); see `bnlab results {out}`")
     return 0
 
@@ -89,6 +91,7 @@ def add_parser(subparsers) -> None:
     train.add_argument("--out", help="results directory (default: results/PRESET)")
     train.add_argument("--resume", action="store_true", help="continue the runs in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    executors.add_arguments(train)
     train.set_defaults(func=run_train)
     results = subparsers.add_parser(
         "results",

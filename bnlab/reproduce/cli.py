@@ -12,6 +12,7 @@ DEFAULT_QUICK_OUT = Path("results") / "reproduce-quick"
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
+    from bnlab.engine import executors
     from bnlab.reproduce.runner import (
         build_report,
         print_scorecard,
@@ -20,13 +21,15 @@ def run_reproduce(args: argparse.Namespace) -> int:
         seeds_for,
     )
 
+    executor = executors.from_args(args)  # a missing Ray fails here, before any work
     names = resolve_names(args.experiment)
     plan = [(n, seeds_for(n, args.seeds, args.quick)) for n in names]  # validate all first
     root = Path(args.out) if args.out else DEFAULT_QUICK_OUT if args.quick else DEFAULT_OUT
     if args.quick:
         print(f"bnlab reproduce: {QUICK_BANNER}", flush=True)
-    for name, seeds in plan:
-        run_experiment(name, root, seeds, args.quick, progress=not args.quiet)
+    with executors.using(executor):
+        for name, seeds in plan:
+            run_experiment(name, root, seeds, args.quick, progress=not args.quiet)
     html, md, results = build_report(root)
     print_scorecard(results)
     print(f"report: {html} and {md}")
@@ -43,6 +46,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
+    from bnlab.engine import executors
     from bnlab.reproduce.registry import experiments
 
     names = ", ".join(experiments())
@@ -61,6 +65,7 @@ def add_parser(subparsers) -> None:
         "--out", help=f"results directory (default {DEFAULT_OUT}, or {DEFAULT_QUICK_OUT})"
     )
     rep.add_argument("--quiet", action="store_true", help="no progress bars (lines remain)")
+    executors.add_arguments(rep)
     rep.set_defaults(func=run_reproduce)
     report = subparsers.add_parser(
         "report",

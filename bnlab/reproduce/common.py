@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bnlab.engine import Probe, Store, TrainConfig, train
+from bnlab.engine import Probe, Store, TrainConfig, executors, train
 from bnlab.engine.store import code_version
 from bnlab.report import Estimate, ScorecardRow, Section, diff_ci
 from bnlab.reproduce.experiment import Experiment, ExperimentResult
@@ -101,6 +101,9 @@ def train_variants(
     cores = os.cpu_count() or 1
     for norm in cfg.norms:
         say(name, f"{NORM_LABELS.get(norm, norm)}: {cfg.members} members x {total}")
+    if executors.current().name != "local":  # `--executor ray`: variants as parallel tasks
+        executors.current().train(cfg, Path(out_dir), resume=True, progress=True)
+        return
     if cores < 2 or len(jobs) < 2 or not parallel:
         for job in jobs:
             _train_job(*job, threads=1, bar=progress)

@@ -1,0 +1,329 @@
+"""Where stacks train: in this process (`local`, the default) or as Ray tasks (`ray`).
+
+With `ray`, each stack trains as a chain of Ray tasks, one per checkpoint interval (a
+*segment*). A segment receives the stack's last checkpoint as an argument, trains to the
+next checkpoint step in a scratch directory of its own, and returns the metric rows and the
+new checkpoint. The driver (this process) alone writes them, into the same results database
+and `checkpoints/` as a local run: workers never see the driver's disk, so they may run on
+other machines with other working directories. A worker killed mid-segment is retried by
+Ray with the same argument, so the retry resumes from the stack's last checkpoint; rows only
+exist once a segment returns, so none is lost or written twice.
+
+    executor = make_executor("ray", address=None)    # None: RAY_ADDRESS, else a local Ray
+    executor.train(cfg, "results/x", resume=False)    # same results as engine.train
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bnlab.engine import checkpoint
+from bnlab.engine.config import DataConfig, TrainConfig, to_dict, validate
+from bnlab.engine.data import TrainData, load_data
+from bnlab.engine.store import Store
+from bnlab.engine.train import (
+    Probe,
+    _check_out_dir,
+    build_stack,
+    checkpoint_path,
+    resolve_device,
+    run_id,
+    train,
+    train_stack,
+)
+from bnlab.errors import BnlabError
+
+EXECUTORS = ("local", "ray")
+INSTALL_HINT = "pip install 'bnlab[ray]'"
+
+
+class LocalExecutor:
+    """Today's behaviour: every stack in this process, one after another."""
+
+    name = "local"
+
+    def train(self, cfg, out_dir, resume=False, progress=True, probes: Sequence[Probe] = ()):
+        return train(cfg, out_dir, resume=resume, progress=progress, probes=probes)
+
+
+@dataclass
+class RayExecutor:
+    """Stacks as Ray tasks on a local Ray instance or the cluster at `address`."""
+
+    address: str | None = None  # None: $RAY_ADDRESS if set, else start a local instance
+    cpus: float = 1.0  # per task; also its torch threads, unless the config sets `threads`
+    gpus: float = 0.0  # per task
+    max_retries: int = 3  # per segment, on worker or node failure
+    name: str = field(default="ray", init=False)
+
+    def train(self, cfg, out_dir, resume=False, progress=True, probes: Sequence[Probe] = ()):
+        """`bnlab.engine.train` with each stack's segments submitted as Ray tasks."""
+        validate(cfg)
+        out_dir = Path(out_dir)
+        store = Store(out_dir)
+        try:
+            _check_out_dir(cfg, store, resume)
+            with _connected(self.address):
+                self._run(cfg, out_dir, store, progress, tuple(probes))
+        finally:
+            store.close()
+        return out_dir
+
+    def _run(self, cfg, out_dir: Path, store: Store, progress: bool, probes: tuple) -> None:
+        import ray
+
+        task = ray.remote(train_segment).options(
+            num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries
+        )
+        threads = cfg.threads or max(1, int(self.cpus))
+        jobs = [job for norm in cfg.norms if (job := _StackJob.start(cfg, norm, store, out_dir))]
+        pending = {task.remote(cfg, j.norm, j.state, threads, probes): j for j in jobs}
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ref)
+            job.absorb(ray.get(ref), store, out_dir, progress)  # raises once retries are spent
+            if not job.done:
+                pending[task.remote(cfg, job.norm, job.state, threads, probes)] = job
+
+
+@dataclass
+class _StackJob:
+    """The driver's view of one stack: its last checkpoint and whether its run exists."""
+
+    cfg: TrainConfig
+    norm: str
+    state: dict | None
+    created: bool
+    started: float = field(default_factory=time.monotonic)
+    done: bool = False
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.cfg, self.norm)
+
+    @classmethod
+    def start(cls, cfg: TrainConfig, norm: str, store: Store, out_dir: Path):
+        """As the local engine resumes: None if finished, else from the last checkpoint."""
+        rid = run_id(cfg, norm)
+        runs = {r["run_id"]: r for r in store.runs()}
+        if rid not in runs:
+            return cls(cfg, norm, None, created=False)
+        if runs[rid]["status"] == "done":
+            return None
+        state = checkpoint.load(checkpoint_path(out_dir, rid))
+        store.truncate(rid, 0 if state is None else int(state["step"]))
+        return cls(cfg, norm, state, created=True)
+
+    def absorb(self, segment: dict, store: Store, out_dir: Path, progress: bool) -> None:
+        """Rows first, then the checkpoint, as the local engine orders them."""
+        cfg = self.cfg
+        if not self.created:
+            members = [(k, cfg.member_seed(k), cfg.member_lr(k)) for k in range(cfg.members)]
+            config = to_dict(cfg)
+            store.create_run(self.run_id, cfg.preset, self.norm, config, segment["layers"], members)
+            self.created = True
+        store.write(self.run_id, segment["train_rows"], segment["metric_rows"])
+        checkpoint.save_atomic(segment["state"], checkpoint_path(out_dir, self.run_id))
+        self.state = segment["state"]
+        step, total = segment["step"], segment["total_steps"]
+        if step >= total:
+            store.set_status(self.run_id, "done")
+            self.done = True
+        if progress:
+            elapsed = time.monotonic() - self.started
+            host = segment["worker"]["host"]
+            print(f"[{self.run_id}] step {step:,}/{total:,} ({elapsed:.0f} s, {host})", flush=True)
+
+
+# ---------------------------------------------------------------- the worker side
+
+
+class _SegmentDone(Exception):
+    """Raised by `_Capture` to end a segment at its checkpoint step."""
+
+
+class _Capture:
+    """Stands in for the Store inside a task: takes the rows of the first checkpoint flush.
+
+    The engine flushes metric rows at each checkpoint step, just before it checkpoints the
+    stack; the stack's state at that moment is the checkpoint, so it is taken here too and
+    the segment ends (the scratch checkpoint is never written).
+    """
+
+    def __init__(self, stack):
+        self.stack, self.rows = stack, None
+
+    def write(self, run_id: str, train_rows: list, metric_rows: list) -> None:
+        self.rows = (train_rows, metric_rows, self.stack.state_dict())
+        raise _SegmentDone
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_data(cfg: DataConfig, device: str) -> TrainData:
+    # a Ray worker process runs many segments: the dataset is read (and moved) once per process
+    return load_data(cfg).to(resolve_device(device))
+
+
+def train_segment(
+    cfg: TrainConfig, norm: str, state: dict | None, threads: int, probes: tuple = ()
+) -> dict:
+    """Train one stack from `state` (None: from scratch) to its next checkpoint step.
+
+    Runs in a Ray worker, in a scratch working directory; reads only the dataset (from the
+    worker's own bnlab data cache). Returns the rows, the new state and where it ran.
+    """
+    torch.set_num_threads(threads)
+    data = _cached_data(cfg.data, cfg.device)
+    stack = build_stack(cfg, norm, data)
+    if state is not None:
+        stack.load_state_dict(state)
+    capture = _Capture(stack)
+    with tempfile.TemporaryDirectory(prefix="bnlab-segment-") as scratch, _cwd(scratch):
+        try:
+            train_stack(stack, data, capture, Path(scratch), progress=False, probes=probes)
+        except _SegmentDone:
+            pass
+        worker = {"host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd()}
+    # None: the stack was already at its last step (the driver stopped before marking it done)
+    train_rows, metric_rows, new_state = capture.rows or ([], [], stack.state_dict())
+    return {
+        "layers": list(stack.model.layer_names),
+        "train_rows": train_rows,
+        "metric_rows": metric_rows,
+        "state": _to_cpu(new_state),  # as a checkpoint file holds it: the driver may lack a GPU
+        "step": stack.step,
+        "total_steps": stack.total_steps,
+        "worker": worker,
+    }
+
+
+def _to_cpu(state):
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_to_cpu(v) for v in state)
+    return state
+
+
+@contextlib.contextmanager
+def _cwd(path: str) -> Iterator[None]:
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+# ---------------------------------------------------------------- choosing and connecting
+
+
+def require_ray():
+    """The `ray` module, or a BnlabError saying how to install it (before any work)."""
+    try:
+        import ray
+    except ImportError as err:
+        raise BnlabError(
+            f"--executor ray: Ray is not installed in this environment ({err}); "
+            f"install it with: {INSTALL_HINT}"
+        ) from None
+    return ray
+
+
+@contextlib.contextmanager
+def _connected(address: str | None) -> Iterator[None]:
+    """Ray connected for the block: reuse a connection, else join `address`, else start one."""
+    ray = require_ray()
+    if ray.is_initialized():
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:  # a local instance for this run: no dashboard, quiet start-up
+        ray.init(include_dashboard=False, logging_level="warning")
+    else:
+        ray.init(address=address, logging_level="warning")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def make_executor(
+    name: str = "local",
+    address: str | None = None,
+    cpus: float = 1.0,
+    gpus: float = 0.0,
+):
+    """An executor by name; fails, naming the argument, before any work is done."""
+    if name not in EXECUTORS:
+        raise BnlabError(f"--executor: got {name!r}, expected one of: {', '.join(EXECUTORS)}")
+    if name == "local":
+        if address:
+            raise BnlabError(f"--ray-address {address!r} needs --executor ray")
+        return LocalExecutor()
+    require_ray()
+    if cpus <= 0:
+        raise BnlabError(f"--ray-cpus: got {cpus}, expected CPUs per task > 0")
+    if gpus < 0:
+        raise BnlabError(f"--ray-gpus: got {gpus}, expected GPUs per task >= 0")
+    return RayExecutor(address=address, cpus=cpus, gpus=gpus)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--executor, --ray-address, --ray-cpus, --ray-gpus."""
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help=f"where stacks train: this process (local) or Ray tasks (ray; {INSTALL_HINT})",
+    )
+    parser.add_argument(
+        "--ray-address",
+        help="an existing Ray cluster, e.g. ray://HEAD:10001 (default: $RAY_ADDRESS, "
+        "else a local Ray instance)",
+    )
+    parser.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per Ray task")
+    parser.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray task")
+
+
+def from_args(args: argparse.Namespace):
+    return make_executor(args.executor, args.ray_address, args.ray_cpus, args.ray_gpus)
+
+
+# The executor `bnlab reproduce` trains its stacks with (see `using`).
+_current: list = [LocalExecutor()]
+
+
+def current():
+    return _current[-1]
+
+
+@contextlib.contextmanager
+def using(executor) -> Iterator[None]:
+    """Train the stacks of every experiment in the block with `executor`.
+
+    A Ray executor stays connected for the whole block: `reproduce all` starts (or joins)
+    Ray once, not once per experiment.
+    """
+    connection = (
+        _connected(executor.address) if executor.name == "ray" else contextlib.nullcontext()
+    )
+    _current.append(executor)
+    try:
+        with connection:
+            yield
+    finally:
+        _current.pop()
