@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import assert_close
+from helpers import assert_close
 from sync_workers import CASES, case_affine, case_batches, free_port, mlp, worker
 from torch import nn
 
