@@ -10,12 +10,13 @@ whole test set at the end:
 (b) `bnlab.engine.train`: both stacks, logging every step to SQLite, checkpoints, evaluation.
 
 Both include start-up (data to tensors, model building); (b) also writes its results database.
-Reported per preset: model-steps/s and the ratio, GFLOP/s (conv/matmul FLOPs of forward and
-backward), the *ceiling* (the same stacked conv/matmul kernels alone: no norm, no activation,
-no data, no optimizer), start-up and one evaluation's time, the evaluation's share of a run at
-the preset's evaluation interval, and peak memory growth. The variants run round-robin, so load
-from other processes hits both alike; ratios are the numbers to read (this machine's absolute
-speed varies by ~30% between runs).
+Reported per preset: model-steps/s of the whole runs and their ratio; the ratio of the training
+steps alone (the engine's phases timed apart in a third pass); GFLOP/s (conv/matmul FLOPs of
+forward and backward), the *ceiling* (the same stacked conv/matmul kernels alone: no norm, no
+activation, no data, no optimizer), start-up and one evaluation's time, the evaluation's share
+of a run at the preset's evaluation interval, and peak memory growth. The variants run
+round-robin, so load from other processes hits both alike; ratios are the numbers to read
+(this machine's absolute speed varies by ~30% between runs).
 
 Usage: python benchmarks/engine.py [--quick] [--presets a,b] [--repeat N] [--device cpu|cuda]
 """
@@ -36,16 +37,17 @@ from torch import nn
 from bnlab.engine import get_preset
 from bnlab.engine.config import TrainConfig
 from bnlab.engine.data import load_data
+from bnlab.engine.metrics import MetricLog
 from bnlab.engine.models import build_model
-from bnlab.engine.train import resolve_device, train
+from bnlab.engine.train import build_stack, evaluate, resolve_device, train, train_step
 
 # preset -> (members K, steps timed, steps timed with --quick)
 PRESETS = {
-    "ioffe2015-mnist": (16, 600, 60),
-    "optstudy-mlp": (5, 300, 30),
-    "optstudy-convmlp": (5, 40, 4),
-    "cifar10-cnn": (5, 60, 6),
-    "santurkar2018-vgg": (5, 60, 6),
+    "ioffe2015-mnist": (16, 600, 40),
+    "optstudy-mlp": (5, 300, 20),
+    "optstudy-convmlp": (5, 40, 2),
+    "cifar10-cnn": (5, 60, 3),
+    "santurkar2018-vgg": (5, 60, 3),
 }
 
 
@@ -207,20 +209,26 @@ def bnlab_run(cfg: TrainConfig, steps: int, device: torch.device) -> dict:
     return {"total": total}
 
 
-def bnlab_parts(cfg: TrainConfig, device: torch.device) -> dict:
-    """Start-up (data + models) and one whole-test-set evaluation of both stacks, alone."""
-    from bnlab.engine.train import build_stack, evaluate
-
+def bnlab_parts(cfg: TrainConfig, steps: int, device: torch.device) -> dict:
+    """The engine's phases timed apart: start-up (data + both stacks), the steps of both
+    stacks with per-step metric logging (no store, no checkpoints), one evaluation of each."""
     start = time.perf_counter()
     data = load_data(cfg.data).to(device)
     stacks = [build_stack(cfg, norm, data) for norm in ("batch", "none")]
-    startup = time.perf_counter() - start
-    start = time.perf_counter()
+    times = {"startup": time.perf_counter() - start, "train": 0.0, "eval": 0.0}
     for stack in stacks:
-        evaluate(stack.model, data.x_test, data.y_test)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return {"startup": startup, "eval": time.perf_counter() - start}
+        log = MetricLog(stack.model, stack.optimizer, capacity=steps)
+        start = time.perf_counter()
+        for step in range(1, steps + 1):
+            xb, yb = stack.batches.next()
+            loss, acc = train_step(stack.model, stack.optimizer, xb, yb)
+            log.record(step, loss, acc)
+        log.drain()  # the host sync the engine does at a checkpoint
+        times["train"] += time.perf_counter() - start
+        start = time.perf_counter()
+        evaluate(stack.model, data.x_test, data.y_test)[0].tolist()
+        times["eval"] += time.perf_counter() - start
+    return times
 
 
 def ceiling(cfg: TrainConfig, input_shape, device: torch.device, seconds: float) -> float:
@@ -228,10 +236,17 @@ def ceiling(cfg: TrainConfig, input_shape, device: torch.device, seconds: float)
     bare = replace(cfg.model, activation="identity")
     model = build_model(bare, "none", cfg.members, input_shape).to_device(device)
     x = torch.randn(cfg.members, cfg.batch_size, *input_shape, device=device)
-    model(x).sum().backward()
+    # a dense output gradient: sum().backward()'s is an expanded (stride-0) tensor, which
+    # sends the matmuls down a slow path
+    grad = torch.randn_like(model(x))
+
+    def step() -> None:
+        model(x).backward(grad)
+
+    step()
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        model(x).sum().backward()
+        step()
         n += 1
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -241,30 +256,32 @@ def ceiling(cfg: TrainConfig, input_shape, device: torch.device, seconds: float)
 def bench_preset(name: str, members: int, steps: int, repeat: int, device, quick: bool):
     cfg = replace(get_preset(name), seeds=members, norms=("batch", "none"))
     if quick:
-        cfg = replace(cfg, data=replace(cfg.data, test_subset=1_000))
+        cfg = replace(cfg, data=replace(cfg.data, test_subset=200))
     data = load_data(cfg.data)
     shape, n_train = data.input_shape, len(data.y_train)
     gflop = flops_per_model_step(cfg, shape) / 1e9
-    seed_t, bnlab_t, seed_mb, bnlab_mb = [], [], 0.0, 0.0
+    seed_t, bnlab_t, parts_t, seed_mb, bnlab_mb = [], [], [], 0.0, 0.0
     for _ in range(repeat):  # round-robin
         with PeakRSS() as mem:
-            t = seed_style_run(cfg, steps, device)
-        seed_t.append(t)
+            seed_t.append(seed_style_run(cfg, steps, device))
         seed_mb = max(seed_mb, mem.mb)
         with PeakRSS() as mem:
             bnlab_t.append(bnlab_run(cfg, steps, device))
         bnlab_mb = max(bnlab_mb, mem.mb)
-    parts = bnlab_parts(cfg, device)
+        parts_t.append(bnlab_parts(cfg, steps, device))
     model_steps = 2 * members * steps
+
+    def median(runs: list[dict], key: str) -> float:
+        return statistics.median(t[key] for t in runs)
+
     seed_total = statistics.median(sum(t.values()) for t in seed_t)
-    seed_eval = statistics.median(t["eval"] for t in seed_t)
-    seed_train = statistics.median(t["train"] for t in seed_t)
-    ours_total = statistics.median(t["total"] for t in bnlab_t)
-    ours_train = max(ours_total - parts["startup"] - parts["eval"], 1e-9)
-    top = ceiling(cfg, shape, device, 1.0 if quick else 3.0)
+    seed_train, seed_eval = median(seed_t, "train"), median(seed_t, "eval")
+    ours_total, ours_train = median(bnlab_t, "total"), median(parts_t, "train")
+    parts = {key: median(parts_t, key) for key in ("startup", "eval")}
+    top = ceiling(cfg, shape, device, 0.5 if quick else 3.0)
     # The evaluation's share of a run at the preset's own interval (epochs: once per epoch).
     interval = cfg.eval_every or n_train // cfg.batch_size
-    share = parts["eval"] / (parts["eval"] + interval * ours_train / steps)
+    share = parts["eval"] / (parts["eval"] + interval * ours_train / steps)  # both stacks
     return {
         "preset": name,
         "K": members,

@@ -17,7 +17,7 @@ import torch
 
 from bnlab.data.pipeline import TRANSFORMS
 from bnlab.engine.noisy_bn import NoiseConfig
-from bnlab.engine.norms import NORM_LAYERS
+from bnlab.engine.norms import BN_KERNELS, NORM_LAYERS
 from bnlab.engine.stacked import Activation
 
 # Choices are read from the code that implements them, so a new one is added in one place.
@@ -47,8 +47,11 @@ class ModelConfig:
     init_std: float = 0.01  # std of the Gaussian init
     bn_momentum: float = 0.1  # running-stat momentum (PyTorch convention)
     bn_eps: float = 1e-5
-    # fuse BN's forward/backward with torch.compile (bnlab._fastpath; ~8 s to compile, falls
-    # back to the eager Function without a compiler); measured in benchmarks/engine.py
+    # BN's kernel (bnlab.engine.norms.StackedBatchNorm): "aten", torch's fused batch_norm, or
+    # "bnlab", bnlab's own hand-written Function (tested equal; slower on conv activations)
+    bn_kernel: str = "aten"
+    # "bnlab" kernel only: fuse its passes with torch.compile (bnlab._fastpath; seconds of
+    # compilation per shape, falls back to eager without a compiler)
     compile_norm: bool = False
     # "batch-noisy" only (bnlab.engine.noisy_bn, Santurkar et al. 2018, Sec. 2.1): each step,
     # per member and channel, noise mean ~ U(-noise_mean_max, +max), std ~ U(min, max).
@@ -243,6 +246,7 @@ def _validate_model(m: ModelConfig) -> None:
     _check_choice("model.activation", m.activation, ACTIVATIONS)
     _check_choice("model.norm_position", m.norm_position, NORM_POSITIONS)
     _check_choice("model.init", m.init, INITS)
+    _check_choice("model.bn_kernel", m.bn_kernel, BN_KERNELS)
     for i, width in enumerate((*m.conv_channels, *m.hidden)):
         _check_positive(f"model widths[{i}]", width)
     _check_positive("model.num_classes", m.num_classes)

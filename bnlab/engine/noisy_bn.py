@@ -59,8 +59,10 @@ class StackedNoisyBatchNorm(StackedBatchNorm):
     forward, for inspection and tests.
     """
 
-    def __init__(self, members, channels, eps, momentum, noise: NoiseConfig, dtype=None):
-        super().__init__(members, channels, eps, momentum, dtype=dtype)
+    def __init__(
+        self, members, channels, eps, momentum, noise: NoiseConfig, dtype=None, kernel="aten"
+    ):
+        super().__init__(members, channels, eps, momentum, dtype=dtype, kernel=kernel)
         self.noise = noise
         self.generators = [torch.Generator().manual_seed(k) for k in range(members)]
         self.last_mean: Tensor | None = None
@@ -106,7 +108,13 @@ class StackedNoisyBatchNorm(StackedBatchNorm):
 def _make_batch_noisy(members, channels, model_cfg, dtype) -> StackedNoisyBatchNorm:
     noise = NoiseConfig.from_model(model_cfg)
     return StackedNoisyBatchNorm(
-        members, channels, model_cfg.bn_eps, model_cfg.bn_momentum, noise, dtype=dtype
+        members,
+        channels,
+        model_cfg.bn_eps,
+        model_cfg.bn_momentum,
+        noise,
+        dtype=dtype,
+        kernel=model_cfg.bn_kernel,
     )
 
 

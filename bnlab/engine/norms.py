@@ -12,20 +12,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bnlab.engine.stacked import from_columns, to_columns
+from bnlab.engine.stacked import from_columns, from_groups, to_columns, to_groups
 from bnlab.functional import normalize, update_running_stats
+
+BN_KERNELS = ("aten", "bnlab")  # see StackedBatchNorm
 
 
 class StackedBatchNorm(nn.Module):
     """Batch Normalization with statistics per member and channel (Ioffe & Szegedy 2015, Alg. 1).
 
-    Training normalizes x (K, B, C) over B, or x (K, B, C, H, W) over B, H, W (as the columns
-    of the channels-last (B*H*W, K*C) matrix the conv layers produce), with bnlab's own
-    `functional.normalize`, and updates running statistics (K, C) purely
-    (`update_running_stats`) before this module stores them. Eval normalizes with the running
-    statistics (Alg. 2, step 10). gamma and beta are (K, C).
+    Training normalizes x (K, B, C) over B, or x (K, B, C, H, W) over B, H, W, and updates
+    the running statistics (K, C); eval normalizes with them (Alg. 2, step 10). gamma and beta
+    are (K, C). Two kernels compute the same thing (tested equal, values and gradients):
+
+    - "aten" (the default): torch's fused `batch_norm` over the K*C member-channels of the
+      channels-last (B, K*C, H, W) tensor the conv layers produce (for (K, B, C), over a
+      (B, K*C) copy). About 5 passes over the activations per step, forward and backward.
+    - "bnlab": bnlab's own hand-written `functional.normalize` over the columns of the
+      (B*H*W, K*C) matrix, running statistics updated purely by `update_running_stats`. About
+      12 passes per step, so it is slower on large conv activations; `compiled` fuses them with
+      torch.compile (seconds of compilation per shape: only worth it for long runs).
     """
 
     def __init__(
@@ -36,12 +45,11 @@ class StackedBatchNorm(nn.Module):
         momentum: float,
         dtype=None,
         compiled: bool | None = False,
+        kernel: str = "aten",
     ):
         super().__init__()
-        self.eps, self.momentum = eps, momentum
-        # passed to functional.normalize; False by default: compiling each new shape stalls a
-        # short run for seconds (ModelConfig.compile_norm opts in)
-        self.compiled = compiled
+        self.eps, self.momentum, self.kernel = eps, momentum, kernel
+        self.compiled = compiled  # passed to functional.normalize ("bnlab" kernel only)
         self.weight = nn.Parameter(torch.ones(members, channels, dtype=dtype))  # gamma
         self.bias = nn.Parameter(torch.zeros(members, channels, dtype=dtype))  # beta
         self.register_buffer("running_mean", torch.zeros(members, channels, dtype=dtype))
@@ -54,11 +62,42 @@ class StackedBatchNorm(nn.Module):
             self.bias[k].zero_()
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.kernel == "aten":
+            return self._aten(x)
         if x.dim() == 5:  # (K, B, C, H, W): per member and channel = per column of (N, K*C)
             y = self._normalize(to_columns(x), self.weight.reshape(1, -1), self.bias.reshape(1, -1))
             return from_columns(y, x.shape)
         # (K, B, C): statistics over B, parameters (K, 1, C)
         return self._normalize(x, self.weight.unsqueeze(1), self.bias.unsqueeze(1))
+
+    def _aten(self, x: Tensor) -> Tensor:
+        """torch's batch_norm with the K*C member-channels as its channels."""
+        K = x.shape[0]
+        if x.dim() == 5:
+            xg = to_groups(x)  # (B, K*C, H, W), channels_last: a view
+        else:
+            xg = x.transpose(0, 1).reshape(x.shape[1], -1)  # (B, K*C): one copy
+        factor = 0.0
+        if self.training:
+            self.num_batches_tracked += 1
+            factor = (
+                self.momentum
+                if self.momentum is not None
+                else 1.0 / float(self.num_batches_tracked)
+            )
+        y = F.batch_norm(
+            xg,
+            self.running_mean.view(-1),  # (K*C,) views: updated in place
+            self.running_var.view(-1),
+            self.weight.reshape(-1),
+            self.bias.reshape(-1),
+            self.training,
+            factor,
+            self.eps,
+        )
+        if x.dim() == 5:
+            return from_groups(y, K)  # (K, B, C, H, W)
+        return y.view(x.shape[1], K, -1).transpose(0, 1)  # (K, B, C), a view
 
     def _normalize(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
         """x (N, K*C) or (K, B, C), reduced over dim -2; gamma, beta broadcast against it."""
@@ -98,8 +137,9 @@ class NormSpec:
 
 def _make_batch(members, channels, model_cfg, dtype) -> nn.Module:
     compiled = True if model_cfg.compile_norm else False
+    kernel = model_cfg.bn_kernel
     return StackedBatchNorm(
-        members, channels, model_cfg.bn_eps, model_cfg.bn_momentum, dtype, compiled
+        members, channels, model_cfg.bn_eps, model_cfg.bn_momentum, dtype, compiled, kernel
     )
 
 

@@ -47,29 +47,22 @@ class StackedLinear(nn.Module):
 
 
 class StackedConv2d(nn.Module):
-    """3x3 'same' convolution per member, on channels-last activations.
+    """3x3 'same' convolution per member, as one grouped convolution (groups = K) on
+    channels-last activations.
 
     Conv activations are (K, B, C, H, W) *views* of a (B, H, W, K, C) buffer: as a
     (B, K*C, H, W) tensor that is `channels_last`, with member k owning channels
-    k*C .. (k+1)*C - 1. On that layout a convolution, BN's statistics (a column reduction
-    of a (B*H*W, K*C) matrix), ReLU and max-pooling all run as single ops over every member,
-    with no copies between them.
-
-    The kernel is chosen per layer, by the rule measured in `benchmarks/conv_kernels.py`:
-    one grouped convolution (groups = K) when the layer has many input channels, and a loop of
-    K ordinary convolutions for the first layers (c_in <= `PER_MEMBER_MAX_CIN`), where the
-    grouped kernel runs at a fraction of the ordinary one's rate. The choice depends on the
-    shapes only, so a run is reproducible bit for bit.
+    k*C .. (k+1)*C - 1 (one group of the convolution). On that layout the convolution, BN's
+    statistics, ReLU and max-pooling all run as single ops over every member, with no copies
+    between them. (`benchmarks/conv_layouts.py` compares it with the NCHW grouped convolution
+    and with K separate convolutions.)
     """
-
-    PER_MEMBER_MAX_CIN: ClassVar[int] = 4
 
     def __init__(self, members: int, c_in: int, c_out: int, bias: bool = True, dtype=None):
         super().__init__()
         self.members, self.c_in, self.c_out = members, c_in, c_out
         self.weight = nn.Parameter(torch.empty(members, c_out, c_in, 3, 3, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(members, c_out, dtype=dtype)) if bias else None
-        self.per_member = c_in <= self.PER_MEMBER_MAX_CIN
 
     def init_member(self, k: int, gen: torch.Generator, init: str, std: float) -> None:
         bias = self.bias[k] if self.bias is not None else None
@@ -78,22 +71,12 @@ class StackedConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         K = x.shape[0]
         x = to_groups(x)  # (B, K*C_in, H, W), channels_last
-        if self.per_member:
-            biases = self.bias if self.bias is not None else [None] * K
-            ys = [
-                F.conv2d(xk, wk, bk, padding=1)  # (B, C_out, H, W)
-                for xk, wk, bk in zip(x.chunk(K, dim=1), self.weight, biases, strict=True)
-            ]
-            y = torch.cat(ys, dim=1).contiguous(memory_format=torch.channels_last)
-        else:
-            weight = self.weight.reshape(K * self.c_out, self.c_in, 3, 3)  # (K*C_out, C_in, 3, 3)
-            bias = self.bias.reshape(K * self.c_out) if self.bias is not None else None
-            y = F.conv2d(x, weight, bias, padding=1, groups=K)  # (B, K*C_out, H, W)
+        weight = self.weight.reshape(K * self.c_out, self.c_in, 3, 3)  # (K*C_out, C_in, 3, 3)
+        bias = self.bias.reshape(K * self.c_out) if self.bias is not None else None
+        y = F.conv2d(x, weight, bias, padding=1, groups=K)  # (B, K*C_out, H, W)
+        # With one input channel per group, torch takes a depthwise kernel that returns NCHW.
+        y = y.contiguous(memory_format=torch.channels_last)  # no-op when already channels_last
         return from_groups(y, K)  # (K, B, C_out, H, W)
-
-    def extra_repr(self) -> str:
-        kernel = "per-member" if self.per_member else "grouped"
-        return f"members={self.members}, {self.c_in}->{self.c_out}, kernel={kernel}"
 
 
 class StackedMaxPool2d(nn.Module):
