@@ -189,9 +189,13 @@ def test_evaluation_does_not_depend_on_the_chunk_size():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_asking_for_cuda_without_it_fails_before_any_work(tmp_path, capsys):
+@pytest.mark.parametrize("command", [["train", "--preset", "smoke"], ["reproduce"]])
+def test_asking_for_cuda_without_it_fails_before_any_work(tmp_path, capsys, monkeypatch, command):
+    monkeypatch.delenv("BNLAB_DEVICE", raising=False)
+    if command == ["reproduce"]:
+        command = ["reproduce", "ioffe2015-mnist", "--quick"]
     out = tmp_path / "o"
-    code = main(["train", "--preset", "smoke", "--device", "cuda", "--out", str(out)])
+    code = main([*command, "--device", "cuda", "--out", str(out)])
     assert code == 2
     err = capsys.readouterr().err
     assert "CUDA" in err and "device" in err
@@ -203,5 +207,6 @@ def test_a_run_resumes_on_another_device_setting(tmp_path):
     cfg = _smoke(steps=20, checkpoint_every=10, device="cpu")
     train(replace(cfg, steps=10), tmp_path, progress=False)  # stopped after its first checkpoint
     with pytest.raises(BnlabError, match="differs"):
-        train(replace(cfg, optim=replace(cfg.optim, lr=0.2)), tmp_path, resume=True, progress=False)
+        changed = replace(cfg, steps=10, optim=replace(cfg.optim, lr=0.2))
+        train(changed, tmp_path, resume=True, progress=False)
     train(replace(cfg, steps=10, device="auto"), tmp_path, resume=True, progress=False)

@@ -83,7 +83,8 @@ def landscape(
     Every point is evaluated from the same saved state (running statistics, noise streams),
     so the only thing that differs between points is the parameters; the model is restored.
     """
-    etas = lrs.reshape(-1, 1) * torch.tensor(cfg.lr_multiples, dtype=lrs.dtype)  # (K, S)
+    multiples = torch.tensor(cfg.lr_multiples, dtype=lrs.dtype, device=lrs.device)  # (S,)
+    etas = lrs.reshape(-1, 1) * multiples  # (K, S)
     with preserved(model) as saved:
 
         def loss_grad(theta: Tensor) -> tuple[Tensor, Tensor]:

@@ -47,7 +47,7 @@ class AnalysisProbe(Probe):
         model, cfg, values = stack.model, self.cfg, {}
         if cfg.landscape:
             lrs = torch.tensor([stack.cfg.member_lr(k) for k in range(model.members)])
-            found = landscape(model, xb, yb, lrs.to(model.flat.dtype), cfg.grid)
+            found = landscape(model, xb, yb, lrs.to(model.flat), cfg.grid)
             values.update({f"landscape/{k}": v for k, v in found.items()})
         if cfg.ics:
             values.update(ics(model, stack.optimizer, xb, yb))

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,12 +38,16 @@ from bnlab.errors import BnlabError
 # Evaluation runs the test set through the stack in chunks whose largest activation takes at
 # most this many bytes, so its memory is bounded whatever the test set's size.
 EVAL_CHUNK_BYTES = 64 * 2**20
+DEVICE_ENV = "BNLAB_DEVICE"
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "cpu", "cuda", or "auto" (CUDA when present) as a torch.device."""
+    """ "cpu", "cuda", or "auto" as a torch.device. "auto" is $BNLAB_DEVICE when set (how
+    `bnlab reproduce --device` reaches every stack it trains), else CUDA when present."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = os.environ.get(DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BnlabError("device: CUDA was asked for, but it is not available here")
     return torch.device(name)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from bnlab.report import QUICK_BANNER
@@ -22,6 +23,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
     )
 
     executor = executors.from_args(args)  # a missing Ray fails here, before any work
+    if args.device is not None:
+        set_device(args.device)  # CUDA asked for but absent fails here, before any work
     names = resolve_names(args.experiment)
     plan = [(n, seeds_for(n, args.seeds, args.quick)) for n in names]  # validate all first
     root = Path(args.out) if args.out else DEFAULT_QUICK_OUT if args.quick else DEFAULT_OUT
@@ -45,8 +48,17 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def set_device(name: str) -> None:
+    """Make "auto" mean `name` for every stack of this run, in this process and its workers."""
+    from bnlab.engine.train import DEVICE_ENV, resolve_device
+
+    resolve_device(name)  # raises for CUDA where there is none
+    os.environ[DEVICE_ENV] = name
+
+
 def add_parser(subparsers) -> None:
     from bnlab.engine import executors
+    from bnlab.engine.config import DEVICES
     from bnlab.reproduce.registry import experiments
 
     names = ", ".join(experiments())
@@ -65,6 +77,11 @@ def add_parser(subparsers) -> None:
         "--out", help=f"results directory (default {DEFAULT_OUT}, or {DEFAULT_QUICK_OUT})"
     )
     rep.add_argument("--quiet", action="store_true", help="no progress bars (lines remain)")
+    rep.add_argument(
+        "--device",
+        choices=DEVICES,
+        help="where every stack trains: cpu, cuda, or auto (CUDA when present; the default)",
+    )
     executors.add_arguments(rep)
     rep.set_defaults(func=run_reproduce)
     report = subparsers.add_parser(
