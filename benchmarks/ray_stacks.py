@@ -10,7 +10,8 @@ evaluation; the stack's cost is then projected to its full length:
 Spread over N workers of this machine's speed, the stacks cannot finish sooner than
 max(longest stack, sum / N); a greedy longest-first schedule (printed) lands close to it.
 These are projections from short measurements, not measured full runs. The Santurkar et al.
-experiments of `reproduce all` train in the driver with their probes and are not included.
+experiments' stacks are included without the cost of their probes (1-30% of training,
+`benchmarks/analysis.py`).
 
 Usage: python benchmarks/ray_stacks.py [--steps 200] [--workers 1,2,4,8,16,32]
 """
@@ -34,6 +35,7 @@ from bnlab.reproduce import (
     ioffe2015_mnist,
     matrix,
     mnist_notebook,
+    santurkar2018,
 )
 
 SEEDS = 5  # the default of every experiment
@@ -56,12 +58,17 @@ def full_configs() -> list[tuple[str, object]]:
         for ds in matrix.DATASETS
         for arch in matrix.ARCHS
     ]
+    configs += [
+        (f"{name} {setting.name}", santurkar2018.setting_config(setting, SEEDS, False)[0])
+        for name, settings in santurkar2018.SETTINGS.items()
+        for setting in settings
+    ]
     return configs
 
 
 def stack_cost(cfg, norm: str, steps: int) -> dict:
     """Measured per-step, per-evaluation and per-segment seconds; the projected total."""
-    data = _cached_data(cfg.data)  # read once, as a Ray worker process does
+    data = _cached_data(cfg.data, cfg.device)  # read once, as a Ray worker process does
     stack = build_stack(cfg, norm, data)
     total = stack.total_steps
     steps = min(steps, total)
