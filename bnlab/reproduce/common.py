@@ -102,7 +102,7 @@ def train_variants(
     for norm in cfg.norms:
         say(name, f"{NORM_LABELS.get(norm, norm)}: {cfg.members} members x {total}")
     if executors.current().name != "local":  # `--executor ray`: variants as parallel tasks
-        executors.current().train(cfg, Path(out_dir), resume=True, progress=True)
+        executors.current().train(cfg, Path(out_dir), resume=True, progress=True, probes=probes)
         return
     if cores < 2 or len(jobs) < 2 or not parallel:
         for job in jobs:
