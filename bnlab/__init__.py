@@ -7,6 +7,7 @@ Public API (everything else may change):
 - `normalize`, `update_running_stats`: the two halves of it, for stacked (K-member) models.
 - `BatchNorm1d`, `BatchNorm2d`, `BatchNorm3d`: drop-in replacements for `torch.nn`'s.
 - `fold_batchnorm`: fold BN into the preceding Linear/Conv layer for inference.
+- `bnlab.exercises`: self-checking exercises for the tutorial notebook (`check_backward`, ...).
 
 Subpackages, each with its own small API in its `__init__`:
 
@@ -19,7 +20,7 @@ Subpackages, each with its own small API in its `__init__`:
 
 __version__ = "0.1.0"
 
-from bnlab import reference
+from bnlab import exercises, reference
 from bnlab._checks import BatchNormShapeError
 from bnlab.fold import fold_batchnorm
 from bnlab.functional import batch_norm, normalize, update_running_stats
@@ -32,6 +33,7 @@ __all__ = [
     "BatchNormShapeError",
     "__version__",
     "batch_norm",
+    "exercises",
     "fold_batchnorm",
     "normalize",
     "reference",
