@@ -95,7 +95,8 @@ def points(est, digits=1):
 NOTEBOOK_START = time.perf_counter()
 WORK = tempfile.mkdtemp(prefix="bn_tutorial_")  # engine results; removed at the end
 # One thread: these models are small, and on a busy machine (CI runs other jobs beside this
-# notebook) several spinning threads per process were measured to run 15x slower, not faster.
+# notebook) two threads per process made the engine run about 12x slower in wall time, not
+# faster (measured on the 2-core development machine under load).
 torch.set_num_threads(1)
 torch.manual_seed(0)
 rng = np.random.default_rng(0)
