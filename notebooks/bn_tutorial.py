@@ -1162,7 +1162,7 @@ else:
         f"BN reached {THRESHOLD:.0%} test accuracy in "
         f"{format_estimate(mean_ci(bn_reached), 0, 1, ' steps')} ({len(bn_reached)}/{SEEDS} "
         f"seeds); the baseline in {reached}/{SEEDS} seeds within {STEPS} steps, so the "
-        f"speed-up is at least {STEPS / max(bn_reached):.0f}x here, not a finite ratio"
+        f"speed-up is at least {STEPS / max(bn_reached):.1f}x here, not a finite ratio"
     )
 
 if all(h is not None for h in highest["batch"] + highest["none"]):
