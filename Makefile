@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 BNLAB  := $(VENV)/bin/bnlab
 STAMP  := $(VENV)/.bnlab-installed
 
-.PHONY: setup data run test test-slow lint format bench clean
+.PHONY: setup data run test test-slow lint format bench notebook clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,ray]'
+	$(PY) -m pip install -q -e '.[dev,ray,notebook]'
 	touch $(STAMP)
 
 data: setup
@@ -29,12 +29,12 @@ run: data
 	$(BNLAB) reproduce ioffe2015-mnist --out results/reproduce
 
 lint: setup
-	$(VENV)/bin/ruff check bnlab tests benchmarks examples
-	$(VENV)/bin/ruff format --check bnlab tests benchmarks examples
+	$(VENV)/bin/ruff check bnlab tests benchmarks examples notebooks
+	$(VENV)/bin/ruff format --check bnlab tests benchmarks examples notebooks
 
 format: setup
-	$(VENV)/bin/ruff format bnlab tests benchmarks examples
-	$(VENV)/bin/ruff check --fix bnlab tests benchmarks examples
+	$(VENV)/bin/ruff format bnlab tests benchmarks examples notebooks
+	$(VENV)/bin/ruff check --fix bnlab tests benchmarks examples notebooks
 
 test: data lint
 	$(VENV)/bin/pytest -n 2
@@ -46,6 +46,10 @@ bench: setup
 	$(PY) benchmarks/bn_op.py
 	$(PY) benchmarks/data.py
 	$(PY) benchmarks/engine.py
+
+# The tutorial: notebooks/*.py (jupytext) -> executed notebooks/*.ipynb with outputs and figures.
+notebook: data
+	$(PY) notebooks/build.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

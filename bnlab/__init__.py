@@ -8,6 +8,7 @@ Public API (everything else may change):
 - `BatchNorm1d`, `BatchNorm2d`, `BatchNorm3d`: drop-in replacements for `torch.nn`'s.
 - `SyncBatchNorm`: BN over the global batch of a `torch.distributed` process group.
 - `fold_batchnorm`: fold BN into the preceding Linear/Conv layer for inference.
+- `bnlab.exercises`: self-checking exercises for the tutorial notebook (`check_backward`, ...).
 
 Subpackages, each with its own small API in its `__init__`, listed in import order: each
 imports only the ones above it, and the BN core (the modules above) imports none of them:
@@ -28,7 +29,7 @@ code never imports the command line, and there is no import circle (tests/test_i
 
 __version__ = "0.1.0"
 
-from bnlab import reference
+from bnlab import exercises, reference
 from bnlab._checks import BatchNormShapeError
 from bnlab.fold import fold_batchnorm
 from bnlab.functional import batch_norm, normalize, update_running_stats
@@ -43,6 +44,7 @@ __all__ = [
     "SyncBatchNorm",
     "__version__",
     "batch_norm",
+    "exercises",
     "fold_batchnorm",
     "normalize",
     "reference",
