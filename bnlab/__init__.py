@@ -6,7 +6,9 @@ Public API (everything else may change):
 - `batch_norm`: `torch.nn.functional.batch_norm`'s contract on a hand-written autograd.Function.
 - `normalize`, `update_running_stats`: the two halves of it, for stacked (K-member) models.
 - `BatchNorm1d`, `BatchNorm2d`, `BatchNorm3d`: drop-in replacements for `torch.nn`'s.
-- `fold_batchnorm`: fold BN into the preceding Linear/Conv layer for inference.
+- `fold_batchnorm`, `FoldReport`, `FoldTraceError`: fold BN into the layer before it, in any
+  model (traced with torch.fx), for inference.
+- `convert`: swap torch.nn's BatchNorm{1,2,3}d for bnlab's in any model, and back.
 
 Subpackages, each with its own small API in its `__init__`:
 
@@ -21,7 +23,8 @@ __version__ = "0.1.0"
 
 from bnlab import reference
 from bnlab._checks import BatchNormShapeError
-from bnlab.fold import fold_batchnorm
+from bnlab.convert import convert
+from bnlab.fold import FoldReport, FoldTraceError, fold_batchnorm
 from bnlab.functional import batch_norm, normalize, update_running_stats
 from bnlab.modules import BatchNorm1d, BatchNorm2d, BatchNorm3d
 
@@ -30,8 +33,11 @@ __all__ = [
     "BatchNorm2d",
     "BatchNorm3d",
     "BatchNormShapeError",
+    "FoldReport",
+    "FoldTraceError",
     "__version__",
     "batch_norm",
+    "convert",
     "fold_batchnorm",
     "normalize",
     "reference",

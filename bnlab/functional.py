@@ -28,7 +28,14 @@ from torch import Tensor
 from bnlab import _fastpath
 from bnlab._checks import check_batch_norm_call, check_finite_stats
 
-__all__ = ["batch_norm", "batch_stats", "normalize", "update_running_stats"]
+__all__ = [
+    "batch_norm",
+    "batch_norm_eval",
+    "batch_stats",
+    "eval_scale_shift",
+    "normalize",
+    "update_running_stats",
+]
 
 
 def batch_stats(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
@@ -114,21 +121,41 @@ class _BatchNormTrain(torch.autograd.Function):
         return dx, dweight, dbias, None, None, None
 
 
+def eval_scale_shift(
+    weight: Tensor | None, bias: Tensor | None, mean: Tensor, var: Tensor, eps: float
+) -> tuple[Tensor, Tensor]:
+    """BN with fixed statistics as one affine map, y = scale * x + shift (the one place
+    this rule is written; eval mode, `fold_batchnorm` and the engine all use it).
+
+    Ioffe & Szegedy 2015, Alg. 2, step 11:
+        scale = gamma / sqrt(var + eps),   shift = beta - scale * mean
+    All arguments broadcast against each other, e.g. (C,) or (1, C, 1, 1) or (K, 1, C).
+    This is also how ATen's CPU kernel computes eval-mode BN, so the roundings agree.
+    """
+    inv_std = torch.rsqrt(var + eps)
+    scale = inv_std if weight is None else weight * inv_std  # per channel
+    shift = -mean * scale if bias is None else bias - mean * scale
+    return scale, shift
+
+
 class _BatchNormEval(torch.autograd.Function):
     """Normalize with fixed statistics (running mean/var): an affine map of x."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, mu, var, eps):
-        inv_std = torch.rsqrt(var + eps)
-        scale = inv_std if weight is None else weight * inv_std  # per channel
-        xc = x - mu
-        y = xc * scale if bias is None else torch.addcmul(bias, xc, scale)
-        ctx.save_for_backward(x, weight, bias, mu, inv_std)
-        return y
+    def forward(x, weight, bias, mu, var, eps):
+        scale, shift = eval_scale_shift(weight, bias, mu, var, eps)
+        return torch.addcmul(shift, x, scale)  # one pass over x
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, mu, var, eps = inputs
+        ctx.save_for_backward(x, weight, bias, mu, var)
+        ctx.eps = eps
 
     @staticmethod
     def backward(ctx, dy):
-        x, weight, bias, mu, inv_std = ctx.saved_tensors
+        x, weight, bias, mu, var = ctx.saved_tensors
+        inv_std = torch.rsqrt(var + ctx.eps)
         dx = dweight = dbias = None
         if ctx.needs_input_grad[0]:
             # d(mu)/dx = d(var)/dx = 0: the statistics are constants here
@@ -138,6 +165,14 @@ class _BatchNormEval(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             dbias = dy.sum_to_size(bias.shape)
         return dx, dweight, dbias, None, None, None
+
+
+def batch_norm_eval(
+    x: Tensor, weight: Tensor | None, bias: Tensor | None, mean: Tensor, var: Tensor, eps: float
+) -> Tensor:
+    """Normalize `x` with fixed statistics: `eval_scale_shift`'s map, with a hand-written
+    backward. Parameters and statistics broadcast against x, e.g. (1, C, 1, 1)."""
+    return _BatchNormEval.apply(x, weight, bias, mean, var, eps)
 
 
 def normalize(
