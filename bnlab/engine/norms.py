@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from bnlab.functional import normalize, update_running_stats
+from bnlab.functional import batch_norm_eval, normalize, update_running_stats
 
 
 class StackedBatchNorm(nn.Module):
@@ -60,7 +60,7 @@ class StackedBatchNorm(nn.Module):
         gamma, beta = self.weight.view(shape), self.bias.view(shape)
         if not self.training:
             mu, var = self.running_mean.view(shape), self.running_var.view(shape)
-            return (x - mu) * torch.rsqrt(var + self.eps) * gamma + beta
+            return batch_norm_eval(x, gamma, beta, mu, var, self.eps)
         dims = (1, 3, 4) if x.dim() == 5 else (1,)
         # mu, var (K, 1, C[, 1, 1])
         y, mu, var = normalize(x, gamma, beta, dims, self.eps, self.compiled)
