@@ -20,8 +20,6 @@ exact second derivatives (Hessian-vector products for the landscape analyses).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -334,7 +332,7 @@ def batch_norm_train(
     y, mu, var = _BatchNormTrain.apply(input.to(acc), w, b, dims, eps, None)
     ok = finite_stats(mu, var)
     if running_mean is not None and running_var is not None:
-        n = math.prod(input.shape[d] for d in dims)
+        n = input.numel() // input.shape[1]  # values per channel
         count = 1 if num_batches_tracked is None else num_batches_tracked + 1
         new_mean, new_var = update_running_stats(
             running_mean, running_var, mu, var, n, momentum, count, ok
