@@ -8,13 +8,21 @@ Tools that work on any bnlab stack, for every member at once:
 - `hvp`, `gradient_curvature`: g^T H g / ||g||^2 by double backward through BN;
 - `StackedNoisyBatchNorm`, `NoiseConfig`: the "batch-noisy" norm layer (Sec. 2.1, Fig. 2);
 - `AnalysisProbe`, `ProbeConfig`: run them during `bnlab.engine.train` without disturbing it;
-- `preserved`: save and restore everything a measurement could change.
+- `preserved`: save and restore everything a measurement could change;
+- `module_landscape`, `module_ics`, `module_curvature`, `module_activation_stats`: the same
+  measurements on any `nn.Module` with a loss function and a batch (`any_module`).
 
 The experiments that use them live in `bnlab.analysis.experiments` (imported by
 `bnlab reproduce`).
 """
 
 from bnlab.analysis._state import loss_and_grad, member_losses, preserved
+from bnlab.analysis.any_module import (
+    module_activation_stats,
+    module_curvature,
+    module_ics,
+    module_landscape,
+)
 from bnlab.analysis.curvature import gradient_curvature, hvp
 from bnlab.analysis.ics import ics
 from bnlab.analysis.landscape import LandscapeConfig, along_gradient, landscape
@@ -34,5 +42,9 @@ __all__ = [
     "landscape",
     "loss_and_grad",
     "member_losses",
+    "module_activation_stats",
+    "module_curvature",
+    "module_ics",
+    "module_landscape",
     "preserved",
 ]
