@@ -71,7 +71,7 @@ def _pair():
 
 
 def test_same_forward_first():
-    stack, plain, x, y = _pair()
+    stack, plain, x, _y = _pair()
     assert_close("logits", plain(x), stack(x[None])[0], **TOL)
 
 
@@ -112,7 +112,7 @@ def test_curvature_equals_the_stacked_version():
 
 
 def test_activation_stats_equal_the_engine_recorder():
-    stack, plain, x, y = _pair()
+    stack, plain, x, _y = _pair()
     cfg = HookConfig(layers=("act1", "act2"), units=(0, 2))
     recorder = ActivationRecorder(stack, cfg)
     recorder.active = True
