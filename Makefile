@@ -29,12 +29,12 @@ run: data
 	$(BNLAB) reproduce ioffe2015-mnist --out results/reproduce
 
 lint: setup
-	$(VENV)/bin/ruff check bnlab tests benchmarks
-	$(VENV)/bin/ruff format --check bnlab tests benchmarks
+	$(VENV)/bin/ruff check bnlab tests benchmarks examples
+	$(VENV)/bin/ruff format --check bnlab tests benchmarks examples
 
 format: setup
-	$(VENV)/bin/ruff format bnlab tests benchmarks
-	$(VENV)/bin/ruff check --fix bnlab tests benchmarks
+	$(VENV)/bin/ruff format bnlab tests benchmarks examples
+	$(VENV)/bin/ruff check --fix bnlab tests benchmarks examples
 
 test: data lint
 	$(VENV)/bin/pytest -n 2
