@@ -24,7 +24,7 @@ import torch
 from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from bnlab import _layers, modules
+from bnlab import _layers
 from bnlab.functional import eval_scale_shift
 
 __all__ = ["FoldReport", "FoldTraceError", "fold_batchnorm"]
@@ -192,7 +192,8 @@ def _seq_foldable(bn: nn.Module, layer: nn.Module) -> bool:
 
 
 def _is_batchnorm(m: nn.Module) -> bool:
-    return isinstance(m, (_BatchNorm, modules._BatchNorm)) or _layers.is_stacked_batchnorm(m)
+    # bnlab's modules subclass torch's _BatchNorm, so this covers torch's and bnlab's
+    return isinstance(m, _BatchNorm) or _layers.is_stacked_batchnorm(m)
 
 
 def _num_features(bn: nn.Module) -> int:
