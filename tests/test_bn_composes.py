@@ -166,3 +166,22 @@ def test_inductor_compiled_training_step_matches_eager():
     for (name, p), q in zip(ours.named_parameters(), ref.parameters(), strict=True):
         assert_close(name, p.grad, q.grad, rtol=1e-4, atol=1e-5)
     assert_close("running_mean", ours[1].running_mean, ref[1].running_mean, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_fusers_either_work_or_refuse_and_fold_batchnorm_does_it():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 1), bnlab.BatchNorm2d(3))
+    model(torch.randn(4, 2, 3, 3) * 2 + 1)
+    model.eval()
+    x = torch.randn(2, 2, 3, 3)
+    # duck-typed on running_mean/var, weight, bias, eps: works as for torch's BN
+    fused = torch.nn.utils.fusion.fuse_conv_bn_eval(model[0], model[1])
+    assert_close("fuse_conv_bn_eval", fused(x), model(x), rtol=1e-5, atol=1e-6)
+    # dispatch on the exact (Conv2d, BatchNorm2d) types: refused, not silently skipped
+    with pytest.raises(AssertionError, match="did not find fuser method"):
+        torch.ao.quantization.fuse_modules(model, [["0", "1"]])
+    # torch.fx's default tracer keeps only torch.nn's own modules whole, and stops at
+    # bnlab's input checks; fold_batchnorm uses a tracer that keeps bnlab's BN whole
+    with pytest.raises(torch.fx.proxy.TraceError):
+        torch.fx.symbolic_trace(model)
+    assert_close("fold", bnlab.fold_batchnorm(model)(x), model(x), rtol=1e-5, atol=1e-6)
