@@ -7,7 +7,9 @@ Public API (everything else may change):
 - `normalize`, `update_running_stats`: the two halves of it, for stacked (K-member) models.
 - `BatchNorm1d`, `BatchNorm2d`, `BatchNorm3d`: drop-in replacements for `torch.nn`'s.
 - `SyncBatchNorm`: BN over the global batch of a `torch.distributed` process group.
-- `fold_batchnorm`: fold BN into the preceding Linear/Conv layer for inference.
+- `fold_batchnorm`, `FoldReport`, `FoldTraceError`: fold BN into the layer before it, in any
+  model (traced with torch.fx), for inference.
+- `convert`: swap torch.nn's BatchNorm{1,2,3}d for bnlab's in any model, and back.
 - `bnlab.exercises`: self-checking exercises for the tutorial notebook (`check_backward`, ...).
 
 Subpackages, each with its own small API in its `__init__`, listed in import order: each
@@ -31,7 +33,8 @@ __version__ = "0.1.0"
 
 from bnlab import exercises, reference
 from bnlab._checks import BatchNormShapeError
-from bnlab.fold import fold_batchnorm
+from bnlab.convert import convert
+from bnlab.fold import FoldReport, FoldTraceError, fold_batchnorm
 from bnlab.functional import batch_norm, normalize, update_running_stats
 from bnlab.modules import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from bnlab.sync import SyncBatchNorm
@@ -41,9 +44,12 @@ __all__ = [
     "BatchNorm2d",
     "BatchNorm3d",
     "BatchNormShapeError",
+    "FoldReport",
+    "FoldTraceError",
     "SyncBatchNorm",
     "__version__",
     "batch_norm",
+    "convert",
     "exercises",
     "fold_batchnorm",
     "normalize",

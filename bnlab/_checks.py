@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import Tensor
 
@@ -68,12 +70,28 @@ def _check_batch_size(input: Tensor) -> None:
         )
 
 
-def check_finite_stats(mu: Tensor, var: Tensor) -> None:
+# How NaN/inf in a training batch is handled ("auto", "raise" or "mask"); see finite_stats.
+NAN_CHECK = os.environ.get("BNLAB_NAN_CHECK", "auto")
+if NAN_CHECK not in ("auto", "raise", "mask"):
+    raise ValueError(f"BNLAB_NAN_CHECK: got {NAN_CHECK!r}, expected 'auto', 'raise' or 'mask'")
+
+
+def finite_stats(mu: Tensor, var: Tensor) -> Tensor | None:
     """Refuse NaN/inf input in training, before the running statistics absorb it.
 
     A non-finite value anywhere in a channel makes that channel's mean or variance
     non-finite, so checking the (C,) statistics costs one small reduction, not a full pass.
+
+    Raising needs the answer on the host. Where that is free (CPU tensors, eager) it raises
+    ValueError naming the channels and returns None. On an accelerator a host read would
+    stall every call, and inside torch.compile or a torch.func transform it cannot happen at
+    all, so there it returns the answer as a () bool tensor instead: the caller then keeps
+    the running statistics (and the batch count) unchanged for a non-finite batch, and the
+    output carries the NaN as torch's does. `BNLAB_NAN_CHECK=raise` raises on accelerators
+    too (one sync per call); `=mask` never raises.
     """
+    if not _may_raise(mu):
+        return torch.isfinite(mu).all() & torch.isfinite(var).all()
     bad = ~(torch.isfinite(mu) & torch.isfinite(var))
     if bool(bad.any()):
         channels = torch.nonzero(bad.flatten()).flatten().tolist()
@@ -83,6 +101,43 @@ def check_finite_stats(mu: Tensor, var: Tensor) -> None:
             f"{mu.dtype} (channel(s) {shown}); "
             "the running statistics were not updated"
         )
+    return None
+
+
+def _may_raise(t: Tensor) -> bool:
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        return False
+    if NAN_CHECK == "auto":
+        return t.device.type == "cpu"
+    return NAN_CHECK == "raise"
+
+
+_REDUCED = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(input: Tensor, *tensors: Tensor | None) -> torch.dtype:
+    """The dtype BN computes in, refusing the dtype mixes `torch.nn.BatchNorm*` refuses.
+
+    As torch.nn (CPU): parameters and running statistics share one dtype, which is the
+    input's, or float32 for a float16/bfloat16 input. Statistics of float16/bfloat16
+    inputs are accumulated in float32 either way; the output keeps the input's dtype.
+    """
+    kinds = {t.dtype for t in tensors if t is not None}
+    if len(kinds) > 1:
+        raise RuntimeError(
+            "mixed dtype (CPU): all inputs must share same datatype: weight, bias and the "
+            f"running statistics have dtypes {sorted(str(k) for k in kinds)}"
+        )
+    reduced = input.dtype in _REDUCED
+    if kinds:
+        own = kinds.pop()
+        if own != input.dtype and not (reduced and own == torch.float32):
+            raise RuntimeError(
+                f"mixed dtype (CPU): input is {input.dtype} but the parameters and running "
+                f"statistics are {own}; expected {input.dtype}, or float32 for a "
+                "float16/bfloat16 input (convert the module with .to(dtype))"
+            )
+    return torch.float32 if reduced else input.dtype
 
 
 def check_input_rank(input: Tensor, allowed: tuple[int, ...]) -> None:

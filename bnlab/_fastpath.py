@@ -44,7 +44,8 @@ def wants(x: torch.Tensor, compiled: bool | None = None) -> bool:
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
         and (compiled or x.numel() >= MIN_NUMEL)
-        and not torch.compiler.is_compiling()
+        and not torch.compiler.is_compiling()  # the caller's compile already fuses
+        and not torch._C._are_functorch_transforms_active()  # vmap/grad: stay on torch ops
     )
 
 

@@ -16,18 +16,24 @@ refused instead of silently poisoning the running statistics.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+from torch.nn.modules import batchnorm
 
 from bnlab._checks import check_input_rank
-from bnlab.functional import batch_norm
+from bnlab.functional import batch_norm, batch_norm_train
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
 
 
-class _BatchNorm(nn.Module):
-    """Shared body of BatchNorm1d/2d/3d; subclasses set the allowed input ranks."""
+class _BatchNorm(batchnorm._BatchNorm):
+    """Shared body of BatchNorm1d/2d/3d; subclasses set the allowed input ranks.
 
-    _version = 2  # version 2 added num_batches_tracked, as in torch
+    It subclasses torch's own BN base class, which creates the same parameters and buffers
+    and loads the same state_dicts, so torch's utilities that look for BN find it
+    (`torch.func.replace_all_batch_norm_modules_`, `nn.SyncBatchNorm.convert_sync_batchnorm`,
+    which turns it into torch's SyncBatchNorm). Only `forward` is bnlab's.
+    """
+
     _ranks: tuple[int, ...] = ()
 
     def __init__(
@@ -42,44 +48,11 @@ class _BatchNorm(nn.Module):
         *,
         bias: bool = True,
     ) -> None:
-        super().__init__()
-        if num_features < 1:
+        if not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"num_features must be a positive int, got {num_features!r}")
-        factory = {"device": device, "dtype": dtype}
-        self.num_features = num_features
-        self.eps = eps
-        self.momentum = momentum
-        self.affine = affine
-        self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_features, **factory))
-            self.bias = nn.Parameter(torch.empty(num_features, **factory)) if bias else None
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
-            self.register_buffer("running_var", torch.ones(num_features, **factory))
-            count = torch.tensor(0, dtype=torch.long, device=device)
-            self.register_buffer("num_batches_tracked", count)
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
-        self.reset_parameters()
-
-    def reset_running_stats(self) -> None:
-        if self.track_running_stats:
-            self.running_mean.zero_()
-            self.running_var.fill_(1)
-            self.num_batches_tracked.zero_()
-
-    def reset_parameters(self) -> None:
-        self.reset_running_stats()
-        if self.affine:
-            nn.init.ones_(self.weight)
-            if self.bias is not None:
-                nn.init.zeros_(self.bias)
+        super().__init__(
+            num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias
+        )
 
     def extra_repr(self) -> str:
         return (
@@ -88,39 +61,45 @@ class _BatchNorm(nn.Module):
             f"track_running_stats={self.track_running_stats}"
         )
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, *args) -> None:
-        version = local_metadata.get("version", None)
-        key = prefix + "num_batches_tracked"
-        if (version is None or version < 2) and self.track_running_stats:
-            # checkpoints from before num_batches_tracked existed keep the module's count
-            if key not in state_dict:
-                own = self.num_batches_tracked
-                keep = own is not None and own.device != torch.device("meta")
-                state_dict[key] = own if keep else torch.tensor(0, dtype=torch.long)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, *args)
+    def _check_input_dim(self, input: Tensor) -> None:
+        check_input_rank(input, self._ranks)
+
+    def __prepare_scriptable__(self):
+        raise TypeError(
+            f"torch.jit.script cannot compile bnlab.{type(self).__name__}: its forward and "
+            "backward are a Python torch.autograd.Function, which TorchScript does not "
+            "support. Script the model with torch's BN instead, "
+            "torch.jit.script(bnlab.convert(model, to='torch')), or use torch.compile, "
+            "which runs bnlab's BN as is."
+        )
 
     def forward(self, input: Tensor) -> Tensor:
-        """Normalize `input` of shape (N, C, *); see the class docstring for the modes."""
-        check_input_rank(input, self._ranks)
-        update = self.training and self.track_running_stats
-        if self.momentum is None and update:
-            factor = 1.0 / float(self.num_batches_tracked + 1)  # cumulative average
-        else:
-            factor = 0.0 if self.momentum is None else self.momentum
-        use_batch_stats = self.training or self.running_mean is None
-        y = batch_norm(
+        """Normalize `input` of shape (N, C, *); see the module docstring for the modes."""
+        self._check_input_dim(input)
+        if not self.training and self.running_mean is not None:
+            return batch_norm(
+                input,
+                self.running_mean,
+                self.running_var,
+                self.weight,
+                self.bias,
+                training=False,
+                eps=self.eps,
+            )
+        update = self.training and self.track_running_stats and self.running_mean is not None
+        y, ok = batch_norm_train(
             input,
-            self.running_mean if update or not self.training else None,
-            self.running_var if update or not self.training else None,
+            self.running_mean if update else None,
+            self.running_var if update else None,
             self.weight,
             self.bias,
-            training=use_batch_stats,
-            momentum=factor,
-            eps=self.eps,
+            self.momentum,
+            self.eps,
+            self.num_batches_tracked if update else None,
         )
-        if update:
+        if update and self.num_batches_tracked is not None:
             # counted only once the batch was accepted and the statistics updated
-            self.num_batches_tracked.add_(1)
+            self.num_batches_tracked.add_(1 if ok is None else ok.long())
         return y
 
 

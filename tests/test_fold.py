@@ -74,12 +74,18 @@ def test_folded_matches_unfolded_eval(case):
     assert not folded.training
 
 
-def test_bn_without_running_stats_or_preceding_layer_is_kept():
+@pytest.mark.parametrize("method", ["fx", "sequential"])
+def test_bn_without_running_stats_or_preceding_layer_is_kept(method):
     model = nn.Sequential(
         nn.Linear(4, 4),
         nn.BatchNorm1d(4, track_running_stats=False),
         nn.ReLU(),
         bnlab.BatchNorm1d(4),
     )
-    folded = bnlab.fold_batchnorm(model)
-    assert isinstance(folded[1], nn.BatchNorm1d) and isinstance(folded[3], bnlab.BatchNorm1d)
+    folded, report = bnlab.fold_batchnorm(model, method=method, return_report=True)
+    assert report.method == method and report.folded == ()
+    assert [name for name, _ in report.left] == ["1", "3"]
+    assert isinstance(folded.get_submodule("1"), nn.BatchNorm1d)
+    assert isinstance(folded.get_submodule("3"), bnlab.BatchNorm1d)
+    with pytest.warns(UserWarning, match="left 2 BN in place"):
+        bnlab.fold_batchnorm(model, method=method)

@@ -7,13 +7,21 @@ Tools that work on any bnlab stack, for every member at once:
 - `ics`: internal covariate shift as ||G - G'|| and cos(G, G') per layer (Def. 2.1, Fig. 5);
 - `hvp`, `gradient_curvature`: g^T H g / ||g||^2 by double backward through BN;
 - `AnalysisProbe`, `ProbeConfig`: run them during `bnlab.engine.train` without disturbing it;
-- `preserved`: save and restore everything a measurement could change.
+- `preserved`: save and restore everything a measurement could change;
+- `module_landscape`, `module_ics`, `module_curvature`, `module_activation_stats`: the same
+  measurements on any `nn.Module` with a loss function and a batch (`any_module`).
 
 The experiments that use them are `bnlab.reproduce.santurkar2018`; the "batch-noisy" norm
 layer they train (Sec. 2.1, Fig. 2) is `bnlab.engine.StackedNoisyBatchNorm`.
 """
 
 from bnlab.analysis._state import loss_and_grad, member_losses, preserved
+from bnlab.analysis.any_module import (
+    module_activation_stats,
+    module_curvature,
+    module_ics,
+    module_landscape,
+)
 from bnlab.analysis.curvature import gradient_curvature, hvp
 from bnlab.analysis.ics import ics
 from bnlab.analysis.landscape import LandscapeConfig, along_gradient, landscape
@@ -30,5 +38,9 @@ __all__ = [
     "landscape",
     "loss_and_grad",
     "member_losses",
+    "module_activation_stats",
+    "module_curvature",
+    "module_ics",
+    "module_landscape",
     "preserved",
 ]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnlab.engine.stacked import from_columns, from_groups, to_columns, to_groups
-from bnlab.functional import normalize, update_running_stats
+from bnlab.functional import batch_norm_eval, normalize, update_running_stats
 
 BN_KERNELS = ("aten", "bnlab")  # see StackedBatchNorm
 
@@ -105,7 +105,7 @@ class StackedBatchNorm(nn.Module):
             # Alg. 2, step 10: the running statistics, an affine map of x
             mu = self.running_mean.view(gamma.shape)
             var = self.running_var.view(gamma.shape)
-            return (x - mu) * torch.rsqrt(var + self.eps) * gamma + beta
+            return batch_norm_eval(x, gamma, beta, mu, var, self.eps)
         y, mu, var = normalize(x, gamma, beta, (x.dim() - 2,), self.eps, self.compiled)
         self._track(mu, var, n=x.shape[-2])
         return y
