@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from bnlab._checks import BatchNormShapeError, check_finite_stats
+from bnlab._checks import BatchNormShapeError, finite_stats
 from bnlab.functional import update_running_stats
 from bnlab.modules import _BatchNorm
 
@@ -165,8 +165,8 @@ class SyncBatchNorm(_BatchNorm):
                 f"Expected more than 1 value per channel across all ranks when training, "
                 f"got {n} (this rank's input size {tuple(input.size())})"
             )
-        check_finite_stats(mu, var)
-        self._update_running_stats(mu, var, n)
+        ok = finite_stats(mu, var)  # raises on the CPU; on a device, None or a () bool tensor
+        self._update_running_stats(mu, var, n, ok)
         shape = _channel_shape(input)
         inv_std = torch.rsqrt(var + self.eps).to(input.dtype).view(shape)
         w = None if self.weight is None else self.weight.view(shape)
@@ -174,7 +174,7 @@ class SyncBatchNorm(_BatchNorm):
         mu = mu.to(input.dtype).view(shape)
         return _SyncBatchNormTrain.apply(input, w, b, mu, inv_std, n, self.process_group)
 
-    def _update_running_stats(self, mu: Tensor, var: Tensor, n: int) -> None:
+    def _update_running_stats(self, mu: Tensor, var: Tensor, n: int, ok: Tensor | None) -> None:
         if not self.track_running_stats:
             return
         if self.momentum is None:
@@ -182,12 +182,12 @@ class SyncBatchNorm(_BatchNorm):
         else:
             factor = self.momentum
         new_mean, new_var = update_running_stats(
-            self.running_mean, self.running_var, mu, var, n, factor
+            self.running_mean, self.running_var, mu, var, n, factor, ok=ok
         )
         with torch.no_grad():
             self.running_mean.copy_(new_mean)
             self.running_var.copy_(new_var)
-            self.num_batches_tracked.add_(1)
+            self.num_batches_tracked.add_(1 if ok is None else ok.long())
 
     @classmethod
     def convert_sync_batchnorm(cls, module: nn.Module, process_group=None) -> nn.Module:

@@ -11,7 +11,7 @@ from collections import OrderedDict
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close
+from helpers import assert_close
 from torch import nn
 
 import bnlab

@@ -12,7 +12,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import assert_close
+from helpers import assert_close
 from torch import nn
 
 import bnlab

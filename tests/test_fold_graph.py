@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close
+from helpers import assert_close
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 

@@ -50,8 +50,8 @@ def imports(module: str) -> set[str]:
             for alias in node.names:
                 sub = f"{node.module}.{alias.name}"
                 found.add(sub if sub in MODULES else node.module)
-        elif isinstance(node, ast.Constant) and node.value in MODULES:
-            found.add(node.value)
+        elif isinstance(node, ast.Constant) and node.value in MODULES and "." in node.value:
+            found.add(node.value)  # dotted only: the word "bnlab" alone is not an import
     return {m for m in found if m in MODULES and m != module}
 
 

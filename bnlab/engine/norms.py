@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,8 @@ class StackedBatchNorm(nn.Module):
       12 passes per step, so it is slower on large conv activations; `compiled` fuses them with
       torch.compile (seconds of compilation per shape: only worth it for long runs).
     """
+
+    stacked: ClassVar[bool] = True  # for bnlab.fold: BN over K members, (K, C) statistics
 
     def __init__(
         self,

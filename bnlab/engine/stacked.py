@@ -23,6 +23,8 @@ from torch import Tensor, nn
 class StackedLinear(nn.Module):
     """y[k] = x[k] @ W[k] + b[k] for x (K, B, in), W (K, in, out), b (K, out)."""
 
+    stacked: ClassVar[bool] = True  # for bnlab.fold: a layer over K members
+
     def __init__(self, members: int, fan_in: int, fan_out: int, bias: bool = True, dtype=None):
         super().__init__()
         self.fan_in, self.fan_out = fan_in, fan_out
@@ -39,6 +41,15 @@ class StackedLinear(nn.Module):
             init,
             std,
         )
+
+    @property
+    def out_channels(self) -> int:
+        return self.fan_out
+
+    @torch.no_grad()
+    def scale_out_channels(self, scale: Tensor) -> None:
+        """Folding BN: multiply output unit c of member k by scale[k, c] (K, out)."""
+        self.weight.mul_(scale.reshape(self.weight.shape[0], 1, -1).to(self.weight.dtype))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.bias is None:
@@ -58,6 +69,8 @@ class StackedConv2d(nn.Module):
     and with K separate convolutions.)
     """
 
+    stacked: ClassVar[bool] = True  # for bnlab.fold: a layer over K members
+
     def __init__(self, members: int, c_in: int, c_out: int, bias: bool = True, dtype=None):
         super().__init__()
         self.members, self.c_in, self.c_out = members, c_in, c_out
@@ -67,6 +80,15 @@ class StackedConv2d(nn.Module):
     def init_member(self, k: int, gen: torch.Generator, init: str, std: float) -> None:
         bias = self.bias[k] if self.bias is not None else None
         _init_weight(self.weight[k], bias, self.c_in * 9, gen, init, std)
+
+    @property
+    def out_channels(self) -> int:
+        return self.c_out
+
+    @torch.no_grad()
+    def scale_out_channels(self, scale: Tensor) -> None:
+        """Folding BN: multiply output channel c of member k by scale[k, c] (K, C_out)."""
+        self.weight.mul_(scale.reshape(*scale.shape, 1, 1, 1).to(self.weight.dtype))
 
     def forward(self, x: Tensor) -> Tensor:
         K = x.shape[0]
