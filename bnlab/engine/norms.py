@@ -83,6 +83,7 @@ class StackedBatchNorm(nn.Module):
         factor = 0.0
         if self.training:
             self.num_batches_tracked += 1
+            # ATen takes the update weight as a number (momentum=None: a cumulative average)
             factor = (
                 self.momentum
                 if self.momentum is not None
@@ -123,7 +124,7 @@ class StackedBatchNorm(nn.Module):
             var,
             n,
             self.momentum,
-            int(self.num_batches_tracked) if self.momentum is None else 1,
+            self.num_batches_tracked,  # a tensor: no host read on a device
         )
         self.running_mean.copy_(new_mean)
         self.running_var.copy_(new_var)
