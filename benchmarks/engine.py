@@ -1,4 +1,4 @@
-"""The engine against the loop a student would write, on every preset, in one process.
+"""The engine against the loop a student would write, on every preset, in one run.
 
 For each preset, K seeds x (BN, baseline), the same number of steps and one evaluation of the
 whole test set at the end:
@@ -14,8 +14,9 @@ Reported per preset: model-steps/s of the whole runs and their ratio; the ratio 
 steps alone (the engine's phases timed apart in a third pass); GFLOP/s (conv/matmul FLOPs of
 forward and backward), the *ceiling* (the same stacked conv/matmul kernels alone: no norm, no
 activation, no data, no optimizer), start-up and one evaluation's time, the evaluation's share
-of a run at the preset's evaluation interval, and peak memory growth. The variants run
-round-robin, so load from other processes hits both alike; ratios are the numbers to read
+of a run at the preset's evaluation interval, and each run's peak resident memory. Every run
+is a fresh process (nothing warm or shared), and the variants run round-robin, so load from
+other processes hits both alike; ratios are the numbers to read
 (this machine's absolute speed varies by ~30% between runs).
 
 Usage: python benchmarks/engine.py [--quick] [--presets a,b] [--repeat N] [--device cpu|cuda]
@@ -24,10 +25,12 @@ Usage: python benchmarks/engine.py [--quick] [--presets a,b] [--repeat N] [--dev
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import statistics
 import tempfile
-import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,9 +48,9 @@ from bnlab.engine.train import build_stack, evaluate, resolve_device, train, tra
 PRESETS = {
     "ioffe2015-mnist": (16, 600, 40),
     "optstudy-mlp": (5, 300, 20),
-    "optstudy-convmlp": (5, 40, 2),
-    "cifar10-cnn": (5, 60, 3),
-    "santurkar2018-vgg": (5, 60, 3),
+    "optstudy-convmlp": (5, 30, 2),
+    "cifar10-cnn": (5, 30, 3),
+    "santurkar2018-vgg": (5, 30, 3),
 }
 
 
@@ -66,29 +69,28 @@ def flops_per_model_step(cfg: TrainConfig, input_shape: tuple[int, int, int]) ->
     return total
 
 
-class PeakRSS:
-    """Peak growth of this process's resident memory while the block runs (MB), sampled."""
-
-    def __enter__(self) -> PeakRSS:
-        self.start = self.peak = _rss_mb()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, _rss_mb())
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.mb = max(self.peak, _rss_mb()) - self.start
+def in_fresh_process(fn, *args) -> dict:
+    """fn(*args) -> dict of seconds, run in a fresh process (spawned, so nothing is warm or
+    shared); the dict gains that process's peak resident memory in MB."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_measured, fn, *args).result()
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
+def _measured(fn, *args) -> dict:
+    threads = int(os.environ.get("BNLAB_BENCH_THREADS", "0"))
+    if threads:
+        torch.set_num_threads(threads)
+    out = fn(*args)
+    out["rss_mb"] = _peak_rss_mb()
+    return out
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would carry the parent's peak
+    across the spawn's fork + exec)."""
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return kb / 1024
 
 
 def torch_model(cfg: TrainConfig, norm: str, input_shape) -> nn.Sequential:
@@ -234,7 +236,9 @@ def bnlab_parts(cfg: TrainConfig, steps: int, device: torch.device) -> dict:
 def ceiling(cfg: TrainConfig, input_shape, device: torch.device, seconds: float) -> float:
     """Model-steps/s of the stacked conv/matmul kernels alone (forward + backward)."""
     bare = replace(cfg.model, activation="identity")
-    model = build_model(bare, "none", cfg.members, input_shape).to_device(device)
+    model = build_model(bare, "none", cfg.members, input_shape)
+    model.init_members(list(range(cfg.members)), bare.init, bare.init_std)
+    model.to_device(device)
     x = torch.randn(cfg.members, cfg.batch_size, *input_shape, device=device)
     # a dense output gradient: sum().backward()'s is an expanded (stride-0) tensor, which
     # sends the matmuls down a slow path
@@ -260,21 +264,17 @@ def bench_preset(name: str, members: int, steps: int, repeat: int, device, quick
     data = load_data(cfg.data)
     shape, n_train = data.input_shape, len(data.y_train)
     gflop = flops_per_model_step(cfg, shape) / 1e9
-    seed_t, bnlab_t, parts_t, seed_mb, bnlab_mb = [], [], [], 0.0, 0.0
-    for _ in range(repeat):  # round-robin
-        with PeakRSS() as mem:
-            seed_t.append(seed_style_run(cfg, steps, device))
-        seed_mb = max(seed_mb, mem.mb)
-        with PeakRSS() as mem:
-            bnlab_t.append(bnlab_run(cfg, steps, device))
-        bnlab_mb = max(bnlab_mb, mem.mb)
-        parts_t.append(bnlab_parts(cfg, steps, device))
+    seed_t, bnlab_t, parts_t = [], [], []
+    for _ in range(repeat):  # round-robin, each run in a fresh process
+        seed_t.append(in_fresh_process(seed_style_run, cfg, steps, device))
+        bnlab_t.append(in_fresh_process(bnlab_run, cfg, steps, device))
+        parts_t.append(in_fresh_process(bnlab_parts, cfg, steps, device))
     model_steps = 2 * members * steps
 
     def median(runs: list[dict], key: str) -> float:
         return statistics.median(t[key] for t in runs)
 
-    seed_total = statistics.median(sum(t.values()) for t in seed_t)
+    seed_total = statistics.median(t["startup"] + t["train"] + t["eval"] for t in seed_t)
     seed_train, seed_eval = median(seed_t, "train"), median(seed_t, "eval")
     ours_total, ours_train = median(bnlab_t, "total"), median(parts_t, "train")
     parts = {key: median(parts_t, key) for key in ("startup", "eval")}
@@ -297,8 +297,8 @@ def bench_preset(name: str, members: int, steps: int, repeat: int, device, quick
         "seed_eval": seed_eval,
         "eval_share": share,
         "interval": interval,
-        "seed_mb": seed_mb,
-        "ours_mb": bnlab_mb,
+        "seed_mb": max(t["rss_mb"] for t in seed_t),
+        "ours_mb": max(t["rss_mb"] for t in bnlab_t),
     }
 
 
@@ -312,6 +312,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+        os.environ["BNLAB_BENCH_THREADS"] = str(args.threads)  # for the measuring processes
     device = resolve_device(args.device)
     repeat = args.repeat or (1 if args.quick else 2)
     print(
