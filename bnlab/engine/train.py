@@ -296,8 +296,7 @@ def train(
     """
     validate(cfg)
     out_dir = Path(out_dir)
-    store = Store(out_dir)
-    try:
+    with Store(out_dir) as store:
         _check_out_dir(cfg, store, resume)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -307,8 +306,6 @@ def train(
             if _resume_or_create(stack, store, out_dir):
                 train_stack(stack, data, store, out_dir, progress, probes)
                 store.set_status(stack.run_id, "done")
-    finally:
-        store.close()
     return out_dir
 
 
