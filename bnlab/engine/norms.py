@@ -31,7 +31,7 @@ class StackedBatchNorm(nn.Module):
 
     - "aten" (the default): torch's fused `batch_norm` over the K*C member-channels of the
       channels-last (B, K*C, H, W) tensor the conv layers produce (for (K, B, C), over a
-      (B, K*C) copy). About 5 passes over the activations per step, forward and backward.
+      (B, K*C) copy). About 5 passes over the activations per step (counted from the code).
     - "bnlab": bnlab's own hand-written `functional.normalize` over the columns of the
       (B*H*W, K*C) matrix, running statistics updated purely by `update_running_stats`. About
       12 passes per step, so it is slower on large conv activations; `compiled` fuses them with
