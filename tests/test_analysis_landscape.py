@@ -81,3 +81,15 @@ def test_stack_equals_members_alone(norm):
 def test_bad_grid_is_rejected():
     with pytest.raises(ValueError, match="lr_multiples"):
         LandscapeConfig((0.5, -1.0))
+
+
+def test_absolute_step_sizes_ignore_the_learning_rate():
+    """With `step_sizes`, every member is probed over the same distances whatever its lr;
+    without, the grid scales with each member's lr."""
+    lrs = torch.tensor([0.05, 0.5], dtype=DT)
+    fixed = LandscapeConfig(step_sizes=(0.05, 0.4)).etas(lrs)
+    assert_close("absolute", fixed, torch.tensor([[0.05, 0.4], [0.05, 0.4]], dtype=DT), 0, 0)
+    scaled = LandscapeConfig(lr_multiples=(1.0, 2.0)).etas(lrs)
+    assert_close("multiples", scaled, torch.tensor([[0.05, 0.1], [0.5, 1.0]], dtype=DT), 0, 0)
+    with pytest.raises(ValueError, match="step_sizes"):
+        LandscapeConfig(step_sizes=(0.1, -0.2))

@@ -1,5 +1,6 @@
 """The training loop: members never interact, runs are deterministic, bad configs fail early."""
 
+import json
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -210,3 +211,20 @@ def test_a_run_resumes_on_another_device_setting(tmp_path):
         changed = replace(cfg, steps=10, optim=replace(cfg.optim, lr=0.2))
         train(changed, tmp_path, resume=True, progress=False)
     train(replace(cfg, steps=10, device="auto"), tmp_path, resume=True, progress=False)
+
+
+def test_a_run_stored_before_a_field_existed_resumes(tmp_path):
+    """A config stored by an earlier bnlab lacks fields added since; they take their defaults,
+    so the run is the same run (a changed value is still refused, above)."""
+    cfg = _smoke(steps=10, checkpoint_every=10)
+    train(cfg, tmp_path, progress=False)
+    db = sqlite3.connect(tmp_path / "bnlab.sqlite")
+    for rid, stored in db.execute("SELECT run_id, config FROM runs").fetchall():
+        old = json.loads(stored)
+        del old["hooks"]["hist_range"], old["log_every"]  # as if written before they existed
+        db.execute("UPDATE runs SET config = ? WHERE run_id = ?", (json.dumps(old), rid))
+    db.commit()
+    db.close()
+    train(cfg, tmp_path, resume=True, progress=False)  # found finished, not refused
+    with pytest.raises(BnlabError, match="differs"):
+        train(replace(cfg, log_every=2), tmp_path, resume=True, progress=False)

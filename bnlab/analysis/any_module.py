@@ -115,10 +115,10 @@ def module_landscape(
     cfg: LandscapeConfig | None = None,
 ) -> dict[str, Tensor]:
     """`along_gradient` for one model: loss variation, gradient predictiveness and effective
-    beta-smoothness along -g with steps lr * cfg.lr_multiples (Santurkar et al. 2018,
-    Sec. 3.1). Each point starts from the same buffers. Returns name -> () tensor."""
+    beta-smoothness along -g over the grid of `cfg` at learning rate lr (Santurkar et al.
+    2018, Sec. 3.1). Each point starts from the same buffers. Returns name -> () tensor."""
     cfg = cfg or LandscapeConfig()
-    etas = torch.tensor([[lr * m for m in cfg.lr_multiples]], dtype=torch.float64)  # (1, S)
+    etas = cfg.etas(torch.tensor([lr], dtype=torch.float64))  # (1, S)
     with module_preserved(model):
         buffers = [(b, b.clone()) for b in model.buffers()]
 

@@ -29,22 +29,39 @@ LossGrad = Callable[[Tensor], tuple[Tensor, Tensor]]  # theta (K, P) -> loss (K,
 
 @dataclass(frozen=True)
 class LandscapeConfig:
-    """Step-size grid, in multiples of each member's learning rate.
+    """The step-size grid: absolute `step_sizes`, or else multiples of each member's lr.
 
-    Santurkar et al. 2018, Sec. 3.1 / App. A take steps of several sizes along the gradient at
-    each probed training step. The exact grid is not confirmed from a source we could read
-    here (we recall [0.05, 0.4] at lr 0.1 for VGG, i.e. 0.5x to 4x the lr), so the default
-    is eight evenly spaced multiples from 0.5 to 4 of the member's own learning rate, which
-    keeps the grid meaningful across settings with different learning rates.
+    Santurkar et al. 2018, Fig. 4 steps along the gradient with several step sizes at each
+    probed training step, and its caption caps the distance at eta = 0.4 x the gradient; the
+    figures use lr 0.1, so the grid there reads as 0.05..0.4 (the lower end is our reading).
+    `step_sizes` takes that grid as is, the same for every member, so that runs at
+    different learning rates are probed over the same distances (the lr sweep of
+    `santurkar2018-landscape`). Without it, the grid is `lr_multiples` of each member's own
+    learning rate (default 0.5..4, which is 0.05..0.4 at lr 0.1).
     """
 
     lr_multiples: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
+    step_sizes: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if not self.lr_multiples or any(not m > 0 for m in self.lr_multiples):
             raise ValueError(
                 f"lr_multiples: got {self.lr_multiples!r}, expected positive step multiples"
             )
+        if self.step_sizes is not None and (
+            not self.step_sizes or any(not s > 0 for s in self.step_sizes)
+        ):
+            raise ValueError(
+                f"step_sizes: got {self.step_sizes!r}, expected positive step sizes or None"
+            )
+
+    def etas(self, lrs: Tensor) -> Tensor:
+        """The grid of every member, (K, S), for members with learning rates lrs (K,)."""
+        if self.step_sizes is not None:
+            sizes = torch.tensor(self.step_sizes, dtype=lrs.dtype, device=lrs.device)
+            return sizes.expand(lrs.shape[0], -1)
+        multiples = torch.tensor(self.lr_multiples, dtype=lrs.dtype, device=lrs.device)
+        return lrs.reshape(-1, 1) * multiples
 
 
 def along_gradient(loss_grad: LossGrad, theta: Tensor, etas: Tensor) -> dict[str, Tensor]:
@@ -83,8 +100,7 @@ def landscape(
     Every point is evaluated from the same saved state (running statistics, noise streams),
     so the only thing that differs between points is the parameters; the model is restored.
     """
-    multiples = torch.tensor(cfg.lr_multiples, dtype=lrs.dtype, device=lrs.device)  # (S,)
-    etas = lrs.reshape(-1, 1) * multiples  # (K, S)
+    etas = cfg.etas(lrs)  # (K, S)
     with preserved(model) as saved:
 
         def loss_grad(theta: Tensor) -> tuple[Tensor, Tensor]:

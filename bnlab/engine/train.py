@@ -26,7 +26,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from bnlab.engine import checkpoint
-from bnlab.engine.config import DTYPES, TrainConfig, to_dict, validate
+from bnlab.engine.config import DTYPES, TrainConfig, from_dict, to_dict, validate
 from bnlab.engine.data import TrainData, load_data, make_batches
 from bnlab.engine.hooks import ActivationRecorder
 from bnlab.engine.metrics import MetricLog
@@ -237,8 +237,14 @@ def train_stack(
 
 
 def _identity(config: dict) -> dict:
-    """The fields that define a run: all but where it runs (it resumes on any device)."""
-    return {k: v for k, v in config.items() if k != "device"}
+    """The fields that define a run: all but where it runs (it resumes on any device).
+
+    The config is read back through `from_dict`, so a field added to bnlab after the run was
+    stored takes its default: new options default to what bnlab did before them, and a run
+    from an earlier version resumes (or is found finished) instead of being refused.
+    """
+    normalized = json.loads(json.dumps(to_dict(from_dict(TrainConfig, config))))
+    return {k: v for k, v in normalized.items() if k != "device"}
 
 
 def _check_out_dir(cfg: TrainConfig, store: Store, resume: bool) -> None:

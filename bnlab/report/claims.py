@@ -251,6 +251,27 @@ CLAIMS: tuple[Claim, ...] = (
         "effective β-smoothness, log2(BN / no BN)",
         digits=2,
     ),
+    # Scale-free versions of two of the paper's measures (ours): the ℓ2 ones scale with the
+    # gradient's norm, which BN changes, so these say the same without that scale.
+    Claim(
+        "santurkar-gradient-predictiveness-relative",
+        "With BN the gradient changes less along the gradient direction, relative to its norm.",
+        f"{_SANTURKAR}, Sec. 3.1 (scale-free form: ours)",
+        Direction.LOWER,
+        "paper: smaller with BN (ℓ2 form); " + _FIGURE_ONLY,
+        "max gradient change over the grid / ||g||, log2(BN / no BN)",
+        digits=2,
+    ),
+    Claim(
+        "santurkar-ics-cosine-not-reduced",
+        "BN does not reduce internal covariate shift, measured as 1 − cos(G, G').",
+        f"{_SANTURKAR}, Sec. 2.2, Fig. 5 (cosine form)",
+        Direction.NOT_LOWER,
+        "paper: cosine similar or lower with BN; " + _FIGURE_ONLY,
+        "1 − cos(G, G'), BN − no BN",
+        digits=3,
+        margin=0.05,  # a cosine distance within 0.05 of the baseline's counts as similar
+    ),
 )
 
 CLAIMS_BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}

@@ -20,10 +20,11 @@ from bnlab.report import (
     format_estimate,
     grid_points,
     mean_ci,
+    percentile_bands,
     range_band,
 )
 from bnlab.reproduce.common import NORM_LABELS, Part, Results, data_source, describe
-from bnlab.reproduce.scoring import drift, final_accuracy, fmt, scored
+from bnlab.reproduce.scoring import drift, final_accuracy, fmt, percentiles, scored
 
 LANDSCAPE_ORDER = ("batch", "none")  # BN first, as in the paper's Fig. 4 and 5
 
@@ -35,6 +36,8 @@ def setting_part(title: str, name: str, res: Results, directory: Path) -> Part:
     figures, tables, rows, notes = [], [], [], []
     if res.metric_names("landscape/"):
         _landscape(res, tag, out, figures, rows, notes)
+        probed, _ = res.metric("batch", "landscape/loss_variation")
+        tables.append(accuracy_table(res, probed))
     if res.metric_names("ics_l2/"):
         _ics(res, tag, out, figures, rows, notes)
     if "batch-noisy" in res.runs:
@@ -101,14 +104,104 @@ def _landscape(res: Results, tag: str, out: Path, figures: list, rows: list, not
         out / f"{tag}_beta", steps, beta, xlabel="training step", ylabel="effective β-smoothness"
     )
     figures.append(ReportFigure.from_files(files, f"{tag}: effective β-smoothness (Fig. 4c)"))
-    if norms == list(LANDSCAPE_ORDER):
-        for claim, metric in (
-            ("santurkar-loss-variation", "loss_variation"),
-            ("santurkar-gradient-predictiveness", "grad_change_max"),
-            ("santurkar-beta-smoothness", "beta_smoothness"),
-        ):
-            bn, base = (_log2_mean(res.metric(n, f"landscape/{metric}")[1]) for n in norms)
-            _score(rows, notes, claim, tag, bn, base, "paired by seed")
+    relative = {NORM_LABELS[n]: _relative_change(res, n) for n in norms}
+    files = curve_band(
+        out / f"{tag}_grad_relative",
+        steps,
+        relative,
+        xlabel="training step",
+        ylabel="max gradient change / ||g||",
+    )
+    figures.append(
+        ReportFigure.from_files(files, f"{tag}: gradient change relative to ||g|| (scale-free)")
+    )
+    if norms != list(LANDSCAPE_ORDER):
+        return
+    used = both_train(res, steps, notes, tag)
+    if not used.any():
+        return
+    note = f"paired by seed; {int(used.sum())} of {used.size} probed steps (both networks train)"
+    for claim, values in landscape_measures(res, used).items():
+        _score(rows, notes, claim, tag, *values, note)
+
+
+def _relative_change(res: Results, norm: str) -> np.ndarray:
+    """(seeds, T): max over the grid of ||grad(theta - eta g) - g|| / ||g||, scale-free."""
+    change = res.metric(norm, "landscape/grad_change_max")[1]
+    return change / res.metric(norm, "landscape/grad_norm")[1]
+
+
+def landscape_measures(res: Results, used: np.ndarray) -> dict[str, tuple[np.ndarray, ...]]:
+    """claim -> (BN, baseline) per-seed log2 means over the probed steps `used` (T,)."""
+    measures = {}
+    for claim, metric in (
+        ("santurkar-loss-variation", "loss_variation"),
+        ("santurkar-gradient-predictiveness", "grad_change_max"),
+        ("santurkar-beta-smoothness", "beta_smoothness"),
+    ):
+        measures[claim] = tuple(
+            _log2_mean(res.metric(n, f"landscape/{metric}")[1][:, used]) for n in LANDSCAPE_ORDER
+        )
+    measures["santurkar-gradient-predictiveness-relative"] = tuple(
+        _log2_mean(_relative_change(res, n)[:, used]) for n in LANDSCAPE_ORDER
+    )
+    return measures
+
+
+# A network "trains" at a probed step when its seed-mean test accuracy is this far above chance.
+TRAINS_ABOVE_CHANCE_PP = 10.0
+
+
+def both_train(res: Results, probed: np.ndarray, notes: list, tag: str) -> np.ndarray:
+    """(T,) bool: the probed steps at which both networks train (test accuracy at or before
+    the step, seed-mean, at least TRAINS_ABOVE_CHANCE_PP above chance). A verdict uses only
+    those; notes say which were left out and why."""
+    chance = 100.0 / res.config("batch")["model"]["num_classes"]
+    ok = np.ones(len(probed), dtype=bool)
+    for norm in LANDSCAPE_ORDER:
+        acc = accuracy_at(res, norm, probed).mean(0)  # (T,)
+        ok &= acc >= chance + TRAINS_ABOVE_CHANCE_PP
+    if not ok.all():
+        left = ", ".join(str(int(s)) for s in np.asarray(probed)[~ok])
+        notes.append(
+            f"{tag}: probed steps {left} are left out of the verdict: a network's mean test "
+            f"accuracy there is below chance + {TRAINS_ABOVE_CHANCE_PP:g} pp "
+            f"({chance + TRAINS_ABOVE_CHANCE_PP:g}%), so its landscape says nothing about how "
+            "BN helps it train"
+        )
+    if not ok.any():
+        notes.append(f"{tag}: no probed step where both networks train: no landscape verdict")
+    return ok
+
+
+def accuracy_at(res: Results, norm: str, steps: np.ndarray) -> np.ndarray:
+    """(seeds, T) test accuracy (%) of the last evaluation at or before each step (the first
+    evaluation for steps before it). NaN where a member had diverged: its test loss is NaN,
+    and its accuracy (a constant guess, about chance) says nothing."""
+    eval_steps, acc = res.metric(norm, "test_accuracy")  # (E,), (seeds, E)
+    _, loss = res.metric(norm, "test_loss")
+    acc = np.where(np.isfinite(loss), acc, np.nan)
+    index = np.searchsorted(eval_steps, np.asarray(steps), side="right") - 1
+    return 100.0 * acc[:, np.clip(index, 0, len(eval_steps) - 1)]
+
+
+def _cell(values: np.ndarray) -> str:
+    ok = np.isfinite(values)
+    if not ok.any():
+        return f"diverged ({values.size}/{values.size})"
+    text = format_estimate(mean_ci(values[ok]), 1)
+    return text if ok.all() else f"{text} ({int((~ok).sum())}/{values.size} diverged)"
+
+
+def accuracy_table(res: Results, steps: np.ndarray) -> Table:
+    """Test accuracy at each probed step, both networks: do they both train there?"""
+    cells = {n: accuracy_at(res, n, steps) for n in LANDSCAPE_ORDER if n in res.runs}
+    rows = [(str(int(s)), *(_cell(v[:, t]) for v in cells.values())) for t, s in enumerate(steps)]
+    return Table(
+        "Test accuracy (%) at the probed steps (last evaluation at or before the step)",
+        ("step", *(NORM_LABELS[n] for n in cells)),
+        rows,
+    )
 
 
 def _ics(res: Results, tag: str, out: Path, figures: list, rows: list, notes: list) -> None:
@@ -135,12 +228,31 @@ def _ics(res: Results, tag: str, out: Path, figures: list, rows: list, notes: li
                 files, f"{tag}: {ylabel} per layer, mean over training (Fig. 5)"
             )
         )
-    if norms == list(LANDSCAPE_ORDER):
-        # (seeds, L - 1, T) per norm
-        l2 = [np.stack([res.metric(n, f"ics_l2/{la}")[1] for la in ordered[1:]], 1) for n in norms]
-        note = "layers after the first (the first has zero ICS by definition)"
-        bn, base = (_log2_mean(v) for v in l2)
-        _score(rows, notes, "santurkar-ics-not-reduced", tag, bn, base, note)
+    if norms != list(LANDSCAPE_ORDER):
+        return
+    steps, _ = res.metric("batch", f"ics_l2/{ordered[0]}")
+    used = both_train(res, steps, notes, tag)
+    if not used.any():
+        return
+    note = (
+        "layers after the first (the first has zero ICS by definition); "
+        f"{int(used.sum())} of {used.size} probed steps (both networks train)"
+    )
+    for claim, kind, transform in (
+        ("santurkar-ics-not-reduced", "ics_l2", _log2_mean),
+        ("santurkar-ics-cosine-not-reduced", "ics_cos", _mean_cosine_distance),
+    ):
+        # (seeds, L - 1, T') per norm
+        per_norm = [
+            np.stack([res.metric(n, f"{kind}/{la}")[1][:, used] for la in ordered[1:]], 1)
+            for n in norms
+        ]
+        _score(rows, notes, claim, tag, *(transform(v) for v in per_norm), note)
+
+
+def _mean_cosine_distance(cos: np.ndarray) -> np.ndarray:
+    """(seeds, ...) cos(G, G') -> (seeds,) mean of 1 - cos: ICS without the gradient's scale."""
+    return (1.0 - cos).mean(axis=tuple(range(1, cos.ndim)))
 
 
 def _layer_order(layer: str) -> tuple[bool, int]:
@@ -153,7 +265,8 @@ def _noisy(
     res: Results, tag: str, out: Path, figures: list, rows: list, tables: list, notes: list
 ) -> None:
     norms = ("none", "batch", "batch-noisy")
-    layer = res.config("batch")["hooks"]["layers"][0]
+    hooks = res.config("batch")["hooks"]
+    layer = hooks["layers"][-1]  # the deepest recorded layer: the drift claim's
     acc = {n: final_accuracy(res, n) for n in norms}
     drifts = {n: drift(res, n, layer) for n in norms}
     tables.append(
@@ -175,6 +288,26 @@ def _noisy(
         out / f"{tag}_accuracy", steps, curves, xlabel="training step", ylabel="test accuracy (%)"
     )
     figures.append(ReportFigure.from_files(files, f"{tag}: test accuracy (Fig. 2, left)"))
+    for recorded in hooks["layers"]:
+        groups = {}
+        for n in norms:
+            x, q = percentiles(res, n, recorded, unit=0)
+            groups[NORM_LABELS[n]] = q
+        files = percentile_bands(
+            out / f"{tag}_{recorded}_distribution",
+            x,
+            groups,
+            xlabel="training step",
+            ylabel=f"input to ReLU ({recorded}, channel 0)",
+            percentiles=hooks["percentiles"],
+        )
+        figures.append(
+            ReportFigure.from_files(
+                files,
+                f"{tag}: distribution of one channel's activation input over training, "
+                f"layer {recorded}, seed-mean percentiles (Fig. 2, right)",
+            )
+        )
 
 
 def _curvature_table(res: Results) -> Table:
@@ -193,3 +326,66 @@ def _curvature_table(res: Results) -> Table:
         ("network", "curvature"),
         cells,
     )
+
+
+# ---------------------------------------------------------------- across the lr sweep
+
+SWEEP_LABELS = {
+    "santurkar-loss-variation": "loss variation",
+    "santurkar-gradient-predictiveness": "ℓ2 gradient change",
+    "santurkar-gradient-predictiveness-relative": "gradient change / ||g||",
+    "santurkar-beta-smoothness": "effective β-smoothness",
+}
+
+
+def lr_sweep_section(title: str, name: str, dirs: list[Path]) -> Section:
+    """One section over the settings of an lr sweep (one directory per learning rate): each
+    landscape measure's BN/no-BN log2 ratio against the learning rate (all probed steps), and
+    a table saying at which rates both networks train, which is what a verdict may use, and
+    which rate to read (the largest at which no baseline seed diverged)."""
+    lrs, effects, cells, diverged = [], {c: [] for c in SWEEP_LABELS}, [], []
+    for directory in dirs:
+        with Results(directory) as res:
+            tag = f"{name}/{directory.name}"
+            lr = res.config("batch")["optim"]["lr"]
+            probed, _ = res.metric("batch", "landscape/loss_variation")
+            used = both_train(res, probed, [], tag)
+            everywhere = np.ones(len(probed), dtype=bool)
+            for claim, (bn, base) in landscape_measures(res, everywhere).items():
+                effects[claim].append(bn - base)  # (seeds,) log2 ratios
+            last = [accuracy_at(res, n, probed[-1:])[:, 0] for n in LANDSCAPE_ORDER]
+            final = [_cell(v) for v in last]
+            diverged.append(tuple(int((~np.isfinite(v)).sum()) for v in last))
+            cells.append((f"{lr:g}", *final, f"{int(used.sum())} of {used.size}"))
+            lrs.append(lr)
+    order = np.argsort(lrs)
+    groups = {SWEEP_LABELS[c]: np.stack(v, 1)[:, order] for c, v in effects.items()}
+    out = dirs[0].parent / "figures" / "lr-sweep"
+    files = grid_points(
+        out / f"{name}_lr_sweep",
+        np.asarray(lrs)[order],
+        groups,
+        xlabel="learning rate (both networks)",
+        ylabel="log2(BN / no BN), mean over probed steps",
+    )
+    figure = ReportFigure.from_files(
+        files,
+        f"{name}: BN/no-BN ratio of each landscape measure against the learning rate "
+        "(below 0: smoother with BN); all probed steps",
+    )
+    table = Table(
+        "Learning-rate sweep: final test accuracy (%) and the probed steps where both train",
+        ("lr", *(NORM_LABELS[n] for n in LANDSCAPE_ORDER), "steps used for a verdict"),
+        [cells[i] for i in order],
+    )
+    safe = [lrs[i] for i, (_, base) in enumerate(diverged) if base == 0]
+    notes = [
+        "How a learning rate is chosen for a verdict: every rate is trained, and the one to "
+        "read is the largest at which no seed of the network without BN diverged: "
+        + (f"lr {max(safe):g}." if safe else "none qualified (every rate diverged)."),
+        "Each learning rate is a setting of its own above, with its own scorecard rows; a "
+        "verdict uses only the probed steps where both networks train (test accuracy at least "
+        f"{TRAINS_ABOVE_CHANCE_PP:g} pp above chance), so a rate at which the baseline does "
+        "not learn gives no verdict. The figure uses every probed step, to show the trend.",
+    ]
+    return Section(f"{title} — learning-rate sweep", {}, "", [figure], [table], notes)
