@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 BNLAB  := $(VENV)/bin/bnlab
 STAMP  := $(VENV)/.bnlab-installed
 
-.PHONY: setup data run test test-slow lint format bench notebook clean
+.PHONY: setup data run results test test-slow lint format bench notebook clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,13 @@ data: setup
 # results/reproduce/report.html; rerunning resumes or, when done, only rewrites the report.
 run: data
 	$(BNLAB) reproduce ioffe2015-mnist --out results/reproduce
+
+# Every experiment at its full protocol with 5 seeds (hours on 2 cores; rerunning resumes,
+# and finished runs are only read), published to docs/results/: report.md, report.html and
+# their figures, no databases or checkpoints.
+results: data
+	$(BNLAB) reproduce all --out results/full --quiet
+	$(BNLAB) report results/full --publish docs/results --regenerate "make results"
 
 lint: setup
 	$(VENV)/bin/ruff check bnlab tests benchmarks examples notebooks

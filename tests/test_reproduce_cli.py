@@ -48,6 +48,18 @@ def test_reproduce_quick_writes_a_report_that_says_quick(tmp_path, capsys, fastp
     assert (out / "report.html").is_file()
     assert main(["report", str(out / "cifar10-cnn")]) == 0
 
+    # --publish: the report and a copy of every figure it links, nothing else, elsewhere.
+    docs = tmp_path / "docs" / "results"
+    assert main(["report", str(out), "--publish", str(docs), "--regenerate", "make results"]) == 0
+    md = (docs / "report.md").read_text()
+    links = re.findall(r"\]\(([^)]+\.(?:png|svg))\)", md)
+    assert links and all((docs / link).is_file() for link in links), links
+    assert all(not link.startswith(("/", "..")) for link in links), "links stay inside docs"
+    assert "- Regenerate: `make results`" in md and "- Machine: " in md
+    assert "code version" in md
+    kept = {p.suffix for p in docs.rglob("*") if p.is_file()}
+    assert kept == {".md", ".html", ".png", ".svg"}, kept  # no database, no checkpoint
+
 
 @pytest.mark.parametrize(
     "argv, message",

@@ -133,6 +133,10 @@ def _header(meta: ReportMeta) -> str:
     parts.append(f'<p class="meta">{" · ".join(_e(f) for f in facts)}</p>')
     if meta.command:
         parts.append(f'<p class="meta">Command: <code>{_e(meta.command)}</code></p>')
+    if meta.machine:
+        parts.append(f'<p class="meta">Machine: {_e(meta.machine)}</p>')
+    if meta.regenerate:
+        parts.append(f'<p class="meta">Regenerate: <code>{_e(meta.regenerate)}</code></p>')
     return "".join(parts)
 
 

@@ -40,6 +40,10 @@ def _header(meta: ReportMeta) -> list[str]:
         lines.append(f"- Created: {meta.created}")
     if meta.command:
         lines.append(f"- Command: `{meta.command}`")
+    if meta.machine:
+        lines.append(f"- Machine: {meta.machine}")
+    if meta.regenerate:
+        lines.append(f"- Regenerate: `{meta.regenerate}`")
     return [*lines, ""]
 
 

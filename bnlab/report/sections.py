@@ -108,6 +108,8 @@ class ReportMeta:
     quick: bool = False  # a --quick run: the report says so in a banner
     created: str = ""  # e.g. an ISO timestamp
     command: str = ""  # the command line that produced the results
+    machine: str = ""  # where it ran: CPU, cores, torch version
+    regenerate: str = ""  # the command that regenerates this report from scratch
 
 
 def format_duration(seconds: float | None) -> str:

@@ -42,7 +42,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from bnlab.reproduce.runner import build_report, print_scorecard
 
-    html, md, results = build_report(Path(args.dir))
+    publish = Path(args.publish) if args.publish else None
+    html, md, results = build_report(Path(args.dir), publish, args.regenerate or "")
     print_scorecard(results)
     print(f"report: {html} and {md}")
     return 0
@@ -91,4 +92,13 @@ def add_parser(subparsers) -> None:
         "self-contained file) and DIR/report.md, with figures as PNG and SVG.",
     )
     report.add_argument("dir", metavar="DIR", help="a directory written by `bnlab reproduce`")
+    report.add_argument(
+        "--publish",
+        metavar="DEST",
+        help="write the report and a copy of its figures to DEST instead (no databases or "
+        "checkpoints: a directory to commit, e.g. docs/results)",
+    )
+    report.add_argument(
+        "--regenerate", metavar="COMMAND", help="the command the report names as regenerating it"
+    )
     report.set_defaults(func=run_report)

@@ -283,9 +283,12 @@ def experiment_result(
     name: str, manifest: Manifest, sections: list[Section], rows: list[ScorecardRow]
 ) -> ExperimentResult:
     """One experiment's report contribution: every section title marked if the run was
-    --quick, the wall time shown once, on the first section."""
+    --quick, the wall time and the code version that trained it shown once, on the first
+    section."""
     sections = [replace(s, title=s.title + quick_suffix(manifest)) for s in sections]
-    sections[0] = replace(sections[0], wall_time_s=manifest.wall_time_s)
+    first = sections[0]
+    protocol = {**first.protocol, "code version": manifest.code_version}
+    sections[0] = replace(first, wall_time_s=manifest.wall_time_s, protocol=protocol)
     return ExperimentResult(
         name, tuple(sections), tuple(rows), manifest.wall_time_s, manifest.quick
     )
