@@ -237,8 +237,24 @@ def train_stack(
 
 
 def _identity(config: dict) -> dict:
-    """The fields that define a run: all but where it runs (it resumes on any device)."""
-    return {k: v for k, v in config.items() if k != "device"}
+    """The fields that define a run: all but where it runs (it resumes on any device).
+
+    A field added to TrainConfig after a run was stored reads as its default, so the run
+    still resumes when the new field keeps the old behaviour, and not otherwise.
+    """
+    defaults = json.loads(json.dumps(to_dict(TrainConfig())))
+    return {k: v for k, v in _with_defaults(config, defaults).items() if k != "device"}
+
+
+def _with_defaults(stored: dict, defaults: dict) -> dict:
+    """`stored` with each key it lacks taken from `defaults`, nested dicts alike."""
+    out = dict(stored)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _with_defaults(out[key], value)
+    return out
 
 
 def _check_out_dir(cfg: TrainConfig, store: Store, resume: bool) -> None:

@@ -2,11 +2,11 @@
 
 Fashion-MNIST and CIFAR-10 (here the 5,000-image subset) x the seed's MLP 512-256-128 and
 ConvMLP (conv 32/64 + the same MLP), engine presets `optstudy-mlp` / `optstudy-convmlp`:
-SGD lr 0.01 momentum 0.9, batch 64, 5 epochs. Logged at step level (loss, accuracy, global
-and per-layer gradient norm, every step), at epoch level (test loss and accuracy after each
-epoch), and the input distribution of every activation layer (mean, std, percentiles of 3
-units and a histogram) every HOOK_EVERY steps. Each cell is its own subdirectory.
-"""
+SGD lr 0.01 momentum 0.9, batch 128 (the seed's "typically 128"), 5 epochs. Logged at step
+level (loss, accuracy, global and per-layer gradient norm, every step), at epoch level (test
+loss and accuracy after each epoch), and the input distribution of every activation layer
+(mean, std, percentiles of 3 units and a histogram) every HOOK_EVERY steps. Each cell is its
+own subdirectory."""
 
 from __future__ import annotations
 
