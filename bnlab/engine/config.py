@@ -92,6 +92,7 @@ class HookConfig:
     every: int = 100  # steps between recordings
     histogram_bins: int = 0  # > 0: also a histogram of each recorded layer input
     hist_range: float = 10.0  # histogram over [-hist_range, hist_range]
+    norm_inputs: bool = False  # also record the input of each layer's norm (before BN)
 
 
 @dataclass(frozen=True)
