@@ -1,6 +1,7 @@
 """The training loop: members never interact, runs are deterministic, bad configs fail early."""
 
 import json
+import math
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -228,3 +229,43 @@ def test_a_run_stored_before_a_field_existed_resumes(tmp_path):
     train(cfg, tmp_path, resume=True, progress=False)  # found finished, not refused
     with pytest.raises(BnlabError, match="differs"):
         train(replace(cfg, log_every=2), tmp_path, resume=True, progress=False)
+
+
+def test_a_kept_last_batch_is_one_more_step_per_epoch_as_a_dataloader_counts(tmp_path):
+    """drop_last=False: an epoch has as many steps as torch's DataLoader gives batches, the
+    last one smaller; the BN network trains on it like on any other (mnist-notebook's case)."""
+    from torch.utils.data import DataLoader
+
+    from bnlab.engine.data import load_data
+
+    dropped = _smoke(epochs=1, batch_size=32, eval_every=0, checkpoint_every=100, norms=("batch",))
+    dropped = replace(dropped, data=replace(dropped.data, train_subset=200))
+    cfg = replace(dropped, drop_last=False)
+    n = len(load_data(cfg.data).y_train)
+    assert n % 32 == 8  # a real partial batch, of more than one sample
+    train(cfg, tmp_path, progress=False)
+    rows = _rows(tmp_path, "train_metrics", "smoke/batch", member=0)
+    assert [r[1] for r in rows] == list(range(1, len(DataLoader(range(n), batch_size=32)) + 1))
+    assert all(math.isfinite(r[2]) for r in rows)  # train_loss, the last batch's included
+    train(dropped, tmp_path / "dropped", progress=False)
+    assert len(_rows(tmp_path / "dropped", "train_metrics", "smoke/batch", 0)) == n // 32
+
+
+def test_a_kept_last_batch_of_one_sample_is_refused_with_bn_only(tmp_path):
+    cfg = _smoke(batch_size=10, drop_last=False)
+    cfg = replace(cfg, data=replace(cfg.data, train_subset=1_001))  # 100 x 10 + 1
+    with pytest.raises(ConfigError, match=r"drop_last: .* last batch of 1 sample"):
+        validate(cfg)
+    assert validate(replace(cfg, norms=("none",))) is not None
+    assert validate(replace(cfg, drop_last=True)) is not None
+
+
+def test_protocols_match_their_seeds():
+    """The notebook seed's DataLoader keeps its last batch: 84 steps per epoch on 5,000 images
+    at batch 60; the optimization-study seed trains at "typically 128"."""
+    from torch.utils.data import DataLoader
+
+    notebook = get_preset("mnist-notebook")
+    assert not notebook.drop_last and notebook.data.train_subset == 5_000
+    assert len(DataLoader(range(5_000), batch_size=notebook.batch_size)) == 84
+    assert get_preset("optstudy-mlp").batch_size == get_preset("optstudy-convmlp").batch_size == 128

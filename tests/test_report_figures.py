@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from bnlab.report.figures import curve_band, grid_points, percentile_bands
+from bnlab.report.figures import curve_band, grid_points, histogram_grid, percentile_bands
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -54,4 +54,27 @@ def test_shape_mismatch_is_refused(tmp_path):
         )
     with pytest.raises(ValueError, match="at least one"):
         grid_points(tmp_path / "g", [1.0], {}, xlabel="lr", ylabel="a")
+    edges = np.linspace(-2, 2, 5)
+    with pytest.raises(ValueError, match=r"expected \(bins,\)"):
+        histogram_grid(tmp_path / "h", edges, {"act1": {"BN": {"step 1": np.ones(3)}}}, xlabel="v")
+    with pytest.raises(ValueError, match="increasing bin edges"):
+        histogram_grid(tmp_path / "h", [1.0, 0.0], {"act1": {"BN": {}}}, xlabel="v")
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_histogram_grid_draws_every_panel_as_a_density(tmp_path):
+    """One panel per (row, column), titled with both, each with its curves' legend."""
+    edges = np.linspace(-4, 4, 33)  # (bins + 1,), width 0.25
+    rng = np.random.default_rng(1)
+    fraction = {}
+    for name, scale in (("step 50", 0.5), ("step 500", 2.0)):
+        counts, _ = np.histogram(scale * rng.standard_normal(10_000), bins=edges)
+        fraction[name] = counts / 10_000
+    panels = {
+        "act1": {"no BN": fraction, "BN, before BN": fraction, "BN, after BN": fraction},
+        "act2": {"no BN": fraction},
+    }
+    svg = _check_files(histogram_grid(tmp_path / "hist", edges, panels, xlabel="value"))
+    for title in ("act1: no BN", "act1: BN, before BN", "act1: BN, after BN", "act2: no BN"):
+        assert title in svg
+    assert "step 500" in svg

@@ -92,6 +92,7 @@ class HookConfig:
     every: int = 100  # steps between recordings
     histogram_bins: int = 0  # > 0: also a histogram of each recorded layer input
     hist_range: float = 10.0  # histogram over [-hist_range, hist_range]
+    norm_inputs: bool = False  # also record the input of each layer's norm (before BN)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ class TrainConfig:
     seed: int = 0  # member i of a stack gets seed + i
     seeds: int = 1  # members per (norm, lr)
     batch_size: int = 60  # examples per member per step
+    # drop each epoch's last partial batch (N mod batch_size samples); False keeps it, as a
+    # DataLoader's default does, and BN then normalizes over that smaller batch
+    drop_last: bool = True
     steps: int = 1000  # optimizer steps; used when epochs == 0
     epochs: int = 0  # > 0: train this many epochs instead of `steps`
     log_every: int = 1  # steps between recorded training metrics
@@ -334,6 +338,23 @@ def _validate_data(d: DataConfig) -> None:
         )
 
 
+def _validate_last_batch(cfg: TrainConfig) -> None:
+    """A kept last batch of one sample has no batch statistics (x_hat = 0): refuse it."""
+    from bnlab import data
+
+    d = cfg.data
+    n = data.status(d.dataset, d.data_dir or None).sizes["train"]
+    n = min(n, d.train_subset) if d.train_subset else n
+    if cfg.drop_last or n % cfg.batch_size != 1:
+        return
+    if any(NORM_LAYERS[norm].needs_batch for norm in cfg.norms):
+        raise ConfigError(
+            f"drop_last: false leaves a last batch of 1 sample ({n:,} training images, "
+            f"batch_size {cfg.batch_size}), which batch statistics cannot normalize; "
+            "expected drop_last=true or another batch_size"
+        )
+
+
 def validate(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
     """Raise ConfigError naming the first bad field; return cfg unchanged if it is runnable."""
     _validate_model(cfg.model)
@@ -342,4 +363,5 @@ def validate(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
     _validate_loop(cfg)
     if check_data:
         _validate_data(cfg.data)
+        _validate_last_batch(cfg)
     return cfg

@@ -51,5 +51,5 @@ def make_batches(data: TrainData, seeds: list[int], cfg: TrainConfig):
     fill = bdata.pixel_zero(cfg.data.dataset, cfg.data.transform)
     augment = bdata.Augment(crop_padding=4, flip=True, fill=fill) if cfg.data.augment else None
     return bdata.StackedBatches(
-        data.x_train, data.y_train, seeds, cfg.batch_size, drop_last=True, augment=augment
+        data.x_train, data.y_train, seeds, cfg.batch_size, cfg.drop_last, augment
     )

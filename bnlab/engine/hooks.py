@@ -2,13 +2,18 @@
 
 Ioffe & Szegedy 2015, Fig. 1(b, c) follow "a typical sigmoid input" over training through its
 {15, 50, 85}th percentiles. `ActivationRecorder` hooks the *input* of chosen activation
-layers (the pre-activation: after BN when BN sits before the activation) and, at recording
-steps only, computes for every member:
+layers (the pre-activation: after BN when BN sits before the activation) and, with
+`HookConfig.norm_inputs`, also the input of the norm layer of the same block (before BN:
+the distribution BN is given, as in the optimization-study seed's activation-distribution
+notebook). At recording steps only, it computes for every member:
 
 - the chosen percentiles of each chosen unit (channel for conv layers), over the batch;
 - mean and std of the whole layer input;
-- optionally a histogram of the layer input.
+- optionally a histogram of the layer input: the fraction of its values in each of
+  `histogram_bins` equal bins over [-hist_range, hist_range] (values outside fall in none).
 
+Rows are named `act/<layer>/<stat>` for the activation's input and `norm_in/<layer>/<stat>`
+for the norm's input of the same block (`layer` is the activation's name, e.g. act2).
 `activation_stats` is the same computation as a plain function, for use outside training.
 """
 
@@ -43,16 +48,21 @@ def activation_stats(x: Tensor, cfg: HookConfig) -> dict[str, Tensor]:
         for j, p in enumerate(cfg.percentiles):
             out[f"u{unit}/p{p:g}"] = pct[j, :, i]
     if cfg.histogram_bins:
-        r = cfg.hist_range
-        for k in range(K):
-            hist = torch.histc(flat[k], cfg.histogram_bins, -r, r)  # (bins,)
-            for b in range(cfg.histogram_bins):
-                out.setdefault(f"hist/{b}", x.new_zeros(K))[k] = hist[b]
+        r, n = cfg.hist_range, flat.shape[1]
+        hist = torch.stack([torch.histc(f, cfg.histogram_bins, -r, r) for f in flat])  # (K, bins)
+        fraction = hist / n  # of all the layer's values: out-of-range mass is visible as lost
+        out.update({f"hist/{b}": fraction[:, b] for b in range(cfg.histogram_bins)})
     return out
 
 
+def histogram_edges(cfg: HookConfig) -> Tensor:
+    """The bin edges of the recorded histograms: (histogram_bins + 1,)."""
+    return torch.linspace(-cfg.hist_range, cfg.hist_range, cfg.histogram_bins + 1)
+
+
 class ActivationRecorder:
-    """Records `activation_stats` of the inputs of `cfg.layers` when `active` is True."""
+    """Records `activation_stats` of the inputs of `cfg.layers` when `active` is True, and of
+    their blocks' norm layers (`normN` for `actN`) with `cfg.norm_inputs`, where there is one."""
 
     def __init__(self, model: nn.Module, cfg: HookConfig):
         self.cfg, self.active = cfg, False
@@ -65,19 +75,24 @@ class ActivationRecorder:
                 raise ConfigError(
                     f"hooks.layers: no activation layer {name!r}; expected one of {', '.join(acts)}"
                 )
-            hook = partial(self._hook, name)
-            self.handles.append(modules[name].register_forward_pre_hook(hook))
+            self._hook_input(modules[name], f"act/{name}")
+            norm = "norm" + name.removeprefix("act")
+            if cfg.norm_inputs and norm in modules:
+                self._hook_input(modules[norm], f"norm_in/{name}")
 
-    def _hook(self, name: str, module: nn.Module, args: tuple) -> None:
+    def _hook_input(self, module: nn.Module, prefix: str) -> None:
+        self.handles.append(module.register_forward_pre_hook(partial(self._hook, prefix)))
+
+    def _hook(self, prefix: str, module: nn.Module, args: tuple) -> None:
         if self.active:
-            self.pending.append((name, activation_stats(args[0], self.cfg)))
+            self.pending.append((prefix, activation_stats(args[0], self.cfg)))
 
     def take_rows(self, step: int) -> list[tuple[int, int, str, float]]:
         """Drain what was recorded as (member, step, name, value) rows."""
         rows = []
-        for layer, stats in self.pending:
+        for prefix, stats in self.pending:
             for stat, values in stats.items():
-                name = f"act/{layer}/{stat}"
+                name = f"{prefix}/{stat}"
                 rows.extend((k, step, name, v) for k, v in enumerate(values.tolist()))
         self.pending.clear()
         return rows

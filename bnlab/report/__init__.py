@@ -7,7 +7,8 @@ from any store can be summarized and rendered.
 - `Claim`, `Direction`, `Verdict`, `judge`, `score`, `CLAIMS`, `CLAIMS_BY_ID`: the scorecard.
 - `percentile_drift`, `loss_smoothness`, `grad_norm_stability`, `steps_to_accuracy`,
   `highest_trainable`, `spread`: per-run effect measures.
-- `curve_band`, `percentile_bands`, `range_band`, `grid_points`: paper-style figures (PNG + SVG).
+- `curve_band`, `percentile_bands`, `range_band`, `grid_points`, `histogram_grid`: paper-style
+  figures (PNG + SVG).
 - `Section`, `ReportFigure`, `Table`, `ReportMeta`, `write_report`: report.html and report.md.
 """
 
@@ -25,6 +26,7 @@ from bnlab.report.figures import (
     FigureFiles,
     curve_band,
     grid_points,
+    histogram_grid,
     percentile_bands,
     range_band,
 )
@@ -68,6 +70,7 @@ __all__ = [
     "grad_norm_stability",
     "grid_points",
     "highest_trainable",
+    "histogram_grid",
     "judge",
     "loss_smoothness",
     "mean_ci",

@@ -1,6 +1,7 @@
 """Paper-style figures from plain arrays: mean curves with 95% CI bands over seeds, percentile
 bands (Ioffe & Szegedy 2015, Fig. 1b,c), range bands (Santurkar et al. 2018, Fig. 4a,b), and
-per-setting points with CI error bars.
+per-setting points with CI error bars, and distributions over training (histograms of
+layer inputs before and after BN at a few training steps).
 
 Figures are drawn on `matplotlib.figure.Figure` directly, never through pyplot: no display,
 no global backend switch, nothing left open. Each figure is written as PNG and SVG.
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
@@ -241,3 +243,56 @@ def _column_estimates(v: np.ndarray, confidence: float) -> tuple[np.ndarray, np.
         if est.has_ci:
             errs[:, j] = (est.mean - est.low, est.high - est.mean)
     return means, errs
+
+
+def histogram_grid(
+    stem: Path,
+    edges: Sequence[float],
+    panels: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
+    *,
+    xlabel: str,
+    title: str = "",
+) -> FigureFiles:
+    """A grid of distributions: one row per key of `panels` (e.g. a layer), one column per key
+    of each row (e.g. "no BN", "BN: before BN", "BN: after BN"), and in each panel one step
+    line per curve (e.g. a training step, early to late, drawn light to dark).
+
+    `panels[row][column][curve]` is (bins,): the fraction of values in each bin of `edges`
+    (bins + 1,), e.g. averaged over seeds. Drawn as a density (fraction / bin width), so the
+    area under a line is the fraction of values inside the range; rows share no y scale (a
+    layer input before BN can be far narrower than after it).
+    """
+    e = np.asarray(edges, dtype=np.float64)
+    if e.ndim != 1 or e.size < 2 or not np.all(np.diff(e) > 0):
+        raise ValueError(f"edges: got shape {e.shape}, expected increasing bin edges (bins + 1,)")
+    if not panels or not all(panels.values()):
+        raise ValueError("panels: expected at least one row with at least one column")
+    ncols = max(len(cols) for cols in panels.values())
+    fig = Figure(figsize=(3.4 * ncols, 2.1 * len(panels) + 0.6), layout="constrained")
+    axes = fig.subplots(len(panels), ncols, squeeze=False, sharex=True)
+    for r, (row, cols) in enumerate(panels.items()):
+        for c, (col, curves) in enumerate(cols.items()):
+            _histogram_panel(axes[r][c], e, curves, f"{row}: {col}")
+        for c in range(len(cols), ncols):
+            axes[r][c].set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("density")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, stem)
+
+
+def _histogram_panel(ax, edges: np.ndarray, curves: Mapping[str, np.ndarray], title: str):
+    ramp = colormaps["viridis"]
+    for i, (name, fraction) in enumerate(curves.items()):
+        f = np.asarray(fraction, dtype=np.float64)
+        if f.shape != (edges.size - 1,):
+            raise ValueError(f"panel {title!r}, {name!r}: got shape {f.shape}, expected (bins,)")
+        density = f / np.diff(edges)  # (bins,)
+        colour = ramp(0.85 * (1 - i / max(1, len(curves) - 1)))  # early light, late dark
+        ax.stairs(density, edges, color=colour, lw=1.4, label=name)
+    ax.set_title(title, fontsize="small")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize="x-small")

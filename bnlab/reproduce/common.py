@@ -248,7 +248,8 @@ def describe(cfg: dict) -> dict[str, str]:
         "network": f"{arch}; {m['activation']}; BN (where used) {m['norm_position']} it",
         "init": init,
         "optimizer": f"{opt}, lr {', '.join(f'{lr:g}' for lr in lrs)}",
-        "batch": str(cfg["batch_size"]),
+        "batch": f"{cfg['batch_size']}, each epoch's last partial batch "
+        + ("dropped" if cfg.get("drop_last", True) else "kept (BN over fewer examples)"),
         "length": length,
         "seeds": str(cfg["seeds"]),
     }

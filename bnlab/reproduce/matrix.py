@@ -2,11 +2,13 @@
 
 Fashion-MNIST and CIFAR-10 (here the 5,000-image subset) x the seed's MLP 512-256-128 and
 ConvMLP (conv 32/64 + the same MLP), engine presets `optstudy-mlp` / `optstudy-convmlp`:
-SGD lr 0.01 momentum 0.9, batch 64, 5 epochs. Logged at step level (loss, accuracy, global
-and per-layer gradient norm, every step), at epoch level (test loss and accuracy after each
-epoch), and the input distribution of every activation layer (mean, std, percentiles of 3
-units and a histogram) every HOOK_EVERY steps. Each cell is its own subdirectory.
-"""
+SGD lr 0.01 momentum 0.9, batch 128 (the seed's "typically 128"), 5 epochs. Logged at step
+level (loss, accuracy, global and per-layer gradient norm, every step), at epoch level (test
+loss and accuracy after each epoch), and the input distribution of every activation layer
+and of its BN layer (mean, std, percentiles of 3 units and a histogram) every HOOK_EVERY
+steps. The histograms give the seed's activation-distribution figure: per layer, the
+distribution before and after BN, and without BN, early, midway and late in training. Each
+cell is its own subdirectory."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bnlab.engine import HookConfig, TrainConfig, get_preset
-from bnlab.report import ReportFigure, Section, curve_band
+from bnlab.report import ReportFigure, Section, curve_band, histogram_grid
 from bnlab.reproduce.common import (
     FIGURE_ORDER,
     NORM_LABELS,
@@ -34,6 +36,7 @@ NAME = "matrix"
 DATASETS = ("fashion-mnist", "cifar10")
 ARCHS = {"mlp": "optstudy-mlp", "convmlp": "optstudy-convmlp"}
 HOOK_EVERY = 50  # steps between activation-distribution recordings
+HIST_BINS, HIST_RANGE = 100, 5.0  # histogram bins of width 0.1 over [-5, 5]
 OTHER_TASK = "the source's number is the reproduction seed's MNIST result, not this task"
 
 
@@ -44,7 +47,14 @@ def cell_dir(out_dir: Path, dataset: str, arch: str) -> Path:
 def config(seeds: int, quick: bool, dataset: str, arch: str) -> TrainConfig:
     cfg = get_preset(ARCHS[arch])
     layers = tuple(f"act{i}" for i in range(1, len(cfg.model.conv_channels + cfg.model.hidden) + 1))
-    hooks = HookConfig(layers=layers, units=(0, 1, 2), every=HOOK_EVERY, histogram_bins=20)
+    hooks = HookConfig(
+        layers=layers,
+        units=(0, 1, 2),
+        every=HOOK_EVERY,
+        histogram_bins=HIST_BINS,
+        hist_range=HIST_RANGE,
+        norm_inputs=True,
+    )
     cfg = replace(cfg, preset=f"{NAME}-{dataset}-{arch}", data=replace(cfg.data, dataset=dataset))
     cfg = replace(cfg, hooks=hooks, seeds=seeds)
     if quick:  # a few steps on a 500-image test subset
@@ -80,12 +90,54 @@ def _epoch_losses(res: Results, norm: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _layer_std_lines(res: Results) -> list[tuple[str, str, str]]:
-    """Std of each activation layer's input at the last recording, BN vs no BN."""
+    """Std of each layer's input before BN (the no-BN network has no BN: its activation input
+    is the same point) and after it, at the last recording."""
     lines = []
     for layer in res.config("batch")["hooks"]["layers"]:
-        cells = [fmt(res.metric(n, f"act/{layer}/std")[1][:, -1], 3) for n in ("batch", "none")]
-        lines.append((f"std of {layer} input at the end", *cells))
+        before = fmt(res.metric("batch", f"norm_in/{layer}/std")[1][:, -1], 3)
+        after = fmt(res.metric("batch", f"act/{layer}/std")[1][:, -1], 3)
+        none = fmt(res.metric("none", f"act/{layer}/std")[1][:, -1], 3)
+        lines.append((f"std of {layer}'s pre-activation before BN, at the end", before, none))
+        lines.append((f"std of {layer}'s input after BN, at the end", after, "— (no BN layer)"))
     return lines
+
+
+def _histograms(res: Results, norm: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(recording steps (T,), seed-mean fraction of values per bin (T, bins)) of `name`
+    ("act/act1" or "norm_in/act1")."""
+    bins = res.config(norm)["hooks"]["histogram_bins"]
+    cols = [res.metric(norm, f"{name}/hist/{b}") for b in range(bins)]  # each (T,), (K, T)
+    return cols[0][0], np.stack([v for _, v in cols], axis=-1).mean(axis=0)  # (T, bins)
+
+
+def _distribution_figure(res: Results, stem: Path, label: str) -> ReportFigure:
+    """Per layer: the no-BN network's activation input, and the BN network's before and after
+    BN, at the first, middle and last recording (the seed's activation-distribution figure)."""
+    hooks = res.config("batch")["hooks"]
+    edges = np.linspace(-hooks["hist_range"], hooks["hist_range"], hooks["histogram_bins"] + 1)
+    panels = {}
+    for layer in hooks["layers"]:
+        sources = {
+            "no BN": ("none", f"act/{layer}"),
+            "BN, before BN": ("batch", f"norm_in/{layer}"),
+            "BN, after BN": ("batch", f"act/{layer}"),
+        }
+        panels[layer] = {}
+        for column, (norm, name) in sources.items():
+            steps, hist = _histograms(res, norm, name)  # (T,), (T, bins)
+            shown = sorted({0, len(steps) // 2, len(steps) - 1})  # early, midway, late
+            panels[layer][column] = {f"step {steps[t]:,}": hist[t] for t in shown}
+    n = len(res.members("batch"))
+    files = histogram_grid(
+        stem, edges, panels, xlabel="pre-activation value", title=f"{label} (mean of {n} seeds)"
+    )
+    caption = (
+        f"{label}: distribution of each layer's pre-activation (the input of its activation "
+        "function) without BN, and with BN before and after the BN layer, early, midway and "
+        f"late in training; fraction of values per bin averaged over {n} seeds, as a density "
+        f"over [-{hooks['hist_range']:g}, {hooks['hist_range']:g}] (values outside are not drawn)."
+    )
+    return ReportFigure.from_files(files, caption)
 
 
 def _figures(res: Results, fig_dir: Path, label: str) -> list[ReportFigure]:
@@ -112,6 +164,7 @@ def _figures(res: Results, fig_dir: Path, label: str) -> list[ReportFigure]:
     return [
         ReportFigure.from_files(fig_acc, f"{label}: test accuracy per evaluation (epoch)."),
         ReportFigure.from_files(fig_loss, f"{label}: training loss at every step."),
+        _distribution_figure(res, fig_dir / "activation_distributions", label),
     ]
 
 
