@@ -28,17 +28,27 @@ from bnlab import reference
 from bnlab._checks import compute_dtype
 from bnlab.functional import _centred_stats, _train_backward
 
-__all__ = ["StandardizeCache", "affine_norm", "standardize_backward_np", "standardize_np"]
+__all__ = [
+    "StandardizeCache",
+    "affine_norm",
+    "standardize",
+    "standardize_backward",
+    "standardize_backward_np",
+    "standardize_np",
+]
 
 
-def _standardize(x: Tensor, dims: tuple[int, ...], eps: float):
+def standardize(x: Tensor, dims: tuple[int, ...], eps: float):
+    """(x_hat, mu, inv_std): x standardized over `dims`, statistics kept as size-1 dims."""
     mu, xc, var = _centred_stats(x, dims)
     inv_std = torch.rsqrt(var + eps)
-    return xc * inv_std, mu, inv_std  # x_hat, and the statistics kept as size-1 dims
+    return xc * inv_std, mu, inv_std
 
 
-def _dx(dx_hat: Tensor, x: Tensor, mu: Tensor, inv_std: Tensor, dims: tuple[int, ...]):
-    # BN's fused chain rule through mu and var, with gamma = 1 (the affine part is ours)
+def standardize_backward(
+    dx_hat: Tensor, x: Tensor, mu: Tensor, inv_std: Tensor, dims: tuple[int, ...]
+) -> Tensor:
+    """dx from dx_hat: BN's fused chain rule through mu and var, with gamma = 1."""
     dx, _, _ = _train_backward(dx_hat, x, None, None, mu, inv_std, dims, (True, False, False))
     return dx
 
@@ -52,7 +62,7 @@ class _AffineNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(x, weight, bias, view, dims, eps):
-        x_hat, _, _ = _standardize(x.view(view), dims, eps)
+        x_hat, _, _ = standardize(x.view(view), dims, eps)
         x_hat = x_hat.view(x.shape)
         y = x_hat if weight is None else x_hat * weight
         return y if bias is None else y + bias
@@ -69,12 +79,14 @@ class _AffineNorm(torch.autograd.Function):
         xv = x.view(ctx.view)
         # recomputed from x with tracked ops, so create_graph=True differentiates through
         # mu and inv_std too (second derivatives); cheap next to the passes below
-        x_hat, mu, inv_std = _standardize(xv, ctx.dims, ctx.eps)
+        x_hat, mu, inv_std = standardize(xv, ctx.dims, ctx.eps)
         x_hat = x_hat.view(x.shape)
         dx = dweight = dbias = None
         if ctx.needs_input_grad[0]:
             dx_hat = dy if weight is None else dy * weight
-            dx = _dx(dx_hat.reshape(ctx.view), xv, mu, inv_std, ctx.dims).view(x.shape)
+            dx = standardize_backward(dx_hat.reshape(ctx.view), xv, mu, inv_std, ctx.dims).view(
+                x.shape
+            )
         if ctx.needs_input_grad[1]:
             dweight = (dy * x_hat).sum_to_size(weight.shape)
         if ctx.needs_input_grad[2]:
