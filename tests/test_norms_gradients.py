@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close
+from helpers import assert_close, numerical_grad
 
 import bnlab
 from bnlab.norms import groupnorm, instancenorm, layernorm
@@ -116,19 +116,6 @@ REFERENCES = {  # name -> (forward(x, gamma, beta), backward, input shape, gamma
 }
 
 
-def _numerical_grad(f, x, eps=1e-6):
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        plus = f()
-        x[i] = old - eps
-        minus = f()
-        x[i] = old
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_reference_backward_vs_finite_differences(name):
     forward, backward, shape, gshape, _ = REFERENCES[name]
@@ -141,7 +128,7 @@ def test_reference_backward_vs_finite_differences(name):
     def loss():
         return float((forward(x, gamma, beta)[0] * dy).sum())
 
-    numeric = [_numerical_grad(loss, a) for a in (x, gamma, beta)]
+    numeric = [numerical_grad(loss, a) for a in (x, gamma, beta)]
     for label, ours, num in zip(["dx", "dgamma", "dbeta"], grads, numeric, strict=True):
         np.testing.assert_allclose(ours, num, rtol=1e-6, atol=1e-7, err_msg=f"{name} {label}")
 

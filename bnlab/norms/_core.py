@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from bnlab import reference
-from bnlab._checks import compute_dtype
-from bnlab.functional import _centred_stats, _train_backward
+from bnlab._checks import compute_dtype, finite_stats
+from bnlab.functional import _centred_stats, _train_backward, update_running_stats
 
 __all__ = [
     "StandardizeCache",
@@ -35,6 +35,7 @@ __all__ = [
     "standardize_backward",
     "standardize_backward_np",
     "standardize_np",
+    "track_batch",
 ]
 
 
@@ -110,6 +111,22 @@ def affine_norm(
     acc = compute_dtype(x, weight, bias)
     w, b = (None if t is None else t.to(acc) for t in (weight, bias))
     return _AffineNorm.apply(x.to(acc), w, b, tuple(view), tuple(dims), eps).to(x.dtype)
+
+
+def track_batch(module, mu: Tensor, var: Tensor, m: int) -> None:
+    """Take one training batch's statistics (mu, biased var over `m` values per channel)
+    into a BN-like module's running buffers, as bnlab's BatchNorm does: refused if not
+    finite (`_checks.finite_stats`), BN's pure update, then counted in num_batches_tracked
+    (momentum None: the cumulative average over that count)."""
+    ok = finite_stats(mu, var)
+    count = module.num_batches_tracked + 1
+    new_mean, new_var = update_running_stats(
+        module.running_mean, module.running_var, mu, var, m, module.momentum, count, ok
+    )
+    with torch.no_grad():
+        module.running_mean.copy_(new_mean)
+        module.running_var.copy_(new_var)
+        module.num_batches_tracked.add_(1 if ok is None else ok.long())
 
 
 # --- NumPy reference -----------------------------------------------------------------------

@@ -41,9 +41,9 @@ import torch
 from torch import Tensor
 from torch.nn.modules.batchnorm import _NormBase
 
-from bnlab._checks import check_batch_norm_call, check_input_rank, compute_dtype, finite_stats
-from bnlab.functional import _centred_stats, batch_norm, update_running_stats
-from bnlab.norms._core import standardize, standardize_backward
+from bnlab._checks import check_batch_norm_call, check_input_rank, compute_dtype
+from bnlab.functional import _centred_stats, batch_norm
+from bnlab.norms._core import standardize, standardize_backward, track_batch
 
 __all__ = ["BatchRenorm1d", "BatchRenorm2d", "RenormWarmup", "renorm_correction"]
 
@@ -185,13 +185,7 @@ class _BatchRenorm(_NormBase):
         dims = (0, *range(2, input.dim()))
         args = (input.to(acc), w, b, mu_run, var_run, dims, self.eps, *self.limits())
         y, mu, var = _BatchRenormTrain.apply(*args)
-        ok = finite_stats(mu, var)
-        m = input.numel() // input.shape[1]  # values per channel
-        new_mean, new_var = update_running_stats(rm, rv, mu, var, m, self.momentum, 1, ok)
-        with torch.no_grad():
-            rm.copy_(new_mean)
-            rv.copy_(new_var)
-            self.num_batches_tracked.add_(1 if ok is None else ok.long())
+        track_batch(self, mu, var, input.numel() // input.shape[1])  # m: values per channel
         return y.to(input.dtype)
 
 

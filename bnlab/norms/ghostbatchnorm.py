@@ -25,8 +25,9 @@ import torch
 from torch import Tensor
 from torch.nn.modules.batchnorm import _NormBase
 
-from bnlab._checks import check_batch_norm_call, check_input_rank, finite_stats
-from bnlab.functional import batch_norm, normalize, update_running_stats
+from bnlab._checks import check_batch_norm_call, check_input_rank
+from bnlab.functional import batch_norm, normalize
+from bnlab.norms._core import track_batch
 
 __all__ = ["GhostBatchNorm1d", "GhostBatchNorm2d"]
 
@@ -84,17 +85,9 @@ class _GhostBatchNorm(_NormBase):
         dims = (1, *range(3, chunks.dim()))  # per chunk and channel
         y, mu, var = normalize(chunks, w, b, dims, self.eps)  # mu, var: (N/V, 1, C, 1..)
         if update:
-            ok = finite_stats(mu, var)
             m = input[:v].numel() // input.shape[1]  # values per channel in one chunk
-            count = self.num_batches_tracked + 1
             # Keras: one step with the chunks' mean statistics (Bessel per chunk, as torch)
-            new_mean, new_var = update_running_stats(
-                rm, rv, mu.mean(0), var.mean(0), m, self.momentum, count, ok
-            )
-            with torch.no_grad():
-                rm.copy_(new_mean)
-                rv.copy_(new_var)
-                self.num_batches_tracked.add_(1 if ok is None else ok.long())
+            track_batch(self, mu.mean(0), var.mean(0), m)
         return y.reshape(input.shape)
 
 

@@ -3,25 +3,30 @@ EMA running statistics by an equal-weight average of per-batch statistics, after
 
 The EMA mixes statistics of old weights into the running estimate and, with a small
 momentum, weights the last few batches most. Precise BN freezes the weights, runs
-`num_batches` batches through the model in training mode, and sets every BN-like module's
-running statistics to
+`num_batches` batches through the model with its BN-like modules in training mode, and sets
+each one's running statistics to
 
     running_mean = 1/B sum_b mu_b,     running_var = 1/B sum_b var_b
 
 where mu_b and var_b are the module's own per-batch statistics (for BN the batch mean and
-the unbiased batch variance, exactly what it would put in its running buffers with
-momentum 1). This is fvcore's / detectron2's `update_bn_stats` rule. Where bnlab differs:
+the unbiased batch variance, what it puts in its running buffers with momentum 1). This is
+the rule of fvcore's `update_bn_stats` (used by detectron2). Where bnlab differs from it:
 
-- every module with running statistics counts (any `torch.nn.modules.batchnorm._NormBase`
-  with `track_running_stats`: torch's and bnlab's BN, BatchRenorm, GhostBatchNorm,
-  InstanceNorm with tracking); fvcore takes only torch's BatchNorm1d/2d/3d and SyncBatchNorm;
-- the model is put in training mode for the pass and every module's mode is restored after
-  (fvcore asserts the caller did it); momentum, `num_batches_tracked` (which drives
-  BatchRenorm's warm-up) and BatchRenorm's clipping are restored too; during the pass
-  BatchRenorm runs as plain BN (r = 1, d = 0), since its correction would otherwise follow
-  the statistics being replaced;
-- too few batches raises ValueError and leaves every module as it was; fvcore asserts,
-  after it has changed the buffers.
+- which modules: every module with running statistics (a `torch.nn.modules.batchnorm.
+  _NormBase` with `track_running_stats`: torch's and bnlab's BN, BatchRenorm,
+  GhostBatchNorm, InstanceNorm with tracking); fvcore takes torch's BatchNorm1d/2d/3d and
+  SyncBatchNorm, and only those the caller left in training mode;
+- modes: bnlab puts these modules in training mode itself and leaves every other module's
+  mode as the caller set it (so a model in eval runs without dropout); fvcore leaves all
+  modes to the caller. Every mode, momentum, `num_batches_tracked` (which drives
+  BatchRenorm's warm-up; fvcore leaves it advanced) and BatchRenorm's clipping is restored.
+  During the pass BatchRenorm runs as plain BN (r = 1, d = 0): its correction would
+  otherwise follow the very statistics being replaced;
+- the batches: an (input, target, ...) tuple feeds its first element; fvcore passes each
+  item to the model as it is;
+- errors: a model without such modules raises (fvcore returns silently), and too few
+  batches raise ValueError with every module left as it was (fvcore asserts, after the
+  buffers changed).
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def precise_bn(model: nn.Module, batches: Iterable, num_batches: int = 200) -> n
     """Recompute every BN-like module's running statistics as an equal-weight average.
 
     Args:
-        model: any model; its parameters are not changed.
+        model: any model; its parameters are not changed, nor its other modules' modes.
         batches: an iterable of input batches, or of (input, target, ...) tuples (the first
             element is fed to the model), e.g. a DataLoader over the training set.
         num_batches: how many batches to average over (Wu & Johnson 2021 use 200 batches
@@ -79,8 +84,8 @@ def precise_bn(model: nn.Module, batches: Iterable, num_batches: int = 200) -> n
         )
     saved = _save(model, norms)
     try:
-        model.train()
         for m in norms:
+            m.train()
             m.momentum = 1.0  # the running buffers now hold this batch's statistics
             if isinstance(m, _BatchRenorm):
                 m.r_max, m.d_max, m.warmup = 1.0, 0.0, None  # plain BN for the pass
