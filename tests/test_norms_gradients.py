@@ -13,11 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import assert_close, numerical_grad
+from torch import nn
 
 import bnlab
 from bnlab.norms import groupnorm, instancenorm, layernorm
 
 F64 = torch.float64
+TIGHT = dict(rtol=1e-10, atol=1e-12)
 
 
 def _params(c, shape=None):
@@ -152,3 +154,27 @@ def test_reference_matches_torch_autograd(name, dtype):
     np.testing.assert_allclose(y, ty.detach().numpy(), **tol)
     for label, ours, ref in zip(["dx", "dgamma", "dbeta"], grads, (tx, tg, tb), strict=True):
         np.testing.assert_allclose(ours, ref.grad.numpy(), **tol, err_msg=f"{name} {label}")
+
+
+def test_torch_func_transforms_match_torch_nn():
+    """vmap and jacrev-of-jacrev see through the hand-written Functions."""
+    torch.manual_seed(0)
+    for ours, ref, shape in [  # shape: (vmapped, N, C, *)
+        (bnlab.LayerNorm(5, dtype=F64), nn.LayerNorm(5, dtype=F64), (3, 4, 6, 5)),
+        (bnlab.GroupNorm(2, 6, dtype=F64), nn.GroupNorm(2, 6, dtype=F64), (3, 4, 6, 5)),
+        (bnlab.InstanceNorm2d(6, dtype=F64), nn.InstanceNorm2d(6, dtype=F64), (3, 2, 6, 3, 2)),
+    ]:
+        x = torch.randn(shape, dtype=F64)
+        name = type(ours).__name__
+        assert_close(f"{name} vmap", torch.func.vmap(ours)(x), torch.func.vmap(ref)(x), **TIGHT)
+
+        def hessian(m, point):
+            return torch.func.jacrev(torch.func.jacrev(lambda z: m(z).pow(3).sum()))(point)
+
+        assert_close(
+            f"{name} hessian",
+            hessian(ours, x[0, :2]),
+            hessian(ref, x[0, :2]),
+            rtol=1e-9,
+            atol=1e-10,
+        )
