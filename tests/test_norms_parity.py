@@ -145,6 +145,23 @@ def test_mixed_precision_and_bfloat16_follow_torch():
         bnlab.LayerNorm(3)(torch.randn(2, 3, dtype=torch.float64))
 
 
+def test_channels_last_and_transposed_inputs():
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 4, 3, dtype=torch.float64).to(memory_format=torch.channels_last)
+    for ours, ref in [
+        (bnlab.GroupNorm(3, 6, dtype=torch.float64), nn.GroupNorm(3, 6, dtype=torch.float64)),
+        (bnlab.LayerNorm(2, dtype=torch.float64), nn.LayerNorm(2, dtype=torch.float64)),
+        (bnlab.InstanceNorm2d(6), nn.InstanceNorm2d(6)),
+    ]:
+        inp = x if not isinstance(ours, nn.LayerNorm) else x.transpose(1, 3)[..., :2]
+        x1, x2 = inp.clone().requires_grad_(), inp.clone().requires_grad_()
+        y1, y2 = ours(x1), ref(x2)
+        assert_close("y", y1, y2, rtol=1e-10, atol=1e-12)
+        y1.sum().backward()
+        y2.sum().backward()
+        assert_close("dx", x1.grad, x2.grad, rtol=1e-10, atol=1e-12)
+
+
 def test_layer_norm_works_at_batch_size_one_and_is_the_same_in_eval():
     ln = bnlab.LayerNorm(4)
     x = torch.randn(1, 4)

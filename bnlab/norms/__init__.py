@@ -1,14 +1,14 @@
 """The normalization family: Batch Normalization's relatives, one file per layer.
 
-| file                | layer                              | statistics over                  |
-|---------------------|------------------------------------|----------------------------------|
-| `layernorm.py`      | `LayerNorm` (Ba et al. 2016)       | each sample's features           |
-| `groupnorm.py`      | `GroupNorm` (Wu & He 2018)         | each sample's group of channels  |
-| `instancenorm.py`   | `InstanceNorm1d/2d/3d` (Ulyanov 2016) | each sample's channel         |
-| `batchrenorm.py`    | `BatchRenorm1d/2d` (Ioffe 2017)    | the batch, corrected to running  |
-| `ghostbatchnorm.py` | `GhostBatchNorm1d/2d` (Hoffer 2017) | chunks of the batch             |
-| `precisebn.py`      | `precise_bn` (Wu & Johnson 2021)   | population statistics after training |
-| `momentum.py`       | torch <-> Keras/TF <-> Flax `momentum` conversions |                  |
+| file                | layer                                  | statistics over                 |
+|---------------------|----------------------------------------|---------------------------------|
+| `layernorm.py`      | `LayerNorm` (Ba et al. 2016)           | each sample's features          |
+| `groupnorm.py`      | `GroupNorm` (Wu & He 2018)             | each sample's group of channels |
+| `instancenorm.py`   | `InstanceNorm1d/2d/3d` (Ulyanov 2016)  | each sample's channel           |
+| `batchrenorm.py`    | `BatchRenorm1d/2d` (Ioffe 2017)        | the batch, corrected to running |
+| `ghostbatchnorm.py` | `GhostBatchNorm1d/2d` (Hoffer 2017)    | chunks of the batch             |
+| `precisebn.py`      | `precise_bn` (Wu & Johnson 2021)       | the population, after training  |
+| `momentum.py`       | torch <-> Keras/TF <-> Flax `momentum` |                                 |
 
 Why this layout. Every layer is "standardize over some axes, then scale and shift"; the
 layers differ only in which axes, where gamma lives and what they keep between calls. So a

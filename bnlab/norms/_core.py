@@ -55,16 +55,16 @@ def standardize_backward(
 
 
 class _AffineNorm(torch.autograd.Function):
-    """y = weight * x_hat + bias, x_hat = `x.view(view)` standardized over `dims` and viewed
-    back; weight and bias broadcast against x. Returns y only: none of these layers keeps
+    """y = weight * x_hat + bias, x_hat = `x.reshape(view)` standardized over `dims` and
+    shaped back; weight and bias broadcast against x. Returns y only: none of these layers keeps
     running statistics from this Function."""
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(x, weight, bias, view, dims, eps):
-        x_hat, _, _ = standardize(x.view(view), dims, eps)
-        x_hat = x_hat.view(x.shape)
+        x_hat, _, _ = standardize(x.reshape(view), dims, eps)
+        x_hat = x_hat.reshape(x.shape)
         y = x_hat if weight is None else x_hat * weight
         return y if bias is None else y + bias
 
@@ -77,17 +77,16 @@ class _AffineNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, weight, bias = ctx.saved_tensors
-        xv = x.view(ctx.view)
+        xv = x.reshape(ctx.view)
         # recomputed from x with tracked ops, so create_graph=True differentiates through
         # mu and inv_std too (second derivatives); cheap next to the passes below
         x_hat, mu, inv_std = standardize(xv, ctx.dims, ctx.eps)
-        x_hat = x_hat.view(x.shape)
+        x_hat = x_hat.reshape(x.shape)
         dx = dweight = dbias = None
         if ctx.needs_input_grad[0]:
             dx_hat = dy if weight is None else dy * weight
-            dx = standardize_backward(dx_hat.reshape(ctx.view), xv, mu, inv_std, ctx.dims).view(
-                x.shape
-            )
+            dx = standardize_backward(dx_hat.reshape(ctx.view), xv, mu, inv_std, ctx.dims)
+            dx = dx.reshape(x.shape)
         if ctx.needs_input_grad[1]:
             dweight = (dy * x_hat).sum_to_size(weight.shape)
         if ctx.needs_input_grad[2]:
@@ -103,7 +102,7 @@ def affine_norm(
     dims: tuple[int, ...],
     eps: float,
 ) -> Tensor:
-    """Standardize `x.view(view)` over `dims`, then `weight * x_hat + bias` on x's shape.
+    """Standardize `x.reshape(view)` over `dims`, then `weight * x_hat + bias` on x's shape.
 
     Dtypes as torch.nn: float16/bfloat16 inputs are computed in float32 (parameters may be
     float32 or the input's dtype), the output has the input's dtype; other mixes raise.
