@@ -10,10 +10,15 @@ Public API (everything else may change):
 - `fold_batchnorm`, `FoldReport`, `FoldTraceError`: fold BN into the layer before it, in any
   model (traced with torch.fx), for inference.
 - `convert`: swap torch.nn's BatchNorm{1,2,3}d for bnlab's in any model, and back.
+- The normalization family, in `bnlab.norms` (one file per layer): `LayerNorm`, `GroupNorm`,
+  `InstanceNorm1d/2d/3d` (drop-in for torch.nn's), `BatchRenorm1d/2d`, `GhostBatchNorm1d/2d`,
+  `precise_bn` (population statistics after training), and the momentum conversions
+  `torch_to_keras`, `keras_to_torch`, `torch_to_flax`, `flax_to_torch`.
 - `bnlab.exercises`: self-checking exercises for the tutorial notebook (`check_backward`, ...).
 
 Subpackages, each with its own small API in its `__init__`, listed in import order: each
-imports only the ones above it, and the BN core (the modules above) imports none of them:
+imports only the ones above it, and the core (the modules above, `bnlab.norms` included)
+imports none of them:
 
 - `bnlab.data`: verified datasets (`load`, `fetch`, `to_tensor`, `StackedBatches`).
 - `bnlab.engine`: K models trained as one stacked computation (`get_preset`, `train`, `Store`,
@@ -23,9 +28,11 @@ imports only the ones above it, and the BN core (the modules above) imports none
 - `bnlab.reproduce`: the experiments behind `bnlab reproduce` (Ioffe & Szegedy 2015,
   Santurkar et al. 2018, ...).
 
-Imports run one way, core <- data <- engine <- analysis <- report <- reproduce <- cli, where cli
-is `bnlab.cli` and each subcommand's module (`bnlab.verify`, `bnlab.<subpackage>.cli`): library
-code never imports the command line, and there is no import circle (tests/test_import_order.py).
+Imports run one way, core <- data <- engine <- analysis <- report <- reproduce <- cli. The
+core is the BN modules above and `bnlab.norms`, which imports only them (and `bnlab`
+re-exports it); cli is `bnlab.cli` and each subcommand's module (`bnlab.verify`,
+`bnlab.<subpackage>.cli`): library code never imports the command line, and there is no
+import circle (tests/test_import_order.py).
 `BnlabError` (`bnlab.errors`) is the error for a user's mistake that every layer may raise.
 """
 
@@ -37,6 +44,23 @@ from bnlab.convert import convert
 from bnlab.fold import FoldReport, FoldTraceError, fold_batchnorm
 from bnlab.functional import batch_norm, normalize, update_running_stats
 from bnlab.modules import BatchNorm1d, BatchNorm2d, BatchNorm3d
+from bnlab.norms import (
+    BatchRenorm1d,
+    BatchRenorm2d,
+    GhostBatchNorm1d,
+    GhostBatchNorm2d,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    InstanceNorm3d,
+    LayerNorm,
+    RenormWarmup,
+    flax_to_torch,
+    keras_to_torch,
+    precise_bn,
+    torch_to_flax,
+    torch_to_keras,
+)
 from bnlab.sync import SyncBatchNorm
 
 __all__ = [
@@ -44,15 +68,30 @@ __all__ = [
     "BatchNorm2d",
     "BatchNorm3d",
     "BatchNormShapeError",
+    "BatchRenorm1d",
+    "BatchRenorm2d",
     "FoldReport",
     "FoldTraceError",
+    "GhostBatchNorm1d",
+    "GhostBatchNorm2d",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "LayerNorm",
+    "RenormWarmup",
     "SyncBatchNorm",
     "__version__",
     "batch_norm",
     "convert",
     "exercises",
+    "flax_to_torch",
     "fold_batchnorm",
+    "keras_to_torch",
     "normalize",
+    "precise_bn",
     "reference",
+    "torch_to_flax",
+    "torch_to_keras",
     "update_running_stats",
 ]

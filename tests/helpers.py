@@ -1,6 +1,7 @@
 """Helpers the test files share (imported as `helpers`; fixtures live in conftest.py).
 
 - `assert_close`: a `cmp` that says which quantity is off and by how much (makemore part 4);
+- `numerical_grad`: central finite differences of a NumPy function, element by element;
 - `build_report`: a small but complete report written to disk;
 - `CHROMIUM`, `screenshot`, `has_colour`: render a page headless and look for colours on it.
 """
@@ -37,6 +38,20 @@ def assert_close(name: str, ours: torch.Tensor, ref: torch.Tensor, rtol: float, 
     assert torch.allclose(ours, ref, rtol=rtol, atol=atol, equal_nan=True), (
         f"{name}: not close (maxdiff {maxdiff:.3e}, rtol {rtol}, atol {atol})"
     )
+
+
+def numerical_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """d f() / d x by central differences, perturbing `x` in place (restored after each)."""
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        plus = f()
+        x[i] = old - eps
+        minus = f()
+        x[i] = old
+        grad[i] = (plus - minus) / (2 * eps)
+    return grad
 
 
 def build_report(tmp_path: Path, quick: bool) -> tuple[Path, Path]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close
+from helpers import assert_close, numerical_grad
 
 import bnlab
 from bnlab import reference
@@ -72,19 +72,6 @@ def test_hessian_vector_product_matches_torch(shape):
         assert_close("Hv", ours, ref, rtol=1e-9, atol=1e-10)
 
 
-def _numerical_grad(f, x, eps=1e-6):
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        plus = f()
-        x[i] = old - eps
-        minus = f()
-        x[i] = old
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reference_backward_fused_staged_and_finite_differences(shape):
     rng = np.random.default_rng(0)
@@ -99,7 +86,7 @@ def test_reference_backward_fused_staged_and_finite_differences(shape):
     def loss():
         return float((reference.forward(x, gamma, beta)[0] * dy).sum())
 
-    numeric = [_numerical_grad(loss, a) for a in (x, gamma, beta)]
+    numeric = [numerical_grad(loss, a) for a in (x, gamma, beta)]
     for name, f, s, n in zip(["dx", "dgamma", "dbeta"], fused, staged, numeric, strict=True):
         np.testing.assert_allclose(f, s, rtol=1e-10, atol=1e-12, err_msg=f"{name} fused/staged")
         np.testing.assert_allclose(f, n, rtol=1e-6, atol=1e-7, err_msg=f"{name} vs finite diff")
