@@ -74,3 +74,13 @@ def test_missing_figure_fails_before_writing(tmp_path):
 def test_table_rows_must_match_columns():
     with pytest.raises(ValueError, match="row 0 has 1 cells, expected 2"):
         Table("t", ("a", "b"), [("x",)])
+
+
+def test_both_formats_say_how_to_read_the_numbers(full_report):
+    """The verdict rule and what a number means (interval, pairing, test) are in both files,
+    and a paired effect shows its t-test's p beside its interval."""
+    html, md, _ = full_report
+    for text in (html, md):
+        assert "Verdicts come from the 95% confidence interval" in text
+        assert "paired t-test" in text and "scipy.stats" in text
+        assert re.search(r"\(95% CI, n=5\), p (=|<|&lt;) 0\.\d", text)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from bnlab.report.claims import ScorecardRow, Verdict
 from bnlab.report.sections import (
+    HOW_TO_READ,
     QUICK_BANNER,
     SCORECARD_COLUMNS,
     ReportFigure,
@@ -45,13 +46,6 @@ figure { margin: 16px 0; } figure img { max-width: 100%; height: auto; border: 1
 figcaption { color: #444; font-size: 14px; }
 .rule { color: #555; font-size: 13px; }
 """
-
-_RULE = (
-    "Verdicts come from the 95% confidence interval of each effect over seeds: reproduced if "
-    "it excludes zero in the claimed direction, not reproduced if it excludes zero in the "
-    "opposite direction or lies within the claim's equivalence margin, inconclusive otherwise "
-    "(and always with a single run)."
-)
 
 
 def _e(text: object) -> str:
@@ -91,7 +85,8 @@ def _scorecard(scorecard: Sequence[ScorecardRow]) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in SCORECARD_COLUMNS)
     rows = "".join(_scorecard_row(r) for r in scorecard)
     table = f'<table class="scorecard"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
-    return f'{title}{table}<p class="rule">{_e(_RULE)}</p>'
+    notes = "".join(f'<p class="rule">{_e(text)}</p>' for text in HOW_TO_READ)
+    return f"{title}{table}{notes}"
 
 
 def _figure(fig: ReportFigure) -> str:

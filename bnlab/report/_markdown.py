@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bnlab.report.claims import ScorecardRow
 from bnlab.report.sections import (
+    HOW_TO_READ,
     QUICK_BANNER,
     SCORECARD_COLUMNS,
     ReportMeta,
@@ -49,7 +50,7 @@ def _scorecard(scorecard: Sequence[ScorecardRow]) -> list[str]:
         return [*lines, "No claims were measured in this run.", ""]
     rows = [scorecard_cells(r) for r in scorecard]
     rows = [(*cells[:-1], f"**{cells[-1]}**") for cells in rows]
-    return [*lines, *_table(SCORECARD_COLUMNS, rows), ""]
+    return [*lines, *_table(SCORECARD_COLUMNS, rows), "", *(f"{t}\n" for t in HOW_TO_READ)]
 
 
 def _extra_table(table: Table) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from bnlab.report.stats import Estimate, format_estimate
+from bnlab.report.stats import Estimate, format_estimate, format_p
 
 
 class Direction(enum.Enum):
@@ -100,7 +100,9 @@ class ScorecardRow:
 
     @property
     def effect_text(self) -> str:
-        return format_estimate(self.effect, digits=self.claim.digits, unit=self.claim.unit)
+        """'3.20 pp ± 0.41 (95% CI, n=5), p = 0.0021': the p of the effect's t-test, if any."""
+        text = format_estimate(self.effect, digits=self.claim.digits, unit=self.claim.unit)
+        return text + format_p(self.effect.p_value)
 
 
 def score(claim: Claim, experiment: str, effect: Estimate, note: str = "") -> ScorecardRow:

@@ -13,8 +13,15 @@ from types import MappingProxyType
 
 from bnlab.report.claims import ScorecardRow
 from bnlab.report.figures import FigureFiles
+from bnlab.report.stats import METHODS
 
 QUICK_BANNER = "QUICK SMOKE RUN — scaled down, not a reproduction"
+RULE = (
+    "Verdicts come from the 95% confidence interval of each effect over seeds: reproduced if "
+    "it excludes zero in the claimed direction, not reproduced if it excludes zero in the "
+    "opposite direction or lies within the claim's equivalence margin, inconclusive otherwise "
+    "(and always with a single run)."
+)
 SCORECARD_COLUMNS = (
     "Claim",
     "Source",
@@ -23,6 +30,9 @@ SCORECARD_COLUMNS = (
     "Source's number",
     "Verdict",
 )
+
+
+HOW_TO_READ = (RULE, METHODS)  # printed under the scorecard, in both report formats
 
 
 def _freeze(obj: object, name: str, value: object) -> None:
