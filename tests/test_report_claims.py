@@ -62,7 +62,20 @@ def test_verdicts_from_seeds_end_to_end():
     assert judge(claim, diff_ci(noisy, bn, paired=True)) is I
     row = score(claim, "ioffe2015-mnist", diff_ci(bn, base, paired=True))
     # Differences 3.1, 3.6, 2.7, 3.3, 3.3: mean 3.2, s^2 = 0.44 / 4, half = 2.776 * s / sqrt(5)
-    assert row.verdict is R and row.effect_text == "3.20 pp ± 0.41 (95% CI, n=5)"
+    # t = 3.2 / (0.166 / sqrt(5)) = 21.6 on 4 df: p about 3e-5
+    assert row.verdict is R and row.effect_text == "3.20 pp ± 0.41 (95% CI, n=5), p < 0.0001"
+
+
+def test_seeds_left_out_are_counted_and_more_than_half_make_it_inconclusive():
+    claim = CLAIMS_BY_ID["bn-final-accuracy"]
+    clear = _effect(1.0, 3.0, n=2)
+    half = score(claim, "x", clear, seeds=4, diverged=(("BN", 0), ("no BN", 2)), left_out=2)
+    assert half.verdict is R  # 2 of 4 left out: not more than half, the interval decides
+    assert half.divergence_text == "no BN diverged in 2/4 seeds; 2/4 seeds not measurable, left out"
+    most = score(claim, "x", _effect(1.0, 3.0, n=2), seeds=5, left_out=3)
+    assert most.verdict is I and most.seeds == 5
+    none = score(claim, "x", Estimate(math.nan, math.nan, math.nan, 0, "none"), seeds=3, left_out=3)
+    assert none.verdict is I and none.effect_text == "not measurable"
 
 
 def test_claim_validation():

@@ -65,7 +65,8 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "")
 
 def _scorecard_row(row: ScorecardRow) -> str:
     claim, source, experiment, _, reference, verdict = scorecard_cells(row)
-    measure = _e(row.claim.measure) + (f"; {_e(row.note)}" if row.note else "")
+    extra = [t for t in (row.divergence_text, row.note) if t]
+    measure = "; ".join(_e(t) for t in (row.claim.measure, *extra))
     cls = {
         Verdict.REPRODUCED: "v-reproduced",
         Verdict.NOT_REPRODUCED: "v-not-reproduced",

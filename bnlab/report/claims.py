@@ -90,24 +90,60 @@ def _decide(reproduced: bool, refuted: bool) -> Verdict:
 
 @dataclass(frozen=True)
 class ScorecardRow:
-    """One line of the scorecard: a claim, where it was measured, the effect and the verdict."""
+    """One line of the scorecard: a claim, where it was measured, the effect and the verdict.
+
+    `seeds` is how many seeds were run, `diverged` how many of them diverged per network
+    (label, count), and `left_out` how many seeds have no effect value (a measure that is
+    not finite for either network, e.g. no landscape after a divergence); the effect's
+    interval is over the other seeds.
+    """
 
     claim: Claim
     experiment: str
     effect: Estimate
     verdict: Verdict
     note: str = ""  # e.g. how the protocol differs from the source's
+    seeds: int = 0
+    diverged: tuple[tuple[str, int], ...] = ()
+    left_out: int = 0
 
     @property
     def effect_text(self) -> str:
         """'3.20 pp ± 0.41 (95% CI, n=5), p = 0.0021': the p of the effect's t-test, if any."""
+        if self.effect.n == 0:
+            return "not measurable"
         text = format_estimate(self.effect, digits=self.claim.digits, unit=self.claim.unit)
         return text + format_p(self.effect.p_value)
 
+    @property
+    def divergence_text(self) -> str:
+        """'no BN diverged in 2/5 seeds; 2/5 seeds left out', or '' when every seed counts."""
+        parts = [f"{label} diverged in {k}/{self.seeds} seeds" for label, k in self.diverged if k]
+        if self.left_out:
+            parts.append(f"{self.left_out}/{self.seeds} seeds not measurable, left out")
+        return "; ".join(parts)
 
-def score(claim: Claim, experiment: str, effect: Estimate, note: str = "") -> ScorecardRow:
-    """Judge `claim` on `effect` measured by `experiment` and return its scorecard row."""
-    return ScorecardRow(claim, experiment, effect, judge(claim, effect), note)
+
+def score(
+    claim: Claim,
+    experiment: str,
+    effect: Estimate,
+    note: str = "",
+    *,
+    seeds: int = 0,
+    diverged: tuple[tuple[str, int], ...] = (),
+    left_out: int = 0,
+) -> ScorecardRow:
+    """Judge `claim` on `effect` measured by `experiment` and return its scorecard row.
+
+    The verdict is `judge`'s, except that a row with more than half of its `seeds` left out
+    of the interval is INCONCLUSIVE whatever the rest shows (see `RULE`).
+    """
+    seeds = seeds or effect.n + left_out
+    verdict = judge(claim, effect)
+    if 2 * left_out > seeds:
+        verdict = Verdict.INCONCLUSIVE
+    return ScorecardRow(claim, experiment, effect, verdict, note, seeds, tuple(diverged), left_out)
 
 
 _IOFFE = "Ioffe & Szegedy 2015"

@@ -20,7 +20,11 @@ RULE = (
     "Verdicts come from the 95% confidence interval of each effect over seeds: reproduced if "
     "it excludes zero in the claimed direction, not reproduced if it excludes zero in the "
     "opposite direction or lies within the claim's equivalence margin, inconclusive otherwise "
-    "(and always with a single run)."
+    "(and always with a single run). Divergence is a result: a run diverged when its training "
+    "loss became non-finite, and every row counts its diverged seeds per network. A diverged "
+    "run keeps the measures it still has (e.g. its final test accuracy, near chance); a seed "
+    "whose measure is not finite for either network is left out of the interval and counted, "
+    "and when more than half of the seeds are left out the verdict is inconclusive."
 )
 SCORECARD_COLUMNS = (
     "Claim",
@@ -137,8 +141,9 @@ def scorecard_cells(row: ScorecardRow) -> tuple[str, ...]:
     """One scorecard row as plain-text cells, in SCORECARD_COLUMNS order."""
     claim = row.claim
     effect = f"{row.effect_text} — {claim.measure}"
-    if row.note:
-        effect += f" ({row.note})"
+    extra = "; ".join(t for t in (row.divergence_text, row.note) if t)
+    if extra:
+        effect += f" ({extra})"
     return (
         claim.statement,
         claim.source,

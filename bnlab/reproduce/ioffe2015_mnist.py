@@ -18,6 +18,7 @@ from bnlab.reproduce.experiment import register
 from bnlab.reproduce.scoring import (
     accuracy_figure,
     comparison_table,
+    divergence,
     drift,
     fmt,
     percentiles,
@@ -87,7 +88,9 @@ def _figures(res: Results, fig_dir: Path) -> list[ReportFigure]:
 def _part(res: Results, out_dir: Path) -> Part:
     rows, notes, lines = speed_claims(res, NAME)
     drifts = {n: drift(res, n, LAYER) for n in ("batch", "none")}
-    r, n = scored("bn-percentile-stability", NAME, drifts["batch"], drifts["none"])
+    r, n = scored(
+        "bn-percentile-stability", NAME, drifts["batch"], drifts["none"], "", divergence(res)
+    )
     rows, notes = rows + r, notes + n
     lines.append(
         (f"percentile drift ({LAYER}, 5 units)", fmt(drifts["batch"], 3), fmt(drifts["none"], 3))

@@ -30,7 +30,14 @@ from bnlab.reproduce.common import (
     train_variants,
 )
 from bnlab.reproduce.experiment import Experiment, ExperimentResult, register
-from bnlab.reproduce.scoring import comparison_table, final_accuracy, fmt, scored, stability_claims
+from bnlab.reproduce.scoring import (
+    comparison_table,
+    divergence,
+    final_accuracy,
+    fmt,
+    scored,
+    stability_claims,
+)
 
 NAME = "matrix"
 DATASETS = ("fashion-mnist", "cifar10")
@@ -172,7 +179,9 @@ def _cell(res: Results, out: Path, dataset: str, arch: str) -> Part:
     label = f"{dataset} / {arch}"
     where = f"{NAME} ({label})"
     acc = {n: final_accuracy(res, n) for n in ("batch", "none")}
-    rows, notes = scored("bn-final-accuracy", where, acc["batch"], acc["none"], note=OTHER_TASK)
+    rows, notes = scored(
+        "bn-final-accuracy", where, acc["batch"], acc["none"], OTHER_TASK, divergence(res)
+    )
     stab_rows, stab_notes, stab_lines = stability_claims(res, where)
     _, ep_loss = _epoch_losses(res, "batch")
     _, ep_loss_none = _epoch_losses(res, "none")

@@ -22,7 +22,14 @@ from bnlab.reproduce.common import (
     one_config_experiment,
 )
 from bnlab.reproduce.experiment import register
-from bnlab.reproduce.scoring import comparison_table, final_accuracy, fmt, scored, stability_claims
+from bnlab.reproduce.scoring import (
+    comparison_table,
+    divergence,
+    final_accuracy,
+    fmt,
+    scored,
+    stability_claims,
+)
 
 NAME = "mnist-notebook"
 PROTOCOL = (
@@ -52,7 +59,9 @@ def _part(res: Results, out_dir: Path) -> Part:
         title="MNIST 5,000/1,000, MLP 784-128-64-10 ReLU, Adam 1e-3",
     )
     acc = {n: final_accuracy(res, n) for n in ("batch", "none")}
-    rows, notes = scored("bn-final-accuracy", NAME, acc["batch"], acc["none"], note=PROTOCOL)
+    rows, notes = scored(
+        "bn-final-accuracy", NAME, acc["batch"], acc["none"], PROTOCOL, divergence(res)
+    )
     stab_rows, stab_notes, stab_lines = stability_claims(res, NAME)
     epoch_lines = [
         (

@@ -23,7 +23,7 @@ from bnlab.report import (
     range_band,
 )
 from bnlab.reproduce.common import NORM_LABELS, Part, Results, data_source, describe
-from bnlab.reproduce.scoring import drift, final_accuracy, fmt, scored
+from bnlab.reproduce.scoring import diverged, divergence, drift, final_accuracy, fmt, scored
 
 LANDSCAPE_ORDER = ("batch", "none")  # BN first, as in the paper's Fig. 4 and 5
 
@@ -63,8 +63,8 @@ def _log2_mean(values: np.ndarray) -> np.ndarray:
     return np.log2(values.mean(axis=tuple(range(1, values.ndim))))
 
 
-def _score(rows: list, notes: list, claim: str, tag: str, bn, base, note: str) -> None:
-    new_rows, new_notes = scored(claim, tag, bn, base, note)
+def _score(rows: list, notes: list, claim: str, tag: str, bn, base, note: str, diverged) -> None:
+    new_rows, new_notes = scored(claim, tag, bn, base, note, diverged)
     rows += new_rows
     notes += new_notes
 
@@ -108,7 +108,7 @@ def _landscape(res: Results, tag: str, out: Path, figures: list, rows: list, not
             ("santurkar-beta-smoothness", "beta_smoothness"),
         ):
             bn, base = (_log2_mean(res.metric(n, f"landscape/{metric}")[1]) for n in norms)
-            _score(rows, notes, claim, tag, bn, base, "paired by seed")
+            _score(rows, notes, claim, tag, bn, base, "paired by seed", divergence(res, norms))
 
 
 def _ics(res: Results, tag: str, out: Path, figures: list, rows: list, notes: list) -> None:
@@ -140,7 +140,9 @@ def _ics(res: Results, tag: str, out: Path, figures: list, rows: list, notes: li
         l2 = [np.stack([res.metric(n, f"ics_l2/{la}")[1] for la in ordered[1:]], 1) for n in norms]
         note = "layers after the first (the first has zero ICS by definition)"
         bn, base = (_log2_mean(v) for v in l2)
-        _score(rows, notes, "santurkar-ics-not-reduced", tag, bn, base, note)
+        _score(
+            rows, notes, "santurkar-ics-not-reduced", tag, bn, base, note, divergence(res, norms)
+        )
 
 
 def _layer_order(layer: str) -> tuple[bool, int]:
@@ -156,11 +158,20 @@ def _noisy(
     layer = res.config("batch")["hooks"]["layers"][0]
     acc = {n: final_accuracy(res, n) for n in norms}
     drifts = {n: drift(res, n, layer) for n in norms}
+    diverged_runs = {n: diverged(res, n) for n in norms}
     tables.append(
         Table(
             "Final test accuracy and activation-percentile drift",
-            ("network", "test accuracy (%)", "percentile drift"),
-            [(NORM_LABELS[n], fmt(acc[n], 2), fmt(drifts[n], 3)) for n in norms],
+            ("network", "test accuracy (%)", "percentile drift", "diverged seeds"),
+            [
+                (
+                    NORM_LABELS[n],
+                    fmt(acc[n], 2),
+                    fmt(drifts[n], 3),
+                    f"{int(diverged_runs[n].sum())}/{diverged_runs[n].size}",
+                )
+                for n in norms
+            ],
         )
     )
     for claim, measure, base in (
@@ -168,7 +179,10 @@ def _noisy(
         ("santurkar-noisy-bn-beats-none", acc, "none"),
         ("santurkar-noisy-bn-less-stable", drifts, "batch"),
     ):
-        _score(rows, notes, claim, tag, measure["batch-noisy"], measure[base], "paired by seed")
+        pair = divergence(res, ("batch-noisy", base))
+        _score(
+            rows, notes, claim, tag, measure["batch-noisy"], measure[base], "paired by seed", pair
+        )
     steps, _ = res.metric("batch", "test_accuracy")
     curves = {NORM_LABELS[n]: res.metric(n, "test_accuracy")[1] * 100 for n in norms}
     files = curve_band(
