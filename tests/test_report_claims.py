@@ -105,4 +105,26 @@ def test_predefined_claims_cover_both_issues():
         "santurkar-beta-smoothness",
     ):
         assert required in CLAIMS_BY_ID
-    assert "98.15%" in CLAIMS_BY_ID["bn-final-accuracy"].reference  # the seed's number, shown
+    acc = CLAIMS_BY_ID["bn-final-accuracy"]
+    assert "98.15%" in acc.reference_for("ioffe2015-mnist")  # the seed's number, shown
+
+
+def test_a_source_number_is_shown_only_in_its_own_setting():
+    """The seed's MNIST number is not cited against Fashion-MNIST, nor its CIFAR-10 number
+    against MNIST; a setting without one says so and names where the numbers belong."""
+    acc, steps = CLAIMS_BY_ID["bn-final-accuracy"], CLAIMS_BY_ID["bn-fewer-steps"]
+    fashion = acc.reference_for("matrix (fashion-mnist / mlp)")
+    assert "98.15" not in fashion and "85.23" not in fashion
+    assert "no source number for this setting" in fashion and "ioffe2015-mnist" in fashion
+    assert "85.23%" in acc.reference_for("cifar10-cnn")
+    assert "98.15" not in acc.reference_for("cifar10-cnn")
+    mnist = steps.reference_for("ioffe2015-mnist")
+    assert "74.96" not in mnist and "CIFAR" not in mnist.split(" (the seeds'")[0]
+    assert "74.96%" in steps.reference_for("cifar10-cnn")
+    row = score(acc, "matrix (cifar10 / mlp)", _effect(1.0, 2.0))
+    assert row.reference == acc.reference_for("matrix (cifar10 / mlp)")
+    from bnlab.reproduce import experiments
+
+    for claim in CLAIMS:  # every setting a number is filed under is a registered experiment
+        for where, _ in claim.numbers:
+            assert where in experiments()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from bnlab.report.claims import ScorecardRow
+from bnlab.report.claims import CLAIMS, CLAIMS_BY_ID, Claim, ScorecardRow, Verdict
 from bnlab.report.figures import FigureFiles
 from bnlab.report.stats import METHODS
 
@@ -149,6 +149,66 @@ def scorecard_cells(row: ScorecardRow) -> tuple[str, ...]:
         claim.source,
         row.experiment,
         effect,
-        claim.reference,
+        row.reference,
         row.verdict.value,
     )
+
+
+# ---------------------------------------------------------------- the compact claims matrix
+
+# A mark of its own shape per verdict, so colour is never the only signal (and Markdown,
+# which has no colour, still shows the verdict at a glance).
+# Plain text marks (no emoji): every font has them.
+VERDICT_MARKS = {
+    Verdict.REPRODUCED: "✓",
+    Verdict.NOT_REPRODUCED: "✗",
+    Verdict.INCONCLUSIVE: "?",
+}
+MATRIX_LEGEND = (
+    "✓ reproduced · ✗ not reproduced · ? inconclusive · blank: not measured in that "
+    "setting. Each cell: the effect (BN minus the comparison) as mean ± the half-width of its "
+    "95% CI over n seeds, and how many seeds diverged; the table below gives each row's "
+    "measure, p-value and the source's number for that setting."
+)
+
+
+@dataclass(frozen=True)
+class ClaimsMatrix:
+    """The scorecard as claims x settings: `cells[(claim id, setting)]` holds that setting's
+    rows for the claim (one, normally). Claims in `CLAIMS` order, settings as they come."""
+
+    claims: tuple[Claim, ...]
+    settings: tuple[str, ...]
+    cells: Mapping[tuple[str, str], tuple[ScorecardRow, ...]]
+
+
+def claims_matrix(scorecard: Sequence[ScorecardRow]) -> ClaimsMatrix:
+    settings = tuple(dict.fromkeys(row.experiment for row in scorecard))
+    measured = {row.claim.id for row in scorecard}
+    known = [c for c in CLAIMS if c.id in measured]
+    others = dict.fromkeys(row.claim for row in scorecard if row.claim.id not in CLAIMS_BY_ID)
+    cells: dict[tuple[str, str], tuple[ScorecardRow, ...]] = {}
+    for row in scorecard:
+        key = (row.claim.id, row.experiment)
+        cells[key] = (*cells.get(key, ()), row)
+    return ClaimsMatrix((*known, *others), settings, MappingProxyType(cells))
+
+
+def compact_effect(row: ScorecardRow) -> str:
+    """'+3.20 ± 0.41 pp (n=5)', '+3.20 pp (n=1)', 'not measurable'; then '; diverged: no BN
+    2/5' when seeds diverged."""
+    est, claim = row.effect, row.claim
+    if est.n == 0:
+        text = "not measurable"
+    else:
+        spread = f" ± {est.half_width:.{claim.digits}f}" if est.has_ci else ""
+        text = f"{est.mean:+.{claim.digits}f}{spread}{claim.unit} (n={est.n})"
+    diverged = [f"{label} {k}/{row.seeds}" for label, k in row.diverged if k]
+    if diverged:
+        text += f"; diverged: {', '.join(diverged)}"
+    return text
+
+
+def matrix_cell(rows: Sequence[ScorecardRow]) -> str:
+    """A matrix cell as plain text: each row's verdict mark and compact effect."""
+    return " / ".join(f"{VERDICT_MARKS[r.verdict]} {compact_effect(r)}" for r in rows)

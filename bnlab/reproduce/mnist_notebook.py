@@ -32,10 +32,7 @@ from bnlab.reproduce.scoring import (
 )
 
 NAME = "mnist-notebook"
-PROTOCOL = (
-    "notebook protocol (5k/1k MNIST, ReLU, Adam); the source's number is the reproduction "
-    "seed's sigmoid/SGD run"
-)
+PROTOCOL = "notebook protocol (5k/1k MNIST, ReLU, Adam)"
 
 
 def config(seeds: int, quick: bool) -> TrainConfig:
