@@ -194,7 +194,7 @@ def _fmt(values: np.ndarray, digits: int, unit: str = "") -> str:
         return "not measurable"
     text = format_estimate(mean_ci(finite), digits=digits, unit=unit)
     missing = values.size - finite.size
-    return f"{text}; {missing} not measurable" if missing else text
+    return f"{text}; {missing} of {values.size} not measurable" if missing else text
 
 
 def comparison_table(title: str, lines: list[tuple[str, str, str]]) -> Table:
