@@ -12,6 +12,8 @@ import pytest
 from bnlab.analysis import AnalysisProbe
 from bnlab.report import ReportMeta, write_report
 from bnlab.reproduce.common import Results, train_variants
+from bnlab.reproduce.experiment import ExperimentResult
+from bnlab.reproduce.runner import print_scorecard
 from bnlab.reproduce.santurkar2018 import SETTINGS, TITLES, setting_config
 from bnlab.reproduce.santurkar2018_sections import setting_part
 from bnlab.reproduce.scoring import diverged
@@ -33,7 +35,9 @@ def diverging_run(tmp_path_factory):
 
 
 @pytest.mark.usefixtures("fastpath_off")
-def test_a_diverged_member_is_counted_shown_and_left_out_never_dropped(diverging_run, tmp_path):
+def test_a_diverged_member_is_counted_shown_and_left_out_never_dropped(
+    diverging_run, tmp_path, capsys
+):
     with Results(diverging_run) as res:
         flags = {n: diverged(res, n) for n in ("batch", "none")}
         section, rows = setting_part(TITLES[NAME], NAME, res, diverging_run)
@@ -55,3 +59,7 @@ def test_a_diverged_member_is_counted_shown_and_left_out_never_dropped(diverging
     text = md.read_text()
     assert text.count("no BN diverged in 1/3 seeds") == len(rows)
     assert "1/3 seeds not measurable, left out" in text
+    print_scorecard([ExperimentResult(NAME, (section,), tuple(rows), 1.0, quick=True)])
+    verdicts = ("reproduced", "not reproduced", "inconclusive")
+    printed = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith(verdicts)]
+    assert len(printed) == 3 and all("no BN diverged in 1/3 seeds" in line for line in printed)
