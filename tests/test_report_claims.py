@@ -62,7 +62,20 @@ def test_verdicts_from_seeds_end_to_end():
     assert judge(claim, diff_ci(noisy, bn, paired=True)) is I
     row = score(claim, "ioffe2015-mnist", diff_ci(bn, base, paired=True))
     # Differences 3.1, 3.6, 2.7, 3.3, 3.3: mean 3.2, s^2 = 0.44 / 4, half = 2.776 * s / sqrt(5)
-    assert row.verdict is R and row.effect_text == "3.20 pp ± 0.41 (95% CI, n=5)"
+    # t = 3.2 / (0.166 / sqrt(5)) = 21.6 on 4 df: p about 3e-5
+    assert row.verdict is R and row.effect_text == "3.20 pp ± 0.41 (95% CI, n=5), p < 0.0001"
+
+
+def test_seeds_left_out_are_counted_and_more_than_half_make_it_inconclusive():
+    claim = CLAIMS_BY_ID["bn-final-accuracy"]
+    clear = _effect(1.0, 3.0, n=2)
+    half = score(claim, "x", clear, seeds=4, diverged=(("BN", 0), ("no BN", 2)), left_out=2)
+    assert half.verdict is R  # 2 of 4 left out: not more than half, the interval decides
+    assert half.divergence_text == "no BN diverged in 2/4 seeds; 2/4 seeds not measurable, left out"
+    most = score(claim, "x", _effect(1.0, 3.0, n=2), seeds=5, left_out=3)
+    assert most.verdict is I and most.seeds == 5
+    none = score(claim, "x", Estimate(math.nan, math.nan, math.nan, 0, "none"), seeds=3, left_out=3)
+    assert none.verdict is I and none.effect_text == "not measurable"
 
 
 def test_claim_validation():
@@ -92,4 +105,26 @@ def test_predefined_claims_cover_both_issues():
         "santurkar-beta-smoothness",
     ):
         assert required in CLAIMS_BY_ID
-    assert "98.15%" in CLAIMS_BY_ID["bn-final-accuracy"].reference  # the seed's number, shown
+    acc = CLAIMS_BY_ID["bn-final-accuracy"]
+    assert "98.15%" in acc.reference_for("ioffe2015-mnist")  # the seed's number, shown
+
+
+def test_a_source_number_is_shown_only_in_its_own_setting():
+    """The seed's MNIST number is not cited against Fashion-MNIST, nor its CIFAR-10 number
+    against MNIST; a setting without one says so and names where the numbers belong."""
+    acc, steps = CLAIMS_BY_ID["bn-final-accuracy"], CLAIMS_BY_ID["bn-fewer-steps"]
+    fashion = acc.reference_for("matrix (fashion-mnist / mlp)")
+    assert "98.15" not in fashion and "85.23" not in fashion
+    assert "no source number for this setting" in fashion and "ioffe2015-mnist" in fashion
+    assert "85.23%" in acc.reference_for("cifar10-cnn")
+    assert "98.15" not in acc.reference_for("cifar10-cnn")
+    mnist = steps.reference_for("ioffe2015-mnist")
+    assert "74.96" not in mnist and "CIFAR" not in mnist.split(" (the seeds'")[0]
+    assert "74.96%" in steps.reference_for("cifar10-cnn")
+    row = score(acc, "matrix (cifar10 / mlp)", _effect(1.0, 2.0))
+    assert row.reference == acc.reference_for("matrix (cifar10 / mlp)")
+    from bnlab.reproduce import experiments
+
+    for claim in CLAIMS:  # every setting a number is filed under is a registered experiment
+        for where, _ in claim.numbers:
+            assert where in experiments()

@@ -57,6 +57,9 @@ def test_shape_mismatch_is_refused(tmp_path):
     edges = np.linspace(-2, 2, 5)
     with pytest.raises(ValueError, match=r"expected \(bins,\)"):
         histogram_grid(tmp_path / "h", edges, {"act1": {"BN": {"step 1": np.ones(3)}}}, xlabel="v")
+    mixed = {"act1": {"BN": {"step 1": np.ones(4)}, "no BN": {"step 2": np.ones(4)}}}
+    with pytest.raises(ValueError, match="the same in every panel"):
+        histogram_grid(tmp_path / "h", edges, mixed, xlabel="v")
     with pytest.raises(ValueError, match="increasing bin edges"):
         histogram_grid(tmp_path / "h", [1.0, 0.0], {"act1": {"BN": {}}}, xlabel="v")
     assert not list(tmp_path.iterdir())  # nothing written
@@ -72,7 +75,7 @@ def test_histogram_grid_draws_every_panel_as_a_density(tmp_path):
         fraction[name] = counts / 10_000
     panels = {
         "act1": {"no BN": fraction, "BN, before BN": fraction, "BN, after BN": fraction},
-        "act2": {"no BN": fraction},
+        "act2": {"no BN": fraction},  # a shorter row: its other panels are left empty
     }
     svg = _check_files(histogram_grid(tmp_path / "hist", edges, panels, xlabel="value"))
     for title in ("act1: no BN", "act1: BN, before BN", "act1: BN, after BN", "act2: no BN"):

@@ -74,3 +74,45 @@ def test_missing_figure_fails_before_writing(tmp_path):
 def test_table_rows_must_match_columns():
     with pytest.raises(ValueError, match="row 0 has 1 cells, expected 2"):
         Table("t", ("a", "b"), [("x",)])
+
+
+def test_both_formats_say_how_to_read_the_numbers(full_report):
+    """The verdict rule and what a number means (interval, pairing, test) are in both files,
+    and a paired effect shows its t-test's p beside its interval."""
+    html, md, _ = full_report
+    for text in (html, md):
+        assert "Verdicts come from the 95% confidence interval" in text
+        assert "paired t-test" in text and "scipy.stats" in text
+        assert re.search(r"\(95% CI, n=5\), p (=|<|&lt;) 0\.\d", text)
+
+
+def test_the_claims_matrix_sits_on_top_with_one_cell_per_claim_and_setting(tmp_path):
+    """Claims x settings: a measured cell has its verdict's mark (and, in HTML, colour) and
+    the effect with its interval; an unmeasured one is blank; the detailed table follows."""
+    from bnlab.report import CLAIMS_BY_ID, diff_ci, score
+
+    acc, smooth = CLAIMS_BY_ID["bn-final-accuracy"], CLAIMS_BY_ID["bn-smoother-loss"]
+    # differences 3.1, 3.6, 2.7: s = 0.451, half = 4.303 * s / sqrt(3) = 1.12
+    up = diff_ci([98.1, 98.3, 98.0], [95.0, 94.7, 95.3], paired=True)
+    down = diff_ci([0.01, 0.02, 0.01], [0.05, 0.06, 0.04], paired=True)
+    rows = [
+        score(acc, "ioffe2015-mnist", up),
+        score(
+            acc, "matrix (fashion-mnist / mlp)", diff_ci([1, 2, 1.5], [3, 4.1, 3.6], paired=True)
+        ),
+        score(smooth, "ioffe2015-mnist", down, seeds=3, diverged=(("no BN", 1),)),
+    ]
+    meta = ReportMeta("matrix", "test", 1.0)
+    html_path, md_path = write_report(tmp_path, [], rows, meta)
+    html, md = html_path.read_text(), md_path.read_text()
+    header = "| Claim | ioffe2015-mnist | matrix (fashion-mnist / mlp) |"
+    assert header in md and md.index(header) < md.index("| Claim | Source | Experiment")
+    assert "| BN reaches higher final test accuracy. | ✓ +3.13 ± 1.12 pp (n=3) | ✗ -2.07" in md
+    # differences -0.04, -0.04, -0.03: s = 0.00577, half = 4.303 * s / sqrt(3) = 0.0143
+    assert "| BN gives smoother training-loss curves. | ✓ -0.0367 ± 0.0143 (n=3)" in md
+    assert "diverged: no BN 1/3 |  |" in md  # and nothing measured for it on Fashion-MNIST
+    matrix = html[html.index('<table class="matrix">') : html.index("</table>")]
+    assert matrix.count('class="cell v-reproduced"') == 2
+    assert matrix.count('class="cell v-not-reproduced"') == 1
+    assert matrix.count('<td class="cell"></td>') == 1
+    assert html.index('class="matrix"') < html.index('class="scorecard"')

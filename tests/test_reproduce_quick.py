@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bnlab import data
-from bnlab.report import Verdict
+from bnlab.report import score
 from bnlab.reproduce import experiments
 from bnlab.reproduce.runner import run_experiment
 
@@ -42,9 +42,26 @@ def test_quick_run_is_analyzed_into_a_labelled_section(name, tmp_path):
     for section in result.sections:
         assert "QUICK" in section.title
         assert section.protocol and section.data_source
+        # every protocol table says how it differs from its source, one row per difference
+        stated = [k for k in section.protocol if k.startswith("vs. ")]
+        assert stated or "source's protocol" in section.protocol
+        assert all(section.protocol[k] for k in stated)
         for fig in section.figures:
             assert fig.png.is_file() and fig.svg.is_file()
     for row in result.scorecard:
-        assert row.verdict in set(Verdict)
-        assert row.effect.n >= 1
+        # the verdict shown is the one the rule gives for the interval and counts shown
+        again = score(row.claim, row.experiment, row.effect, seeds=row.seeds, left_out=row.left_out)
+        assert row.verdict is again.verdict
+        assert row.effect.n + row.left_out == row.seeds == 2  # every seed counted once
         assert row.experiment.startswith(name)
+
+
+def test_protocol_statements_follow_the_seeds():
+    """The reproduction seed gives its init (N(0, 0.01^2)); its learning-rate table names no
+    optimizer; the notebook keeps its last partial batch (84 steps per epoch)."""
+    from bnlab.reproduce import ioffe2015_lr, ioffe2015_mnist, mnist_notebook
+
+    assert "unstated init" not in ioffe2015_mnist.SEED_PROTOCOL
+    assert "N(0, 0.01^2) init" in ioffe2015_mnist.SEED_PROTOCOL
+    assert any("names none" in d for d in ioffe2015_lr.DIFFERENCES)
+    assert any("84 steps per epoch" in d for d in mnist_notebook.DIFFERENCES)

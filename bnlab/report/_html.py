@@ -13,13 +13,17 @@ from collections.abc import Sequence
 
 from bnlab.report.claims import ScorecardRow, Verdict
 from bnlab.report.sections import (
+    HOW_TO_READ,
+    MATRIX_LEGEND,
     QUICK_BANNER,
     SCORECARD_COLUMNS,
     ReportFigure,
     ReportMeta,
     Section,
     Table,
+    claims_matrix,
     format_duration,
+    matrix_cell,
     scorecard_cells,
 )
 
@@ -44,14 +48,16 @@ td.verdict { font-weight: 700; white-space: nowrap; text-align: center; vertical
 figure { margin: 16px 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 14px; }
 .rule { color: #555; font-size: 13px; }
+.wide { overflow-x: auto; } table.matrix td.cell { font-size: 13px; white-space: nowrap; }
+table.matrix th { font-size: 13px; }
 """
 
-_RULE = (
-    "Verdicts come from the 95% confidence interval of each effect over seeds: reproduced if "
-    "it excludes zero in the claimed direction, not reproduced if it excludes zero in the "
-    "opposite direction or lies within the claim's equivalence margin, inconclusive otherwise "
-    "(and always with a single run)."
-)
+
+_VERDICT_CLASS = {
+    Verdict.REPRODUCED: "v-reproduced",
+    Verdict.NOT_REPRODUCED: "v-not-reproduced",
+    Verdict.INCONCLUSIVE: "v-inconclusive",
+}
 
 
 def _e(text: object) -> str:
@@ -71,17 +77,37 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "")
 
 def _scorecard_row(row: ScorecardRow) -> str:
     claim, source, experiment, _, reference, verdict = scorecard_cells(row)
-    measure = _e(row.claim.measure) + (f"; {_e(row.note)}" if row.note else "")
-    cls = {
-        Verdict.REPRODUCED: "v-reproduced",
-        Verdict.NOT_REPRODUCED: "v-not-reproduced",
-        Verdict.INCONCLUSIVE: "v-inconclusive",
-    }[row.verdict]
+    extra = [t for t in (row.divergence_text, row.note) if t]
+    measure = "; ".join(_e(t) for t in (row.claim.measure, *extra))
+    cls = _VERDICT_CLASS[row.verdict]
     return (
         f"<tr><td>{_e(claim)}</td><td>{_e(source)}</td><td>{_e(experiment)}</td>"
         f'<td>{_e(row.effect_text)}<div class="measure">{measure}</div></td>'
         f'<td>{_e(reference)}</td><td class="verdict {cls}">{_e(verdict)}</td></tr>'
     )
+
+
+def _matrix_cell(rows: Sequence[ScorecardRow]) -> str:
+    if not rows:
+        return '<td class="cell"></td>'
+    verdicts = {r.verdict for r in rows}
+    cls = _VERDICT_CLASS[rows[0].verdict] if len(verdicts) == 1 else "v-inconclusive"
+    words = ", ".join(r.verdict.value for r in rows)
+    return f'<td class="cell {cls}" title="{_e(words)}">{_e(matrix_cell(rows))}</td>'
+
+
+def _claims_matrix(scorecard: Sequence[ScorecardRow]) -> str:
+    """Claims x settings, each cell coloured by its verdict and marked with its shape."""
+    matrix = claims_matrix(scorecard)
+    head = "<th>Claim</th>" + "".join(f"<th>{_e(s)}</th>" for s in matrix.settings)
+    body = "".join(
+        f"<tr><td>{_e(c.statement)}</td>"
+        + "".join(_matrix_cell(matrix.cells.get((c.id, s), ())) for s in matrix.settings)
+        + "</tr>"
+        for c in matrix.claims
+    )
+    table = f'<table class="matrix"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<div class="wide">{table}</div><p class="rule">{_e(MATRIX_LEGEND)}</p>'
 
 
 def _scorecard(scorecard: Sequence[ScorecardRow]) -> str:
@@ -91,7 +117,9 @@ def _scorecard(scorecard: Sequence[ScorecardRow]) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in SCORECARD_COLUMNS)
     rows = "".join(_scorecard_row(r) for r in scorecard)
     table = f'<table class="scorecard"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
-    return f'{title}{table}<p class="rule">{_e(_RULE)}</p>'
+    notes = "".join(f'<p class="rule">{_e(text)}</p>' for text in HOW_TO_READ)
+    detail = "<h3>Every measured claim in detail</h3>"
+    return f"{title}{_claims_matrix(scorecard)}{detail}{table}{notes}"
 
 
 def _figure(fig: ReportFigure) -> str:

@@ -8,12 +8,16 @@ from pathlib import Path
 
 from bnlab.report.claims import ScorecardRow
 from bnlab.report.sections import (
+    HOW_TO_READ,
+    MATRIX_LEGEND,
     QUICK_BANNER,
     SCORECARD_COLUMNS,
     ReportMeta,
     Section,
     Table,
+    claims_matrix,
     format_duration,
+    matrix_cell,
     scorecard_cells,
 )
 
@@ -51,9 +55,16 @@ def _scorecard(scorecard: Sequence[ScorecardRow]) -> list[str]:
     lines = ["## Claims scorecard", ""]
     if not scorecard:
         return [*lines, "No claims were measured in this run.", ""]
+    matrix = claims_matrix(scorecard)
+    cells = [
+        (c.statement, *(matrix_cell(matrix.cells.get((c.id, s), ())) for s in matrix.settings))
+        for c in matrix.claims
+    ]
+    lines += [*_table(("Claim", *matrix.settings), cells), "", MATRIX_LEGEND, ""]
     rows = [scorecard_cells(r) for r in scorecard]
     rows = [(*cells[:-1], f"**{cells[-1]}**") for cells in rows]
-    return [*lines, *_table(SCORECARD_COLUMNS, rows), ""]
+    lines += ["### Every measured claim in detail", "", *_table(SCORECARD_COLUMNS, rows), ""]
+    return [*lines, *(f"{t}\n" for t in HOW_TO_READ)]
 
 
 def _extra_table(table: Table) -> list[str]:

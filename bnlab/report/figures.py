@@ -255,7 +255,8 @@ def histogram_grid(
 ) -> FigureFiles:
     """A grid of distributions: one row per key of `panels` (e.g. a layer), one column per key
     of each row (e.g. "no BN", "BN: before BN", "BN: after BN"), and in each panel one step
-    line per curve (e.g. a training step, early to late, drawn light to dark).
+    line per curve (e.g. a training step, early to late, drawn light to dark), named once in
+    a legend above the grid (every panel holds the same curves).
 
     `panels[row][column][curve]` is (bins,): the fraction of values in each bin of `edges`
     (bins + 1,), e.g. averaged over seeds. Drawn as a density (fraction / bin width), so the
@@ -267,20 +268,31 @@ def histogram_grid(
         raise ValueError(f"edges: got shape {e.shape}, expected increasing bin edges (bins + 1,)")
     if not panels or not all(panels.values()):
         raise ValueError("panels: expected at least one row with at least one column")
-    ncols = max(len(cols) for cols in panels.values())
-    fig = Figure(figsize=(3.4 * ncols, 2.1 * len(panels) + 0.6), layout="constrained")
-    axes = fig.subplots(len(panels), ncols, squeeze=False, sharex=True)
+    names = {tuple(curves) for cols in panels.values() for curves in cols.values()}
+    if len(names) != 1:
+        raise ValueError(f"panels: got curves {sorted(names)}, expected the same in every panel")
+    ncols, nrows = max(len(cols) for cols in panels.values()), len(panels)
+    height = 2.1 * nrows + 1.2  # inches: panels, then title and legend on top
+    # A fixed layout: constrained layout costs seconds per save on a grid of this size.
+    fig = Figure(figsize=(3.4 * ncols, height))
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.5 / height, top=1 - 0.95 / height)
+    fig.subplots_adjust(hspace=0.45)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
     for r, (row, cols) in enumerate(panels.items()):
         for c, (col, curves) in enumerate(cols.items()):
             _histogram_panel(axes[r][c], e, curves, f"{row}: {col}")
         for c in range(len(cols), ncols):
             axes[r][c].set_visible(False)
+    handles, labels = axes[0][0].get_legend_handles_labels()  # every panel: the same curves
+    fig.legend(
+        handles, labels, loc="center", bbox_to_anchor=(0.5, 1 - 0.6 / height), ncols=len(labels)
+    )
     for ax in axes[-1]:
         ax.set_xlabel(xlabel)
     for ax in axes[:, 0]:
         ax.set_ylabel("density")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1 - 0.1 / height, va="top")
     return _save(fig, stem)
 
 
@@ -295,4 +307,3 @@ def _histogram_panel(ax, edges: np.ndarray, curves: Mapping[str, np.ndarray], ti
         ax.stairs(density, edges, color=colour, lw=1.4, label=name)
     ax.set_title(title, fontsize="small")
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize="x-small")

@@ -11,10 +11,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from bnlab.report.claims import ScorecardRow
+from bnlab.report.claims import CLAIMS, CLAIMS_BY_ID, Claim, ScorecardRow, Verdict
 from bnlab.report.figures import FigureFiles
+from bnlab.report.stats import METHODS
 
 QUICK_BANNER = "QUICK SMOKE RUN — scaled down, not a reproduction"
+RULE = (
+    "Verdicts come from the 95% confidence interval of each effect over seeds: reproduced if "
+    "it excludes zero in the claimed direction, not reproduced if it excludes zero in the "
+    "opposite direction or lies within the claim's equivalence margin, inconclusive otherwise "
+    "(and always with a single run). Divergence is a result: a run diverged when its training "
+    "loss became non-finite, and every row counts its diverged seeds per network. A diverged "
+    "run keeps the measures it still has (e.g. its final test accuracy, near chance); a seed "
+    "whose measure is not finite for either network is left out of the interval and counted, "
+    "and when more than half of the seeds are left out the verdict is inconclusive."
+)
 SCORECARD_COLUMNS = (
     "Claim",
     "Source",
@@ -23,6 +34,9 @@ SCORECARD_COLUMNS = (
     "Source's number",
     "Verdict",
 )
+
+
+HOW_TO_READ = (RULE, METHODS)  # printed under the scorecard, in both report formats
 
 
 def _freeze(obj: object, name: str, value: object) -> None:
@@ -129,13 +143,74 @@ def scorecard_cells(row: ScorecardRow) -> tuple[str, ...]:
     """One scorecard row as plain-text cells, in SCORECARD_COLUMNS order."""
     claim = row.claim
     effect = f"{row.effect_text} — {claim.measure}"
-    if row.note:
-        effect += f" ({row.note})"
+    extra = "; ".join(t for t in (row.divergence_text, row.note) if t)
+    if extra:
+        effect += f" ({extra})"
     return (
         claim.statement,
         claim.source,
         row.experiment,
         effect,
-        claim.reference,
+        row.reference,
         row.verdict.value,
     )
+
+
+# ---------------------------------------------------------------- the compact claims matrix
+
+# A mark of its own shape per verdict, so colour is never the only signal (and Markdown,
+# which has no colour, still shows the verdict at a glance).
+# Plain text marks (no emoji): every font has them.
+VERDICT_MARKS = {
+    Verdict.REPRODUCED: "✓",
+    Verdict.NOT_REPRODUCED: "✗",
+    Verdict.INCONCLUSIVE: "?",
+}
+MATRIX_LEGEND = (
+    "✓ reproduced · ✗ not reproduced · ? inconclusive · blank: not measured in that "
+    "setting. Each cell: the effect (BN minus the comparison) as mean ± the half-width of its "
+    "95% CI over n seeds, and how many seeds diverged; the table below gives each row's "
+    "measure, p-value and the source's number for that setting."
+)
+
+
+@dataclass(frozen=True)
+class ClaimsMatrix:
+    """The scorecard as claims x settings: `cells[(claim id, setting)]` holds that setting's
+    rows for the claim (one, normally). Claims in `CLAIMS` order, settings as they come."""
+
+    claims: tuple[Claim, ...]
+    settings: tuple[str, ...]
+    cells: Mapping[tuple[str, str], tuple[ScorecardRow, ...]]
+
+
+def claims_matrix(scorecard: Sequence[ScorecardRow]) -> ClaimsMatrix:
+    settings = tuple(dict.fromkeys(row.experiment for row in scorecard))
+    measured = {row.claim.id for row in scorecard}
+    known = [c for c in CLAIMS if c.id in measured]
+    others = dict.fromkeys(row.claim for row in scorecard if row.claim.id not in CLAIMS_BY_ID)
+    cells: dict[tuple[str, str], tuple[ScorecardRow, ...]] = {}
+    for row in scorecard:
+        key = (row.claim.id, row.experiment)
+        cells[key] = (*cells.get(key, ()), row)
+    return ClaimsMatrix((*known, *others), settings, MappingProxyType(cells))
+
+
+def compact_effect(row: ScorecardRow) -> str:
+    """'+3.20 ± 0.41 pp (n=5)', '+3.20 pp (n=1)', 'not measurable'; then '; diverged: no BN
+    2/5' when seeds diverged."""
+    est, claim = row.effect, row.claim
+    if est.n == 0:
+        text = "not measurable"
+    else:
+        spread = f" ± {est.half_width:.{claim.digits}f}" if est.has_ci else ""
+        text = f"{est.mean:+.{claim.digits}f}{spread}{claim.unit} (n={est.n})"
+    diverged = [f"{label} {k}/{row.seeds}" for label, k in row.diverged if k]
+    if diverged:
+        text += f"; diverged: {', '.join(diverged)}"
+    return text
+
+
+def matrix_cell(rows: Sequence[ScorecardRow]) -> str:
+    """A matrix cell as plain text: each row's verdict mark and compact effect."""
+    return " / ".join(f"{VERDICT_MARKS[r.verdict]} {compact_effect(r)}" for r in rows)

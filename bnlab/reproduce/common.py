@@ -255,6 +255,16 @@ def describe(cfg: dict) -> dict[str, str]:
     }
 
 
+def vs_source(source: str, differences: Sequence[str]) -> dict[str, str]:
+    """Protocol rows, one per difference from `source` (the paper or seed reproduced), so the
+    protocol table says every way this run is not the source's."""
+    n = len(differences)
+    return {f"vs. {source} ({i}/{n})": text for i, text in enumerate(differences, start=1)}
+
+
+RUNS_VS_ONE = "runs: one per seed (see seeds), paired by seed; the source reports one run each"
+
+
 # ---------------------------------------------------------------- the analyze() skeleton
 
 # What one results directory adds to the report: its section and its scorecard rows.

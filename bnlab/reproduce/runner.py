@@ -179,8 +179,10 @@ def print_scorecard(results: list[ExperimentResult]) -> None:
         if r.quick:
             print(f"  [{r.name}] {QUICK_BANNER}")
         for row in r.scorecard:
+            diverged = f" ({row.divergence_text})" if row.divergence_text else ""
             print(
-                f"  {row.verdict.value:15s} {row.claim.id:24s} {row.experiment}: {row.effect_text}"
+                f"  {row.verdict.value:15s} {row.claim.id:24s} {row.experiment}: "
+                f"{row.effect_text}{diverged}"
             )
         if not r.scorecard:
-            print(f"  [{r.name}] no claim could be scored (see the report's notes)")
+            print(f"  [{r.name}] measures no claim")

@@ -24,7 +24,15 @@ from bnlab.report import (
     range_band,
 )
 from bnlab.reproduce.common import NORM_LABELS, Part, Results, data_source, describe
-from bnlab.reproduce.scoring import drift, final_accuracy, fmt, percentiles, scored
+from bnlab.reproduce.scoring import (
+    diverged,
+    divergence,
+    drift,
+    final_accuracy,
+    fmt,
+    percentiles,
+    scored,
+)
 
 LANDSCAPE_ORDER = ("batch", "none")  # BN first, as in the paper's Fig. 4 and 5
 
@@ -66,8 +74,8 @@ def _log2_mean(values: np.ndarray) -> np.ndarray:
     return np.log2(values.mean(axis=tuple(range(1, values.ndim))))
 
 
-def _score(rows: list, notes: list, claim: str, tag: str, bn, base, note: str) -> None:
-    new_rows, new_notes = scored(claim, tag, bn, base, note)
+def _score(rows: list, notes: list, claim: str, tag: str, bn, base, note: str, diverged) -> None:
+    new_rows, new_notes = scored(claim, tag, bn, base, note, diverged)
     rows += new_rows
     notes += new_notes
 
@@ -118,11 +126,9 @@ def _landscape(res: Results, tag: str, out: Path, figures: list, rows: list, not
     if norms != list(LANDSCAPE_ORDER):
         return
     used = both_train(res, steps, notes, tag)
-    if not used.any():
-        return
     note = f"paired by seed; {int(used.sum())} of {used.size} probed steps (both networks train)"
     for claim, values in landscape_measures(res, used).items():
-        _score(rows, notes, claim, tag, *values, note)
+        _score(rows, notes, claim, tag, *values, note, divergence(res, norms))
 
 
 def _relative_change(res: Results, norm: str) -> np.ndarray:
@@ -131,8 +137,17 @@ def _relative_change(res: Results, norm: str) -> np.ndarray:
     return change / res.metric(norm, "landscape/grad_norm")[1]
 
 
+def _unmeasured(values: np.ndarray) -> np.ndarray:
+    """(seeds,) NaN: no probed step to measure at; the claim keeps its row, "not measurable"."""
+    return np.full(values.shape[0], np.nan)
+
+
 def landscape_measures(res: Results, used: np.ndarray) -> dict[str, tuple[np.ndarray, ...]]:
-    """claim -> (BN, baseline) per-seed log2 means over the probed steps `used` (T,)."""
+    """claim -> (BN, baseline) per-seed log2 means over the probed steps `used` (T,); NaN
+    (not measurable) when no step is used."""
+    if not used.any():
+        seeds = _unmeasured(res.metric("batch", "landscape/loss_variation")[1])
+        return {claim: (seeds, seeds) for claim in SWEEP_LABELS}
     measures = {}
     for claim, metric in (
         ("santurkar-loss-variation", "loss_variation"),
@@ -161,16 +176,18 @@ def both_train(res: Results, probed: np.ndarray, notes: list, tag: str) -> np.nd
     for norm in LANDSCAPE_ORDER:
         acc = accuracy_at(res, norm, probed).mean(0)  # (T,)
         ok &= acc >= chance + TRAINS_ABOVE_CHANCE_PP
+    said = []
     if not ok.all():
         left = ", ".join(str(int(s)) for s in np.asarray(probed)[~ok])
-        notes.append(
+        said.append(
             f"{tag}: probed steps {left} are left out of the verdict: a network's mean test "
             f"accuracy there is below chance + {TRAINS_ABOVE_CHANCE_PP:g} pp "
             f"({chance + TRAINS_ABOVE_CHANCE_PP:g}%), so its landscape says nothing about how "
             "BN helps it train"
         )
     if not ok.any():
-        notes.append(f"{tag}: no probed step where both networks train: no landscape verdict")
+        said.append(f"{tag}: no probed step where both networks train: not measurable")
+    notes += [n for n in said if n not in notes]  # the landscape and ICS probe the same steps
     return ok
 
 
@@ -232,8 +249,6 @@ def _ics(res: Results, tag: str, out: Path, figures: list, rows: list, notes: li
         return
     steps, _ = res.metric("batch", f"ics_l2/{ordered[0]}")
     used = both_train(res, steps, notes, tag)
-    if not used.any():
-        return
     note = (
         "layers after the first (the first has zero ICS by definition); "
         f"{int(used.sum())} of {used.size} probed steps (both networks train)"
@@ -247,7 +262,8 @@ def _ics(res: Results, tag: str, out: Path, figures: list, rows: list, notes: li
             np.stack([res.metric(n, f"{kind}/{la}")[1][:, used] for la in ordered[1:]], 1)
             for n in norms
         ]
-        _score(rows, notes, claim, tag, *(transform(v) for v in per_norm), note)
+        bn, base = (transform(v) if used.any() else _unmeasured(v) for v in per_norm)
+        _score(rows, notes, claim, tag, bn, base, note, divergence(res, norms))
 
 
 def _mean_cosine_distance(cos: np.ndarray) -> np.ndarray:
@@ -269,11 +285,20 @@ def _noisy(
     layer = hooks["layers"][-1]  # the deepest recorded layer: the drift claim's
     acc = {n: final_accuracy(res, n) for n in norms}
     drifts = {n: drift(res, n, layer) for n in norms}
+    diverged_runs = {n: diverged(res, n) for n in norms}
     tables.append(
         Table(
             "Final test accuracy and activation-percentile drift",
-            ("network", "test accuracy (%)", "percentile drift"),
-            [(NORM_LABELS[n], fmt(acc[n], 2), fmt(drifts[n], 3)) for n in norms],
+            ("network", "test accuracy (%)", "percentile drift", "diverged seeds"),
+            [
+                (
+                    NORM_LABELS[n],
+                    fmt(acc[n], 2),
+                    fmt(drifts[n], 3),
+                    f"{int(diverged_runs[n].sum())}/{diverged_runs[n].size}",
+                )
+                for n in norms
+            ],
         )
     )
     for claim, measure, base in (
@@ -281,7 +306,10 @@ def _noisy(
         ("santurkar-noisy-bn-beats-none", acc, "none"),
         ("santurkar-noisy-bn-less-stable", drifts, "batch"),
     ):
-        _score(rows, notes, claim, tag, measure["batch-noisy"], measure[base], "paired by seed")
+        pair = divergence(res, ("batch-noisy", base))
+        _score(
+            rows, notes, claim, tag, measure["batch-noisy"], measure[base], "paired by seed", pair
+        )
     steps, _ = res.metric("batch", "test_accuracy")
     curves = {NORM_LABELS[n]: res.metric(n, "test_accuracy")[1] * 100 for n in norms}
     files = curve_band(

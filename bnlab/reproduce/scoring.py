@@ -8,12 +8,14 @@ with no measurable pair is not scored, and the report says why instead of showin
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from bnlab.report import (
     CLAIMS_BY_ID,
+    Estimate,
     ReportFigure,
     ScorecardRow,
     Table,
@@ -30,15 +32,55 @@ from bnlab.reproduce.common import FIGURE_ORDER, NORM_LABELS, Results, paired_ef
 
 
 def scored(
-    claim_id: str, experiment: str, bn, base, note: str = ""
+    claim_id: str,
+    experiment: str,
+    bn,
+    base,
+    note: str = "",
+    diverged: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[list[ScorecardRow], list[str]]:
-    """One scorecard row (or, when nothing was measurable, a note saying so)."""
-    effect, dropped = paired_effect(bn, base)
+    """One scorecard row for the paired per-seed measures `bn` and `base` (S,) each.
+
+    `diverged` maps each network's label to its (S,) diverged flags (`divergence`): counted
+    in the row. A seed whose measure is not finite for either network is left out of the
+    interval and counted; with no seed left the row says "not measurable" (never dropped).
+    The second value is kept for the callers' notes; it is always empty now.
+    """
+    effect, left_out = paired_effect(bn, base)
+    seeds = int(np.asarray(bn).size)
     if effect is None:
-        return [], [f"{claim_id}: not scored in {experiment}, no seed had both runs measurable"]
-    if dropped:
-        note = f"{note}; {dropped} seed(s) dropped: not measurable".lstrip("; ")
-    return [score(CLAIMS_BY_ID[claim_id], experiment, effect, note)], []
+        effect = Estimate(math.nan, math.nan, math.nan, 0, "no seed measurable")
+    counts = tuple((label, int(np.sum(flags))) for label, flags in (diverged or {}).items())
+    row = score(
+        CLAIMS_BY_ID[claim_id],
+        experiment,
+        effect,
+        note,
+        seeds=seeds,
+        diverged=counts,
+        left_out=left_out,
+    )
+    return [row], []
+
+
+def diverged(res: Results, norm: str) -> np.ndarray:
+    """(K,) whether each member diverged: its training loss became non-finite at some step."""
+    _, loss = res.train_series(norm, "train_loss")  # (K, T); a NULL (NaN) reads as NaN
+    return ~np.all(np.isfinite(loss), axis=1)
+
+
+def divergence(res: Results, norms: Sequence[str] = ("batch", "none")) -> dict[str, np.ndarray]:
+    """Diverged flags (K,) per network, keyed by its label, for `scored`."""
+    return {NORM_LABELS[n]: diverged(res, n) for n in norms}
+
+
+def divergence_line(res: Results) -> tuple[str, str, str]:
+    """A comparison-table line: how many seeds of each network diverged."""
+    cells = []
+    for norm in ("batch", "none"):
+        flags = diverged(res, norm)
+        cells.append(f"{int(flags.sum())}/{flags.size}")
+    return ("seeds whose training diverged (loss not finite)", *cells)
 
 
 def final_accuracy(res: Results, norm: str) -> np.ndarray:
@@ -108,9 +150,10 @@ def stability_claims(res: Results, experiment: str, note: str = ""):
         ("bn-stable-grad-norm", grad_cv, "gradient-norm CV"),
     ):
         bn, base = measure(res, "batch"), measure(res, "none")
-        r, n = scored(claim_id, experiment, bn, base, note)
+        r, n = scored(claim_id, experiment, bn, base, note, divergence(res))
         rows, notes = rows + r, notes + n
         lines.append((label, _fmt(bn, 4), _fmt(base, 4)))
+    lines.append(divergence_line(res))
     return rows, notes, lines
 
 
@@ -122,7 +165,7 @@ def speed_claims(res: Results, experiment: str, notes_by_claim: dict[str, str] |
     rows, notes = [], []
     for claim_id, values in (("bn-final-accuracy", acc), ("bn-fewer-steps", reach)):
         note = notes_by_claim.get(claim_id, "")
-        r, n = scored(claim_id, experiment, values["batch"], values["none"], note)
+        r, n = scored(claim_id, experiment, values["batch"], values["none"], note, divergence(res))
         rows, notes = rows + r, notes + n
     lines = [
         ("final test accuracy (%)", fmt(acc["batch"]), fmt(acc["none"])),
@@ -151,7 +194,7 @@ def _fmt(values: np.ndarray, digits: int, unit: str = "") -> str:
         return "not measurable"
     text = format_estimate(mean_ci(finite), digits=digits, unit=unit)
     missing = values.size - finite.size
-    return f"{text}; {missing} not measurable" if missing else text
+    return f"{text}; {missing} of {values.size} not measurable" if missing else text
 
 
 def comparison_table(title: str, lines: list[tuple[str, str, str]]) -> Table:

@@ -1,0 +1,65 @@
+"""Divergence is a result: a member trained at a huge learning rate diverges on purpose, and
+the analysis counts it, shows it in the scorecard and the report, and never crashes or drops
+a claim. Needs the CIFAR-10 subset (always present in the project's data set-up)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from bnlab.analysis import AnalysisProbe
+from bnlab.report import ReportMeta, write_report
+from bnlab.reproduce.common import Results, train_variants
+from bnlab.reproduce.experiment import ExperimentResult
+from bnlab.reproduce.runner import print_scorecard
+from bnlab.reproduce.santurkar2018 import SETTINGS, TITLES, setting_config
+from bnlab.reproduce.santurkar2018_sections import setting_part
+from bnlab.reproduce.scoring import diverged
+
+NAME = "santurkar2018-landscape"
+LRS = (0.05, 0.03, 1e4)  # the third member diverges, with and without BN
+
+
+@pytest.fixture(scope="module")
+def diverging_run(tmp_path_factory):
+    """The quick landscape setting with members at LRS (one seed each): 3 members per
+    network, the last of which diverges."""
+    setting = SETTINGS[NAME][0]
+    cfg, probe = setting_config(setting, seeds=1, quick=True)
+    cfg = replace(cfg, optim=replace(cfg.optim, lrs=LRS))
+    out = tmp_path_factory.mktemp("diverging") / setting.name
+    train_variants(NAME, cfg, out, progress=False, parallel=False, probes=[AnalysisProbe(probe)])
+    return out
+
+
+@pytest.mark.usefixtures("fastpath_off")
+def test_a_diverged_member_is_counted_shown_and_left_out_never_dropped(
+    diverging_run, tmp_path, capsys
+):
+    with Results(diverging_run) as res:
+        flags = {n: diverged(res, n) for n in ("batch", "none")}
+        section, rows = setting_part(TITLES[NAME], NAME, res, diverging_run)
+    for norm, f in flags.items():
+        assert f.tolist() == [False, False, True], norm  # the lr 1e4 member, and only it
+    claims = {r.claim.id for r in rows}
+    assert claims == {
+        "santurkar-loss-variation",
+        "santurkar-gradient-predictiveness",
+        "santurkar-beta-smoothness",
+    }  # every claim keeps its row
+    for row in rows:
+        assert dict(row.diverged) == {"BN": 1, "no BN": 1} and row.seeds == 3
+        assert row.left_out == 1 and row.effect.n == 2  # no landscape after divergence
+        assert np.isfinite(row.effect.mean)
+        assert "BN diverged in 1/3 seeds" in row.divergence_text
+    meta = ReportMeta("divergence", "test", 1.0, quick=True)
+    _, md = write_report(tmp_path, [section], rows, meta)
+    text = md.read_text()
+    assert text.count("no BN diverged in 1/3 seeds") == len(rows)
+    assert "1/3 seeds not measurable, left out" in text
+    print_scorecard([ExperimentResult(NAME, (section,), tuple(rows), 1.0, quick=True)])
+    verdicts = ("reproduced", "not reproduced", "inconclusive")
+    printed = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith(verdicts)]
+    assert len(printed) == 3 and all("no BN diverged in 1/3 seeds" in line for line in printed)
