@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from bnlab.engine.config import ConfigError, ModelConfig, TrainConfig, validate
+from bnlab.engine.models import build_model
 from bnlab.engine.norms import NORM_LAYERS
 from bnlab.engine.norms_batch import StackedBatchRenorm, StackedGhostBatchNorm
 from bnlab.engine.norms_group import StackedGroupNorm
@@ -232,3 +233,24 @@ def test_good_norm_parameters_validate():
     for cfg in (_cfg("group", norm_groups=4), _cfg("ghost", ghost_batch_size=8), _cfg("layer")):
         validate(cfg, check_data=False)
     validate(_cfg("instance", hidden=()), check_data=False)
+
+
+@pytest.mark.parametrize("norm", ["renorm", "ghost", "group"])
+def test_fold_folds_bn_variants_and_leaves_per_example_norms(norm):
+    """Renorm and Ghost BN evaluate as BN, so bnlab.fold folds them; GroupNorm it must not."""
+    import bnlab
+
+    cfg = ModelConfig(conv_channels=(4,), hidden=(6,), activation="relu", norm_groups=2)
+    model = build_model(cfg, norm, K, (1, 4, 4), F64)
+    model.init_members([0, 1, 2], "torch-default", 0.1)
+    x = torch.randn(K, 16, 1, 4, 4, dtype=F64)
+    with torch.no_grad():
+        for _ in range(3):  # move the running statistics away from their start
+            model(x * 2 + 1)
+    # GroupNorm's forward branches on x.dim(): torch.fx cannot trace it (auto would warn)
+    method = "sequential" if norm == "group" else "auto"
+    folded, report = bnlab.fold_batchnorm(model, method=method, return_report=True)
+    assert len(report.folded) == (0 if norm == "group" else 2)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-9, atol=1e-10)
