@@ -28,7 +28,7 @@ from torch import Tensor
 from bnlab.engine import Store, TrainConfig, build_stack, checkpoint, evaluate, precise_bn
 from bnlab.engine.data import load_data
 from bnlab.engine.models import StackedModel
-from bnlab.engine.train import checkpoint_path, run_id
+from bnlab.engine.train import checkpoint_path, resolve_device, run_id
 from bnlab.report import ReportFigure, Section, Table, grid_points
 from bnlab.reproduce import small_batch
 from bnlab.reproduce.common import (
@@ -86,7 +86,7 @@ def measure(cfg: TrainConfig, out: Path) -> None:
     with Store(out) as store:
         if store.metric_matrix(rid, PRECISE)[0].size:
             return  # measured by an earlier call
-        data = load_data(cfg.data)
+        data = load_data(cfg.data).to(resolve_device(cfg.device))
         stack = build_stack(cfg, "batch", data)
         stack.load_state_dict(checkpoint.load(checkpoint_path(out, rid)))
         model, dtype = stack.model, stack.model.flat.dtype
