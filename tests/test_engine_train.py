@@ -1,5 +1,6 @@
 """The training loop: members never interact, runs are deterministic, bad configs fail early."""
 
+import json
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -235,3 +236,21 @@ def test_a_run_resumes_on_another_device_setting(tmp_path):
         changed = replace(cfg, steps=10, optim=replace(cfg.optim, lr=0.2))
         train(changed, tmp_path, resume=True, progress=False)
     train(replace(cfg, steps=10, device="auto"), tmp_path, resume=True, progress=False)
+
+
+def test_a_run_stored_before_a_config_field_existed_resumes(tmp_path):
+    """A field added later (e.g. model.norm_groups) takes its default in an older stored
+    config, so --resume still matches; a changed value is still refused."""
+    cfg = _smoke(steps=10, checkpoint_every=10)
+    train(cfg, tmp_path, progress=False)
+    db = sqlite3.connect(tmp_path / "bnlab.sqlite")
+    for run_id, config in db.execute("SELECT run_id, config FROM runs").fetchall():
+        old = json.loads(config)
+        del old["model"]["norm_groups"], old["model"]["renorm_r_max"]  # as stored before them
+        db.execute("UPDATE runs SET config = ? WHERE run_id = ?", (json.dumps(old), run_id))
+    db.commit()
+    db.close()
+    with pytest.raises(BnlabError, match="differs"):
+        changed = replace(cfg, model=replace(cfg.model, norm_groups=2))
+        train(changed, tmp_path, resume=True, progress=False)
+    train(cfg, tmp_path, resume=True, progress=False)  # accepted: the run is complete

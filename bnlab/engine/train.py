@@ -26,7 +26,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from bnlab.engine import checkpoint
-from bnlab.engine.config import DTYPES, TrainConfig, to_dict, validate
+from bnlab.engine.config import DTYPES, TrainConfig, from_dict, to_dict, validate
 from bnlab.engine.data import TrainData, load_data, make_batches
 from bnlab.engine.hooks import ActivationRecorder
 from bnlab.engine.metrics import MetricLog
@@ -254,7 +254,9 @@ def _check_out_dir(cfg: TrainConfig, store: Store, resume: bool) -> None:
                 f"--out: {store.path.parent} already holds run {rid!r}; "
                 "pass --resume to continue it or choose another --out"
             )
-        if _identity(json.loads(stored)) != config:
+        # a config stored before a field existed holds that field's default (filled in here)
+        stored_cfg = json.loads(json.dumps(to_dict(from_dict(TrainConfig, json.loads(stored)))))
+        if _identity(stored_cfg) != config:
             raise BnlabError(f"--resume: the config of run {rid!r} differs from the stored one")
 
 
