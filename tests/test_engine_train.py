@@ -143,7 +143,7 @@ def test_every_preset_validates():
         (["lr=-0.1"], "optim.lr"),
         (["optim.lrs=0.1,-1"], "optim.lr"),
         (["batch_size=1"], "batch_size"),
-        (["norms=batch,group"], "norms"),
+        (["norms=batch,switchable"], "norms"),  # not a norm layer here
         (["activation=softplus"], "model.activation"),
         (["hooks.layers=fc1"], "hooks.layers"),
         (["augment=maybe"], "data.augment"),
