@@ -50,11 +50,11 @@ def test_members_never_interact(tmp_path, optim, conv):
     _check_members_never_interact(tmp_path, cfg, optim)
 
 
-# every other norm layer, on a conv body; group: 2 groups of the 6/4 channels, ghost: 2 chunks
+# the other norm layers, on a conv body; group: 2 groups of the 6/4 channels, ghost: 2 chunks.
+# ("layer" and "instance" are the same StackedGroupNorm with G = 1 and G = C, matched to
+# torch.nn member by member in test_engine_norms.py.)
 OTHER_NORMS = {
-    "layer": {},
     "group": {"norm_groups": 2},
-    "instance": {"hidden": ()},
     "renorm": {"renorm_r_max": 1.5, "renorm_d_max": 0.5, "renorm_warmup": 3, "renorm_r_ramp": 6},
     "ghost": {"ghost_batch_size": 16},
 }
