@@ -25,6 +25,7 @@ from bnlab.reproduce.common import (
     data_source,
     describe,
     experiment_result,
+    per_member,
     read_manifest,
     train_variants,
 )
@@ -120,7 +121,8 @@ def _section(out_dir: Path, act: str, curves: dict, cfg: dict) -> Part:
             **describe(cfg),
             "network": describe(cfg)["network"].rsplit(";", 1)[0]
             + "; BN before the activation (as the paper) or after it (our comparison)",
-            "length": f"{cfg['steps']:,} steps (a fifth of Sec. 4.1's 50,000)",
+            "length": f"{cfg['steps']:,} steps (full protocol: {STEPS:,}, a fifth of Sec. "
+            "4.1's 50,000)",
         },
         data_source=data_source(cfg["data"]["dataset"]),
         figures=[fig],
@@ -136,12 +138,8 @@ def _steps_to_common_accuracy(curves: dict) -> tuple[dict, float]:
     peaks = np.concatenate([np.nanmax(acc, axis=1) for _, acc in curves.values()])
     threshold = float(np.min(peaks[np.isfinite(peaks)]))
     reach = {
-        pos: np.array(
-            [
-                steps_to_accuracy(steps, np.nan_to_num(a, nan=-1.0), threshold) or np.nan
-                for a in acc
-            ],
-            dtype=float,
+        pos: per_member(
+            [steps_to_accuracy(steps, np.nan_to_num(a, nan=-1.0), threshold) for a in acc]
         )
         for pos, (steps, acc) in curves.items()
     }
