@@ -116,6 +116,7 @@ class StackedBatchRenorm(_RunningStatsNorm):
 
     def _train_x_hat(self, xc: Tensor, shape, batch: int) -> Tensor:
         dim = xc.dim() - 2
+        # one host read of the step count per training forward (a sync on a GPU)
         r_max, d_max = self.limits(int(self.num_batches_tracked))
         mu_B = xc.mean(dim, keepdim=True)  # (1, K*C) or (K, 1, C)
         var_B = xc.var(dim, unbiased=False, keepdim=True)  # biased, as BN normalizes
