@@ -48,8 +48,33 @@ def test_members_never_interact(tmp_path, optim, conv):
     lrs = (0.3, 0.05) if optim.name == "sgd" else (0.01, 0.002)
     cfg = _smoke(dtype="float64", norms=("batch",), seed=3, seeds=2, optim=replace(optim, lrs=lrs))
     cfg = replace(cfg, model=replace(cfg.model, conv_channels=conv))
+    _check_members_never_interact(tmp_path, cfg, optim)
+
+
+# the other norm layers, on a conv body; group: 2 groups of the 6/4 channels, ghost: 2 chunks.
+# ("layer" and "instance" are the same StackedGroupNorm with G = 1 and G = C, matched to
+# torch.nn member by member in test_engine_norms.py.)
+OTHER_NORMS = {
+    "group": {"norm_groups": 2},
+    "renorm": {"renorm_r_max": 1.5, "renorm_d_max": 0.5, "renorm_warmup": 3, "renorm_r_ramp": 6},
+    "ghost": {"ghost_batch_size": 16},
+}
+
+
+@pytest.mark.parametrize("norm", list(OTHER_NORMS))
+def test_members_never_interact_for_every_norm_layer(tmp_path, norm):
+    optim = OptimConfig(name="sgd", momentum=0.9)
+    cfg = _smoke(dtype="float64", norms=(norm,), seed=3, seeds=2, optim=replace(optim, lr=0.3))
+    model = replace(cfg.model, conv_channels=(6, 4), **OTHER_NORMS[norm])
+    cfg = replace(cfg, steps=12, eval_every=6, checkpoint_every=6, model=model)
+    _check_members_never_interact(tmp_path, cfg, optim)
+
+
+def _check_members_never_interact(tmp_path, cfg, optim):
+    norm = cfg.norms[0]
+    run = f"smoke/{norm}"
     train(cfg, tmp_path / "stack", progress=False)
-    stack_state = _final_flat(tmp_path / "stack", "smoke/batch")
+    stack_state = _final_flat(tmp_path / "stack", run)
     for k in range(cfg.members):
         single = replace(
             cfg, seed=cfg.member_seed(k), seeds=1, optim=replace(optim, lr=cfg.member_lr(k), lrs=())
@@ -58,8 +83,8 @@ def test_members_never_interact(tmp_path, optim, conv):
         train(single, out, progress=False)
         for table in ("train_metrics", "metrics"):
             ours, ref = (
-                _rows(tmp_path / "stack", table, "smoke/batch", k),
-                _rows(out, table, "smoke/batch", 0),
+                _rows(tmp_path / "stack", table, run, k),
+                _rows(out, table, run, 0),
             )
             assert len(ours) == len(ref) > 0
             for a, b in zip(ours, ref, strict=True):
@@ -68,7 +93,7 @@ def test_members_never_interact(tmp_path, optim, conv):
                 values_a = [v for v in a[2:] if isinstance(v, float)]
                 values_b = [v for v in b[2:] if isinstance(v, float)]
                 torch.testing.assert_close(values_a, values_b, rtol=1e-9, atol=1e-12)
-        single_state = _final_flat(out, "smoke/batch")
+        single_state = _final_flat(out, run)
         for name, value in stack_state.items():
             if name.endswith("num_batches_tracked"):
                 continue
@@ -124,7 +149,7 @@ def test_every_preset_validates():
         (["lr=-0.1"], "optim.lr"),
         (["optim.lrs=0.1,-1"], "optim.lr"),
         (["batch_size=1"], "batch_size"),
-        (["norms=batch,group"], "norms"),
+        (["norms=batch,switchable"], "norms"),  # not a norm layer here
         (["activation=softplus"], "model.activation"),
         (["hooks.layers=fc1"], "hooks.layers"),
         (["augment=maybe"], "data.augment"),

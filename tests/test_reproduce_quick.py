@@ -19,6 +19,9 @@ NEEDS = {
     "init-sensitivity": ("mnist",),
     "matrix": ("fashion-mnist", "cifar10"),
     "mnist-notebook": ("mnist",),
+    "small-batch": ("cifar10",),
+    "train-test-stats": ("cifar10",),
+    "bn-placement": ("mnist",),
 }
 
 

@@ -6,7 +6,9 @@
 
 Building blocks for analyses: `build_model` (a `StackedModel` whose parameters are views of
 `model.flat`, (K, P)), `build_stack` / `train_step` / `evaluate`, `NORM_LAYERS` (the norm
-switch; its "batch-noisy" is `StackedNoisyBatchNorm`, Santurkar et al. 2018, Sec. 2.1),
+switch; its "batch-noisy" is `StackedNoisyBatchNorm`, Santurkar et al. 2018, Sec. 2.1; also
+"layer", "group", "instance", "renorm", "ghost"), `precise_bn` (population statistics by an
+equal-weight average over batches, Wu & Johnson 2021),
 `ActivationRecorder` / `activation_stats`, and `Store` (the results database).
 """
 
@@ -25,6 +27,7 @@ from bnlab.engine.models import StackedModel, build_model
 from bnlab.engine.noisy_bn import NoiseConfig, StackedNoisyBatchNorm
 from bnlab.engine.norms import NORM_LAYERS, NormSpec, StackedBatchNorm
 from bnlab.engine.optim import StackedAdam, StackedSGD, make_optimizer
+from bnlab.engine.precise_bn import precise_bn
 from bnlab.engine.presets import PRESETS, get_preset
 from bnlab.engine.records import member_records
 from bnlab.engine.store import Store
@@ -58,6 +61,7 @@ __all__ = [
     "get_preset",
     "make_optimizer",
     "member_records",
+    "precise_bn",
     "train",
     "train_stack",
     "train_step",

@@ -58,6 +58,18 @@ class ModelConfig:
     noise_mean_max: float = NoiseConfig.mean_max
     noise_std_min: float = NoiseConfig.std_min
     noise_std_max: float = NoiseConfig.std_max
+    # "group" only (Wu & He 2018 use 32 on ResNets): groups per layer, must divide every width
+    norm_groups: int = 4
+    # "ghost" only (Hoffer et al. 2017): examples per virtual batch, must divide batch_size
+    ghost_batch_size: int = 16
+    # "renorm" only (Ioffe 2017, Alg. 1 and Sec. 4): clipping of r to [1/r_max, r_max] and
+    # of d to [-d_max, d_max]; r_max = 1, d_max = 0 for the first `renorm_warmup` steps, then
+    # both rise linearly to these values over `renorm_r_ramp` / `renorm_d_ramp` steps
+    renorm_r_max: float = 3.0
+    renorm_d_max: float = 5.0
+    renorm_warmup: int = 0  # steps (the paper: 5,000)
+    renorm_r_ramp: int = 0  # steps (the paper: 35,000, reaching r_max at step 40k)
+    renorm_d_ramp: int = 0  # steps (the paper: 20,000, reaching d_max at step 25k)
 
 
 @dataclass(frozen=True)
@@ -266,6 +278,49 @@ def _validate_model(m: ModelConfig) -> None:
         )
     if not 0.0 <= m.bn_momentum <= 1.0:
         raise ConfigError(f"model.bn_momentum: expected a value in [0, 1], got {m.bn_momentum}")
+    _validate_norm_params(m)
+
+
+def _validate_norm_params(m: ModelConfig) -> None:
+    """The parameters of the norm layers other than BN (checked whatever `norms` holds)."""
+    _check_positive("model.norm_groups", m.norm_groups)
+    _check_positive("model.ghost_batch_size", m.ghost_batch_size)
+    if not m.renorm_r_max >= 1.0:
+        raise ConfigError(f"model.renorm_r_max: expected a value >= 1, got {m.renorm_r_max!r}")
+    _check_positive("model.renorm_d_max", m.renorm_d_max, allow_zero=True)
+    for key in ("renorm_warmup", "renorm_r_ramp", "renorm_d_ramp"):
+        _check_positive(f"model.{key}", getattr(m, key), allow_zero=True)
+
+
+def _validate_norm_fit(cfg: TrainConfig) -> None:
+    """The chosen norm layers fit the model and the batch."""
+    m = cfg.model
+    widths = {f"conv{i}": w for i, w in enumerate(m.conv_channels, start=1)}
+    start = len(m.conv_channels) + 1
+    widths.update({f"fc{i}": w for i, w in enumerate(m.hidden, start=start)})
+    if "group" in cfg.norms:
+        for layer, width in widths.items():
+            if width % m.norm_groups:
+                raise ConfigError(
+                    f"model.norm_groups: {m.norm_groups} groups do not divide the {width} "
+                    f"channels of {layer}; choose a divisor of every width"
+                )
+    if "instance" in cfg.norms and m.hidden:
+        raise ConfigError(
+            f"norms: 'instance' normalizes each channel over its H x W positions, so it needs "
+            f"a conv-only body; got model.hidden={m.hidden} (set model.hidden to empty)"
+        )
+    if "ghost" in cfg.norms:
+        if cfg.batch_size % m.ghost_batch_size:
+            raise ConfigError(
+                f"model.ghost_batch_size: {m.ghost_batch_size} does not divide "
+                f"batch_size {cfg.batch_size}; expected a divisor of it"
+            )
+        if m.ghost_batch_size == 1 and m.hidden:
+            raise ConfigError(
+                "model.ghost_batch_size: batch statistics of fully connected layers need at "
+                "least 2 examples per virtual batch, got 1"
+            )
 
 
 def _validate_optim(o: OptimConfig) -> None:
@@ -306,6 +361,7 @@ def _validate_loop(cfg: TrainConfig) -> None:
     _check_positive("batch_size", cfg.batch_size)
     if cfg.batch_size == 1 and any(NORM_LAYERS[n].needs_batch for n in cfg.norms):
         raise ConfigError("batch_size: batch statistics need at least 2 examples, got 1")
+    _validate_norm_fit(cfg)
     if cfg.epochs == 0:
         _check_positive("steps", cfg.steps)
     _check_positive("epochs", cfg.epochs, allow_zero=True)

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bnlab.engine.norms_batch import make_ghost, make_renorm
+from bnlab.engine.norms_group import make_group, make_instance, make_layer
 from bnlab.engine.stacked import from_columns, from_groups, to_columns, to_groups
 from bnlab.functional import batch_norm_eval, normalize, update_running_stats
 
@@ -150,5 +152,12 @@ def _make_batch(members, channels, model_cfg, dtype) -> nn.Module:
 NORM_LAYERS: dict[str, NormSpec] = {
     "none": NormSpec(make=None, needs_batch=False, has_shift=False),
     "batch": NormSpec(make=_make_batch, needs_batch=True, has_shift=True),
+    # statistics per example (bnlab.engine.norms_group, Wu & He 2018): no batch dependence
+    "layer": NormSpec(make=make_layer, needs_batch=False, has_shift=True),
+    "group": NormSpec(make=make_group, needs_batch=False, has_shift=True),
+    "instance": NormSpec(make=make_instance, needs_batch=False, has_shift=True),
+    # BN's variants (bnlab.engine.norms_batch): Ioffe 2017, Hoffer et al. 2017
+    "renorm": NormSpec(make=make_renorm, needs_batch=True, has_shift=True),
+    "ghost": NormSpec(make=make_ghost, needs_batch=True, has_shift=True),
     # "batch-noisy" registers itself from bnlab.engine.noisy_bn, which builds on this module
 }

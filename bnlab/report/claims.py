@@ -172,6 +172,8 @@ _REPRO_SEED = "reproduction seed (CS4100)"
 _OPT_SEED = "optimization-study seed"
 _SANTURKAR = "Santurkar et al. 2018"
 _FIGURE_ONLY = "shown in a figure; no number in the text"
+_WU_HE = "Wu & He 2018 (Group Normalization)"
+_WU_JOHNSON = "Wu & Johnson 2021 (Rethinking 'Batch' in BatchNorm)"
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(
@@ -351,6 +353,77 @@ CLAIMS: tuple[Claim, ...] = (
         "1 − cos(G, G'), BN − no BN",
         digits=3,
         margin=0.05,  # a cosine distance within 0.05 of the baseline's counts as similar
+    ),
+    # ---- BN's limits and its alternatives (issue 11: small-batch, train-test-stats,
+    # bn-placement); "BN minus comparison" reads as "first minus second" in each measure
+    Claim(
+        "bn-small-batch-error",
+        "BN's error grows sharply as the batch shrinks.",
+        f"{_WU_HE}, Fig. 1, Table 2",
+        Direction.HIGHER,
+        "BN 34.7% at batch 2 vs 23.6% at 32 (+11.1 pp), ResNet-50 on ImageNet",
+        "BN's final test error at the smallest batch − at batch 32 (percentage points)",
+        unit=" pp",
+        digits=2,
+        margin=1.0,  # a point of error is within what a change of seeds moves
+    ),
+    Claim(
+        "gn-small-batch-flat",
+        "GroupNorm's error stays flat as the batch shrinks.",
+        f"{_WU_HE}, Fig. 1, Table 2",
+        Direction.SIMILAR,
+        "GN 24.1% at batch 2 vs 24.1% at 32 (0.0 pp), ResNet-50 on ImageNet",
+        "GN's final test error at the smallest batch − at batch 32 (percentage points)",
+        unit=" pp",
+        digits=2,
+        margin=2.0,  # "flat" next to BN's +11 pp; fewer epochs' noise at batch 2 allowed
+    ),
+    Claim(
+        "gn-beats-bn-small-batch",
+        "At a batch of 2, GroupNorm has lower error than BN.",
+        f"{_WU_HE}, abstract and Table 2",
+        Direction.HIGHER,
+        "'10.6% lower error than its BN counterpart' (34.7% vs 24.1%) at batch 2",
+        "final test error at the smallest batch, BN − GN (percentage points)",
+        unit=" pp",
+        digits=2,
+        margin=1.0,
+    ),
+    Claim(
+        "precise-bn-not-worse",
+        "Precise population statistics (an equal-weight average over batches after training) "
+        "evaluate at least as well as BN's EMA running statistics.",
+        f"{_WU_JOHNSON}, Sec. 3",
+        Direction.NOT_LOWER,
+        "paper's numbers not transcribed here (its tables were not readable in this project)",
+        "test accuracy with precise statistics − with EMA statistics, smallest batch (pp)",
+        unit=" pp",
+        digits=2,
+        margin=0.5,
+    ),
+    Claim(
+        "batch-stats-small-batch",
+        "At small batch sizes, normalizing test batches of the training size with their own "
+        "statistics beats population statistics (the train-test inconsistency).",
+        f"{_WU_JOHNSON}, Sec. 4",
+        Direction.HIGHER,
+        "paper's numbers not transcribed here (its tables were not readable in this project)",
+        "test accuracy with batch statistics − with precise statistics, smallest batch (pp)",
+        unit=" pp",
+        digits=2,
+        margin=0.2,
+    ),
+    Claim(
+        "bn-before-nonlinearity",
+        "BN belongs before the nonlinearity (normalizing x = Wu + b), not after it.",
+        f"{_IOFFE}, Sec. 3.2",
+        Direction.HIGHER,
+        "a design argument ('more likely to have a symmetric, non-sparse distribution'); "
+        "the paper runs no comparison",
+        "final test accuracy, BN before − BN after the activation (percentage points)",
+        unit=" pp",
+        digits=2,
+        margin=0.2,
     ),
 )
 

@@ -7,6 +7,7 @@ all. A new experiment is one module and one line in `BUILT_IN`.
 from __future__ import annotations
 
 from bnlab.reproduce import (
+    bn_placement,
     cifar10_cnn,
     init_sensitivity,
     ioffe2015_lr,
@@ -14,6 +15,8 @@ from bnlab.reproduce import (
     matrix,
     mnist_notebook,
     santurkar2018,
+    small_batch,
+    train_test_stats,
 )
 from bnlab.reproduce.experiment import EXPERIMENTS, Experiment
 
@@ -25,6 +28,9 @@ BUILT_IN = (
     mnist_notebook.EXPERIMENT,
     cifar10_cnn.EXPERIMENT,
     *santurkar2018.EXPERIMENTS.values(),
+    small_batch.EXPERIMENT,
+    train_test_stats.EXPERIMENT,
+    bn_placement.EXPERIMENT,
 )
 
 

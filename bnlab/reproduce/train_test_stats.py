@@ -1,0 +1,190 @@
+"""`train-test-stats`: which statistics should a BN network use at test time, when it was
+trained with small batches? (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm", Sec. 3-4.)
+
+The `small-batch` CNN is trained with BN at each batch size of BATCH_SIZES; then its test
+accuracy is measured three ways, on the same weights:
+
+- EMA: BN's running statistics, as training left them (the engine's usual evaluation);
+- precise: population statistics recomputed after training by `bnlab.engine.precise_bn`, an
+  equal-weight average of per-batch statistics over PRECISE_IMAGES / B training batches of
+  the training batch size (Wu & Johnson, Sec. 3);
+- batch: each test batch of B images normalized with its own statistics, as in training
+  (Sec. 4, the train-test inconsistency); the remainder of the test set that does not fill
+  a batch is left out.
+
+The two extra accuracies are stored next to the engine's metrics at the final step, as
+`test_accuracy_precise` and `test_accuracy_batch_stats`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bnlab.engine import Store, TrainConfig, build_stack, checkpoint, evaluate, precise_bn
+from bnlab.engine.data import load_data
+from bnlab.engine.models import StackedModel
+from bnlab.engine.train import checkpoint_path, resolve_device, run_id
+from bnlab.report import ReportFigure, Section, Table, grid_points
+from bnlab.reproduce import small_batch
+from bnlab.reproduce.common import (
+    Part,
+    Results,
+    data_source,
+    describe,
+    experiment_result,
+    read_manifest,
+    say,
+    train_variants,
+)
+from bnlab.reproduce.experiment import Experiment, ExperimentResult, register
+from bnlab.reproduce.scoring import fmt, scored
+
+NAME = "train-test-stats"
+BATCH_SIZES = (2, 4, 8, 16, 32)
+QUICK_BATCH_SIZES = (2, 8)
+PRECISE_IMAGES = 4_000  # images per precise-BN estimate (at most one epoch of the data)
+PRECISE, BATCH_STATS = "test_accuracy_precise", "test_accuracy_batch_stats"
+MODES = {"EMA": "test_accuracy", "precise": PRECISE, "batch statistics": BATCH_STATS}
+
+
+def config(seeds: int, quick: bool, batch: int) -> TrainConfig:
+    cfg = small_batch.config(seeds, quick, batch)  # the same CNN, data, lr scaling, epochs
+    return replace(cfg, preset=f"{NAME}-b{batch}", norms=("batch",))
+
+
+def cell_dir(out_dir: Path, batch: int) -> Path:
+    return Path(out_dir) / f"batch{batch:03d}"
+
+
+@torch.no_grad()
+def batch_stats_accuracy(model: StackedModel, x: Tensor, y: Tensor, batch: int) -> Tensor:
+    """(K,) accuracy with every test batch of `batch` images normalized by its own statistics;
+    the running statistics are left as found."""
+    saved = {name: b.clone() for name, b in model.named_buffers()}
+    was_training = model.training
+    model.train()
+    K, used = model.members, (len(y) // batch) * batch
+    correct = torch.zeros(K, dtype=model.flat.dtype, device=model.flat.device)
+    for i in range(0, used, batch):
+        xb = x[i : i + batch].to(model.flat.dtype)
+        logits = model(xb.expand(K, *xb.shape))  # (K, B, classes)
+        correct += (logits.argmax(-1) == y[i : i + batch]).to(correct.dtype).sum(1)
+    model.train(was_training)
+    for name, b in model.named_buffers():
+        b.copy_(saved[name])
+    return correct / used
+
+
+def measure(cfg: TrainConfig, out: Path) -> None:
+    """Add the precise and batch-statistics accuracies of a trained stack (once)."""
+    rid = run_id(cfg, "batch")
+    with Store(out) as store:
+        if store.metric_matrix(rid, PRECISE)[0].size:
+            return  # measured by an earlier call
+        data = load_data(cfg.data).to(resolve_device(cfg.device))
+        stack = build_stack(cfg, "batch", data)
+        stack.load_state_dict(checkpoint.load(checkpoint_path(out, rid)))
+        model, dtype = stack.model, stack.model.flat.dtype
+        by_batch = batch_stats_accuracy(model, data.x_test, data.y_test, cfg.batch_size)
+        images = min(PRECISE_IMAGES, len(data.y_train))  # at most one epoch
+        n = max(1, images // cfg.batch_size)
+        precise_bn(model, (stack.batches.next()[0].to(dtype) for _ in range(n)), n)
+        _, precise = evaluate(model, data.x_test, data.y_test)
+        rows = [(k, stack.step, PRECISE, v) for k, v in enumerate(precise.tolist())]
+        rows += [(k, stack.step, BATCH_STATS, v) for k, v in enumerate(by_batch.tolist())]
+        store.write(rid, [], rows)
+
+
+def run(out_dir: Path, seeds: int, quick: bool, progress: bool) -> None:
+    sizes = QUICK_BATCH_SIZES if quick else BATCH_SIZES
+    cfgs = {b: config(seeds, quick, b) for b in sizes}
+    for batch, cfg in cfgs.items():  # one stack per batch size: trained one after another
+        train_variants(f"{NAME} B={batch}", cfg, cell_dir(out_dir, batch), progress, False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batches: one thread is faster (see train_variants)
+    try:
+        for batch, cfg in cfgs.items():
+            say(NAME, f"B={batch}: precise-BN and batch-statistics evaluations")
+            measure(cfg, cell_dir(out_dir, batch))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def analyze(out_dir: Path) -> ExperimentResult:
+    manifest = read_manifest(out_dir)
+    sizes = tuple(b for b in BATCH_SIZES if cell_dir(out_dir, b).is_dir())
+    if not sizes:
+        raise FileNotFoundError(f"DIR: {out_dir} holds no batch-size runs of {NAME}")
+    acc: dict[int, dict[str, np.ndarray]] = {}  # batch -> mode -> (K,) percent
+    for batch in sizes:
+        with Results(cell_dir(out_dir, batch)) as res:
+            acc[batch] = {m: 100.0 * res.metric("batch", k)[1][:, -1] for m, k in MODES.items()}
+            cfg = res.config("batch")
+    section, rows = _section(out_dir, sizes, acc, cfg)
+    return experiment_result(NAME, manifest, [section], rows)
+
+
+def _section(out_dir: Path, sizes, acc, cfg: dict) -> Part:
+    small = sizes[0]
+    where = f"{NAME} (B={small})"
+    rows, notes = [], []
+    for claim_id, first, second in (
+        ("precise-bn-not-worse", "precise", "EMA"),
+        ("batch-stats-small-batch", "batch statistics", "precise"),
+    ):
+        r, n = scored(claim_id, where, acc[small][first], acc[small][second])
+        rows, notes = rows + r, notes + n
+    grid = {m: np.stack([acc[b][m] for b in sizes], axis=1) for m in MODES}
+    files = grid_points(
+        Path(out_dir) / "figures" / "train_test_stats",
+        sizes,
+        grid,
+        xlabel="training batch size (log scale)",
+        ylabel="test accuracy (%)",
+        title="BN at test time: EMA vs precise vs batch statistics",
+    )
+    fig = ReportFigure.from_files(
+        files, "Test accuracy of the same BN networks under three test-time statistics."
+    )
+    gaps = [
+        (
+            str(b),
+            *(fmt(acc[b][m]) for m in MODES),
+            fmt(acc[b]["precise"] - acc[b]["EMA"]),
+            fmt(acc[b]["batch statistics"] - acc[b]["precise"]),
+        )
+        for b in sizes
+    ]
+    table = Table(
+        "Test accuracy (%), mean ± 95% CI over seeds, and the paired gaps (pp)",
+        ("batch size", *MODES, "precise − EMA", "batch − precise"),
+        gaps,
+    )
+    protocol = {
+        **describe(cfg),
+        "batch": ", ".join(map(str, sizes)) + " (the small-batch study's CNN, lr and epochs)",
+        "test-time statistics": f"EMA (momentum {cfg['model']['bn_momentum']:g}); precise BN "
+        f"over {PRECISE_IMAGES:,} training images in batches of B; batch statistics of "
+        "test batches of B images",
+        "departures": "a small CNN on the CIFAR-10 subset, not ResNet-50 on ImageNet; "
+        "precise BN over one epoch of batches of the training size",
+    }
+    section = Section(
+        title=f"{NAME}: BN's statistics at test time (Wu & Johnson 2021)",
+        protocol=protocol,
+        data_source=data_source("cifar10"),
+        figures=[fig],
+        tables=[table],
+        notes=notes,
+    )
+    return section, rows
+
+
+EXPERIMENT = register(
+    Experiment(NAME, "BN's test-time statistics after small-batch training", run, analyze)
+)
