@@ -11,6 +11,7 @@ import pytest
 
 from bnlab.analysis import AnalysisProbe
 from bnlab.report import ReportMeta, write_report
+from bnlab.reproduce import santurkar2018_sections
 from bnlab.reproduce.common import Results, train_variants
 from bnlab.reproduce.experiment import ExperimentResult
 from bnlab.reproduce.runner import print_scorecard
@@ -36,8 +37,11 @@ def diverging_run(tmp_path_factory):
 
 @pytest.mark.usefixtures("fastpath_off")
 def test_a_diverged_member_is_counted_shown_and_left_out_never_dropped(
-    diverging_run, tmp_path, capsys
+    diverging_run, tmp_path, capsys, monkeypatch
 ):
+    # a quick run is too short to pass the "both networks train" rule; waive it, so the
+    # surviving members are scored and the diverged one is what is left out
+    monkeypatch.setattr(santurkar2018_sections, "TRAINS_ABOVE_CHANCE_PP", -100.0)
     with Results(diverging_run) as res:
         flags = {n: diverged(res, n) for n in ("batch", "none")}
         section, rows = setting_part(TITLES[NAME], NAME, res, diverging_run)
@@ -47,6 +51,7 @@ def test_a_diverged_member_is_counted_shown_and_left_out_never_dropped(
     assert claims == {
         "santurkar-loss-variation",
         "santurkar-gradient-predictiveness",
+        "santurkar-gradient-predictiveness-relative",
         "santurkar-beta-smoothness",
     }  # every claim keeps its row
     for row in rows:
@@ -62,4 +67,6 @@ def test_a_diverged_member_is_counted_shown_and_left_out_never_dropped(
     print_scorecard([ExperimentResult(NAME, (section,), tuple(rows), 1.0, quick=True)])
     verdicts = ("reproduced", "not reproduced", "inconclusive")
     printed = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith(verdicts)]
-    assert len(printed) == 3 and all("no BN diverged in 1/3 seeds" in line for line in printed)
+    assert len(printed) == len(rows) and all(
+        "no BN diverged in 1/3 seeds" in line for line in printed
+    )

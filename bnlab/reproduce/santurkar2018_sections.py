@@ -169,13 +169,15 @@ TRAINS_ABOVE_CHANCE_PP = 10.0
 
 def both_train(res: Results, probed: np.ndarray, notes: list, tag: str) -> np.ndarray:
     """(T,) bool: the probed steps at which both networks train (test accuracy at or before
-    the step, seed-mean, at least TRAINS_ABOVE_CHANCE_PP above chance). A verdict uses only
-    those; notes say which were left out and why."""
+    the step, mean over the seeds that have not diverged, at least TRAINS_ABOVE_CHANCE_PP
+    above chance). A verdict uses only those; notes say which were left out and why."""
     chance = 100.0 / res.config("batch")["model"]["num_classes"]
     ok = np.ones(len(probed), dtype=bool)
     for norm in LANDSCAPE_ORDER:
-        acc = accuracy_at(res, norm, probed).mean(0)  # (T,)
-        ok &= acc >= chance + TRAINS_ABOVE_CHANCE_PP
+        acc = accuracy_at(res, norm, probed)  # (seeds, T); NaN: diverged (counted elsewhere)
+        finite = np.isfinite(acc)
+        mean = np.where(finite, acc, 0.0).sum(0) / np.maximum(finite.sum(0), 1)
+        ok &= finite.any(0) & (mean >= chance + TRAINS_ABOVE_CHANCE_PP)
     said = []
     if not ok.all():
         left = ", ".join(str(int(s)) for s in np.asarray(probed)[~ok])
