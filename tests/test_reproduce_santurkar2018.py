@@ -77,6 +77,8 @@ def test_quick_run_end_to_end(name, tmp_path, fastpath_off):
             assert any("no probed step where both networks train" in n for n in section.notes)
     for section in result.sections:
         assert "QUICK" in section.title
+        if "sweep" not in section.title:  # every difference from the paper, one row each
+            assert any(k.startswith("vs. Santurkar et al. 2018") for k in section.protocol)
         assert all(f.png.is_file() and f.svg.is_file() for f in section.figures)
     assert all(row.claim.id in CLAIMS_BY_ID for row in result.scorecard)
 

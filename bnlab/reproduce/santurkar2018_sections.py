@@ -23,7 +23,14 @@ from bnlab.report import (
     percentile_bands,
     range_band,
 )
-from bnlab.reproduce.common import NORM_LABELS, Part, Results, data_source, describe
+from bnlab.reproduce.common import (
+    NORM_LABELS,
+    Part,
+    Results,
+    data_source,
+    describe,
+    vs_source,
+)
 from bnlab.reproduce.scoring import (
     diverged,
     divergence,
@@ -57,6 +64,7 @@ def setting_part(title: str, name: str, res: Results, directory: Path) -> Part:
         "preset": cfg["preset"],
         "norms": ", ".join(NORM_LABELS[n] for n in NORM_LABELS if n in res.runs),  # baseline first
         **describe(cfg),
+        **vs_source("Santurkar et al. 2018", differences(cfg, res)),
     }
     section = Section(
         f"{title} — {setting}",
@@ -67,6 +75,43 @@ def setting_part(title: str, name: str, res: Results, directory: Path) -> Part:
         notes,
     )
     return section, rows
+
+
+_VGG = [
+    "a 6-conv VGG-style CNN (16-64 channels, one 128-unit fc layer) for the paper's VGG",
+    "4,000 CIFAR-10 training and 1,000 test images (the subset present), not the full set",
+    "1,000 steps of batch 64 with plain SGD (the paper's optimizer settings were not read)",
+]
+DIFFERENCES = {
+    "santurkar2018-vgg": _VGG,
+    "santurkar2018-noisy-bn": [
+        *_VGG,
+        "the noise: per member and channel, mean ~ U(-0.5, 0.5) and std ~ U(0.5, 1.5), "
+        "redrawn every step (the paper's distributions were not read)",
+        "activations recorded at conv layers 2 and 6 of 6 (the paper shows layers 3 and 11)",
+    ],
+    "santurkar2018-mnist": [
+        "not a setting of the paper: the Ioffe & Szegedy MNIST net (3x100 sigmoid, "
+        "N(0, 0.01^2) init, SGD lr 0.5), 5,000 steps, as a cheap second setting",
+    ],
+    "santurkar2018-deep-linear": [
+        "MNIST, 24 hidden layers of 100 units, N(0, 0.1^2) init (the paper's data, widths "
+        "and init were not read)",
+        "the learning rate chosen by a sweep and a stated rule (see the sweep's section)",
+    ],
+}
+_GRID = (
+    "step sizes 0.05..0.4 along the gradient: the paper's Fig. 4 caps the distance at "
+    "0.4 x the gradient; the lower end and the 8 points are ours"
+)
+
+
+def differences(cfg: dict, res: Results) -> list[str]:
+    """How this setting differs from the paper, one line each, for the protocol table."""
+    lines = list(DIFFERENCES.get(cfg["preset"], []))
+    if res.metric_names("landscape/") and cfg["preset"] != "santurkar2018-mnist":
+        lines.append(_GRID)
+    return lines
 
 
 def _log2_mean(values: np.ndarray) -> np.ndarray:

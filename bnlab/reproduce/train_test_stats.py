@@ -40,6 +40,7 @@ from bnlab.reproduce.common import (
     read_manifest,
     say,
     train_variants,
+    vs_source,
 )
 from bnlab.reproduce.experiment import Experiment, ExperimentResult, register
 from bnlab.reproduce.scoring import fmt, scored
@@ -171,8 +172,14 @@ def _section(out_dir: Path, sizes, acc, cfg: dict) -> Part:
         "test-time statistics": f"EMA (momentum {cfg['model']['bn_momentum']:g}); precise BN "
         f"over {PRECISE_IMAGES:,} training images in batches of B; batch statistics of "
         "test batches of B images",
-        "departures": "a small CNN on the CIFAR-10 subset, not ResNet-50 on ImageNet; "
-        "precise BN over one epoch of batches of the training size",
+        **vs_source(
+            "Wu & Johnson 2021",
+            [
+                "a small CNN on the CIFAR-10 subset, not ResNet-50 on ImageNet",
+                "precise BN over one epoch of batches of the training size",
+                "BN only, at batch sizes up to 32",
+            ],
+        ),
     }
     section = Section(
         title=f"{NAME}: BN's statistics at test time (Wu & Johnson 2021)",
