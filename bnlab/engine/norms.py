@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -18,13 +17,14 @@ from torch import Tensor, nn
 
 from bnlab.engine.norms_batch import make_ghost, make_renorm
 from bnlab.engine.norms_group import make_group, make_instance, make_layer
+from bnlab.engine.norms_state import BatchStatsState
 from bnlab.engine.stacked import from_columns, from_groups, to_columns, to_groups
 from bnlab.functional import batch_norm_eval, normalize, update_running_stats
 
 BN_KERNELS = ("aten", "bnlab")  # see StackedBatchNorm
 
 
-class StackedBatchNorm(nn.Module):
+class StackedBatchNorm(BatchStatsState):
     """Batch Normalization with statistics per member and channel (Ioffe & Szegedy 2015, Alg. 1).
 
     Training normalizes x (K, B, C) over B, or x (K, B, C, H, W) over B, H, W, and updates
@@ -40,8 +40,6 @@ class StackedBatchNorm(nn.Module):
       torch.compile (seconds of compilation per shape: only worth it for long runs).
     """
 
-    stacked: ClassVar[bool] = True  # for bnlab.fold: BN over K members, (K, C) statistics
-
     def __init__(
         self,
         members: int,
@@ -52,19 +50,9 @@ class StackedBatchNorm(nn.Module):
         compiled: bool | None = False,
         kernel: str = "aten",
     ):
-        super().__init__()
-        self.eps, self.momentum, self.kernel = eps, momentum, kernel
+        super().__init__(members, channels, eps, momentum, dtype)
+        self.kernel = kernel
         self.compiled = compiled  # passed to functional.normalize ("bnlab" kernel only)
-        self.weight = nn.Parameter(torch.ones(members, channels, dtype=dtype))  # gamma
-        self.bias = nn.Parameter(torch.zeros(members, channels, dtype=dtype))  # beta
-        self.register_buffer("running_mean", torch.zeros(members, channels, dtype=dtype))
-        self.register_buffer("running_var", torch.ones(members, channels, dtype=dtype))
-        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
-
-    def init_member(self, k: int, gen: torch.Generator, init: str, std: float) -> None:
-        with torch.no_grad():
-            self.weight[k].fill_(1.0)
-            self.bias[k].zero_()
 
     def forward(self, x: Tensor) -> Tensor:
         if self.kernel == "aten":

@@ -12,33 +12,16 @@ interact. Gradients flow through the batch statistics by autograd.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from bnlab.engine.norms_state import BatchStatsState
 from bnlab.engine.stacked import from_columns, to_columns
 from bnlab.functional import update_running_stats
 
 
-class _RunningStatsNorm(nn.Module):
-    """gamma, beta and BN's running statistics, all (K, C); evaluation as BN's."""
-
-    stacked: ClassVar[bool] = True  # for bnlab.fold: evaluates as BN over K members
-
-    def __init__(self, members: int, channels: int, eps: float, momentum: float, dtype=None):
-        super().__init__()
-        self.eps, self.momentum = eps, momentum
-        self.weight = nn.Parameter(torch.ones(members, channels, dtype=dtype))  # gamma
-        self.bias = nn.Parameter(torch.zeros(members, channels, dtype=dtype))  # beta
-        self.register_buffer("running_mean", torch.zeros(members, channels, dtype=dtype))
-        self.register_buffer("running_var", torch.ones(members, channels, dtype=dtype))
-        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
-
-    def init_member(self, k: int, gen: torch.Generator, init: str, std: float) -> None:
-        with torch.no_grad():
-            self.weight[k].fill_(1.0)
-            self.bias[k].zero_()
+class _RunningStatsNorm(BatchStatsState):
+    """BN's state (`BatchStatsState`); evaluation as BN's, training as each subclass says."""
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 5:  # (K, B, C, H, W): per member and channel = per column of (N, K*C)

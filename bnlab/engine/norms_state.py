@@ -1,0 +1,35 @@
+"""What every BN-like layer of a stack holds: gamma and beta, and BN's running statistics.
+
+`BatchStatsState` is the state BN, Batch Renorm and Ghost BN share, per member and channel,
+all (K, C), with torch.nn's names (`weight`, `bias`, `running_mean`, `running_var`,
+`num_batches_tracked`), so a member's slice is a `torch.nn.BatchNorm` state_dict. The layers
+differ only in how they train; each subclass writes its own forward.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+class BatchStatsState(nn.Module):
+    """gamma = 1, beta = 0, running mean 0 and variance 1 for each of K members x C channels."""
+
+    stacked: ClassVar[bool] = True  # for bnlab.fold: (K, C) statistics over K members
+
+    def __init__(self, members: int, channels: int, eps: float, momentum: float, dtype=None):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(members, channels, dtype=dtype))  # gamma
+        self.bias = nn.Parameter(torch.zeros(members, channels, dtype=dtype))  # beta
+        self.register_buffer("running_mean", torch.zeros(members, channels, dtype=dtype))
+        self.register_buffer("running_var", torch.ones(members, channels, dtype=dtype))
+        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+
+    def init_member(self, k: int, gen: torch.Generator, init: str, std: float) -> None:
+        """BN's init for member k: gamma 1, beta 0 (the running statistics start as above)."""
+        with torch.no_grad():
+            self.weight[k].fill_(1.0)
+            self.bias[k].zero_()
