@@ -81,3 +81,12 @@ def test_histogram_grid_draws_every_panel_as_a_density(tmp_path):
     for title in ("act1: no BN", "act1: BN, before BN", "act1: BN, after BN", "act2: no BN"):
         assert title in svg
     assert "step 500" in svg
+
+
+def test_a_stem_with_dots_keeps_its_whole_name(tmp_path):
+    """Settings are named like "vgg-lr0.1": two figures of one setting must not collide."""
+    x, v = np.arange(3), {"a": np.ones((2, 3))}
+    beta = curve_band(tmp_path / "vgg-lr0.1_beta", x, v, xlabel="step", ylabel="beta")
+    loss = curve_band(tmp_path / "vgg-lr0.1_loss", x, v, xlabel="step", ylabel="loss")
+    assert beta.png.name == "vgg-lr0.1_beta.png" and beta.svg.name == "vgg-lr0.1_beta.svg"
+    assert loss.png != beta.png and loss.png.is_file() and beta.png.is_file()

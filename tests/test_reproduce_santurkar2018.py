@@ -77,6 +77,7 @@ def test_quick_run_end_to_end(name, tmp_path, fastpath_off):
             assert any("no probed step where both networks train" in n for n in section.notes)
     for section in result.sections:
         assert "QUICK" in section.title
+        assert len({f.png for f in section.figures}) == len(section.figures)  # no overwrites
         if "sweep" not in section.title:  # every difference from the paper, one row each
             assert any(k.startswith("vs. Santurkar et al. 2018") for k in section.protocol)
         assert all(f.png.is_file() and f.svg.is_file() for f in section.figures)

@@ -136,10 +136,13 @@ def _extra_table(table: Table) -> str:
 
 def _section(section: Section) -> str:
     parts = [f'<section id="{_slug(section.title)}"><h2>{_e(section.title)}</h2>']
-    parts.append(f"<p><strong>Data source:</strong> {_e(section.data_source)}<br>")
-    parts.append(f"<strong>Wall time:</strong> {_e(format_duration(section.wall_time_s))}</p>")
-    parts.append("<h3>Protocol</h3>")
-    parts.append(_table(("Field", "Value"), list(section.protocol.items()), cls="protocol"))
+    parts.append(f"<p><strong>Data source:</strong> {_e(section.data_source)}")
+    if section.wall_time_s is not None:  # an experiment's first section carries its time
+        parts.append(f"<br><strong>Wall time:</strong> {_e(format_duration(section.wall_time_s))}")
+    parts.append("</p>")
+    if section.protocol:
+        parts.append("<h3>Protocol</h3>")
+        parts.append(_table(("Field", "Value"), list(section.protocol.items()), cls="protocol"))
     parts += [_figure(f) for f in section.figures]
     parts += [_extra_table(t) for t in section.tables]
     if section.notes:

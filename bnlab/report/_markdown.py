@@ -73,9 +73,11 @@ def _extra_table(table: Table) -> list[str]:
 
 def _section(section: Section, out_dir: Path) -> list[str]:
     lines = [f"## {section.title}", "", f"**Data source:** {section.data_source}", ""]
-    lines.append(f"**Wall time:** {format_duration(section.wall_time_s)}")
-    lines += ["", "**Protocol**", "", *_table(("Field", "Value"), list(section.protocol.items()))]
-    lines.append("")
+    if section.wall_time_s is not None:  # an experiment's first section carries its time
+        lines += [f"**Wall time:** {format_duration(section.wall_time_s)}", ""]
+    if section.protocol:
+        protocol = _table(("Field", "Value"), list(section.protocol.items()))
+        lines += ["**Protocol**", "", *protocol, ""]
     for fig in section.figures:
         rel = Path(os.path.relpath(fig.png, out_dir)).as_posix()
         lines += [f"![{_cell(fig.caption)}]({rel})", "", f"*{fig.caption}*", ""]

@@ -34,9 +34,10 @@ class FigureFiles:
 
 
 def _save(fig: Figure, stem: Path) -> FigureFiles:
+    """Write stem.png and stem.svg; the stem's name is kept whole ("lr0.1_beta" included)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    files = FigureFiles(stem.with_suffix(".png"), stem.with_suffix(".svg"))
+    files = FigureFiles(stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.svg")
     fig.savefig(files.png, dpi=_DPI)
     fig.savefig(files.svg, metadata={"Date": None})  # no timestamp: same data, same file
     return files

@@ -96,7 +96,7 @@ class Section:
     figures: Sequence[ReportFigure] = ()
     tables: Sequence[Table] = ()
     notes: Sequence[str] = ()
-    wall_time_s: float | None = None
+    wall_time_s: float | None = None  # shown when set: an experiment's first section has it
 
     def __post_init__(self):
         _freeze(

@@ -140,7 +140,7 @@ def _landscape(res: Results, tag: str, out: Path, figures: list, rows: list, not
             for n in norms
         }
         files = range_band(
-            out / f"{tag}_{what}_landscape",
+            out / f"{out.name}_{what}_landscape",
             steps,
             groups,
             xlabel="training step",
@@ -154,12 +154,16 @@ def _landscape(res: Results, tag: str, out: Path, figures: list, rows: list, not
         )
     beta = {NORM_LABELS[n]: res.metric(n, "landscape/beta_smoothness")[1] for n in norms}
     files = curve_band(
-        out / f"{tag}_beta", steps, beta, xlabel="training step", ylabel="effective β-smoothness"
+        out / f"{out.name}_beta",
+        steps,
+        beta,
+        xlabel="training step",
+        ylabel="effective β-smoothness",
     )
     figures.append(ReportFigure.from_files(files, f"{tag}: effective β-smoothness (Fig. 4c)"))
     relative = {NORM_LABELS[n]: _relative_change(res, n) for n in norms}
     files = curve_band(
-        out / f"{tag}_grad_relative",
+        out / f"{out.name}_grad_relative",
         steps,
         relative,
         xlabel="training step",
@@ -280,7 +284,7 @@ def _ics(res: Results, tag: str, out: Path, figures: list, rows: list, notes: li
             for n in norms
         }  # name: (seeds, L)
         files = grid_points(
-            out / f"{tag}_{kind}",
+            out / f"{out.name}_{kind}",
             list(range(1, len(ordered) + 1)),
             per_layer,
             xlabel="layer (1 = first)",
@@ -360,7 +364,11 @@ def _noisy(
     steps, _ = res.metric("batch", "test_accuracy")
     curves = {NORM_LABELS[n]: res.metric(n, "test_accuracy")[1] * 100 for n in norms}
     files = curve_band(
-        out / f"{tag}_accuracy", steps, curves, xlabel="training step", ylabel="test accuracy (%)"
+        out / f"{out.name}_accuracy",
+        steps,
+        curves,
+        xlabel="training step",
+        ylabel="test accuracy (%)",
     )
     figures.append(ReportFigure.from_files(files, f"{tag}: test accuracy (Fig. 2, left)"))
     for recorded in hooks["layers"]:
@@ -369,7 +377,7 @@ def _noisy(
             x, q = percentiles(res, n, recorded, unit=0)
             groups[NORM_LABELS[n]] = q
         files = percentile_bands(
-            out / f"{tag}_{recorded}_distribution",
+            out / f"{out.name}_{recorded}_distribution",
             x,
             groups,
             xlabel="training step",
@@ -423,6 +431,7 @@ def lr_sweep_section(title: str, name: str, dirs: list[Path]) -> Section:
         with Results(directory) as res:
             tag = f"{name}/{directory.name}"
             lr = res.config("batch")["optim"]["lr"]
+            source = data_source(res.config("batch")["data"]["dataset"])
             probed, _ = res.metric("batch", "landscape/loss_variation")
             used = both_train(res, probed, [], tag)
             everywhere = np.ones(len(probed), dtype=bool)
@@ -463,4 +472,8 @@ def lr_sweep_section(title: str, name: str, dirs: list[Path]) -> Section:
         f"{TRAINS_ABOVE_CHANCE_PP:g} pp above chance), so a rate at which the baseline does "
         "not learn gives no verdict. The figure uses every probed step, to show the trend.",
     ]
-    return Section(f"{title} — learning-rate sweep", {}, "", [figure], [table], notes)
+    protocol = {
+        "settings": ", ".join(d.name for d in (dirs[i] for i in order)) + " (sections above)",
+        "learning rates": ", ".join(f"{lrs[i]:g}" for i in order) + ", both networks",
+    }
+    return Section(f"{title} — learning-rate sweep", protocol, source, [figure], [table], notes)
