@@ -48,6 +48,8 @@ def test_deep_linear_quick_run_and_analysis(tmp_path, monkeypatch):
     assert all(c in CLAIMS_BY_ID for c in claims)
     *per_lr, sweep = result.sections
     assert len(per_lr) == len(SETTINGS["santurkar2018-deep-linear"])
+    for section in per_lr:  # the last layer's cosine, which a mean over layers can hide
+        assert any("cos(G, G') in the last layer (out)" in n for n in section.notes)
     for section in per_lr:  # Fig. 4a, 4b, 4c, the scale-free change, ICS l2 and cosine
         assert len(section.figures) == 6 and all(f.png.exists() for f in section.figures)
         assert section.tables[0].title.startswith("Test accuracy (%) at the probed steps")

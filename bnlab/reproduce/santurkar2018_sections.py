@@ -296,6 +296,18 @@ def _ics(res: Results, tag: str, out: Path, figures: list, rows: list, notes: li
                 files, f"{tag}: {ylabel} per layer, mean over training (Fig. 5)"
             )
         )
+    cells = []  # per_layer holds cos(G, G') now, (seeds, L) per network
+    for label, v in per_layer.items():
+        last = v[:, -1][np.isfinite(v[:, -1])]
+        text = f"{label} {format_estimate(mean_ci(last), 3)}" if last.size else label
+        if last.size < len(v):
+            text += f" ({len(v) - last.size}/{len(v)} seeds diverged, left out)"
+        cells.append(text)
+    notes.append(
+        f"{tag}: cos(G, G') in the last layer ({ordered[-1]}), mean over training: "
+        f"{'; '.join(cells)}. The ICS claims average over all layers after the first; the "
+        "per-layer figures show where the layers differ."
+    )
     if norms != list(LANDSCAPE_ORDER):
         return
     steps, _ = res.metric("batch", f"ics_l2/{ordered[0]}")
