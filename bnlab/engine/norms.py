@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -19,7 +18,7 @@ from bnlab.engine.norms_batch import make_ghost, make_renorm
 from bnlab.engine.norms_group import make_group, make_instance, make_layer
 from bnlab.engine.norms_state import BatchStatsState
 from bnlab.engine.stacked import from_columns, from_groups, to_columns, to_groups
-from bnlab.functional import batch_norm_eval, normalize, update_running_stats
+from bnlab.functional import batch_norm_eval, normalize
 
 BN_KERNELS = ("aten", "bnlab")  # see StackedBatchNorm
 
@@ -103,21 +102,6 @@ class StackedBatchNorm(BatchStatsState):
         y, mu, var = normalize(x, gamma, beta, (x.dim() - 2,), self.eps, self.compiled)
         self._track(mu, var, n=x.shape[-2])
         return y
-
-    @torch.no_grad()
-    def _track(self, mu: Tensor, var: Tensor, n: int) -> None:
-        self.num_batches_tracked += 1
-        new_mean, new_var = update_running_stats(
-            self.running_mean,
-            self.running_var,
-            mu,
-            var,
-            n,
-            self.momentum,
-            self.num_batches_tracked,  # a tensor: no host read on a device
-        )
-        self.running_mean.copy_(new_mean)
-        self.running_var.copy_(new_var)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from torch import Tensor
 
 from bnlab.engine.norms_state import BatchStatsState
 from bnlab.engine.stacked import from_columns, to_columns
-from bnlab.functional import update_running_stats
 
 
 class _RunningStatsNorm(BatchStatsState):
@@ -112,21 +111,6 @@ class StackedBatchRenorm(_RunningStatsNorm):
         self._track(mu_B, var_B, n=xc.shape[dim])
         return x_hat
 
-    @torch.no_grad()
-    def _track(self, mu: Tensor, var: Tensor, n: int) -> None:
-        self.num_batches_tracked += 1
-        new_mean, new_var = update_running_stats(
-            self.running_mean,
-            self.running_var,
-            mu,
-            var,
-            n,
-            self.momentum,
-            self.num_batches_tracked,
-        )
-        self.running_mean.copy_(new_mean)
-        self.running_var.copy_(new_var)
-
     def extra_repr(self) -> str:
         return f"r_max={self.r_max}, d_max={self.d_max}, warmup={self.warmup}"
 
@@ -163,11 +147,11 @@ class StackedGhostBatchNorm(_RunningStatsNorm):
         mu = xg.mean(dim, keepdim=True)  # (G, 1, K*C) or (K, G, 1, C)
         var = xg.var(dim, unbiased=False, keepdim=True)
         x_hat = (xg - mu) * torch.rsqrt(var + self.eps)
-        self._track(mu.mean(dim - 1), var.mean(dim - 1))  # (1, K*C) or (K, 1, C)
+        self._track_keras(mu.mean(dim - 1), var.mean(dim - 1))  # (1, K*C) or (K, 1, C)
         return x_hat.reshape(xc.shape)
 
     @torch.no_grad()
-    def _track(self, mu: Tensor, var: Tensor) -> None:
+    def _track_keras(self, mu: Tensor, var: Tensor) -> None:
         """Keras's update: the chunk-averaged mean and biased variance, no Bessel factor."""
         self.num_batches_tracked += 1
         factor = self.momentum

@@ -3,7 +3,8 @@
 `BatchStatsState` is the state BN, Batch Renorm and Ghost BN share, per member and channel,
 all (K, C), with torch.nn's names (`weight`, `bias`, `running_mean`, `running_var`,
 `num_batches_tracked`), so a member's slice is a `torch.nn.BatchNorm` state_dict. The layers
-differ only in how they train; each subclass writes its own forward.
+differ only in how they train; each subclass writes its own forward, and BN's update of the
+running statistics (`_track`) is written once, here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from bnlab.functional import update_running_stats
 
 
 class BatchStatsState(nn.Module):
@@ -33,3 +36,19 @@ class BatchStatsState(nn.Module):
         with torch.no_grad():
             self.weight[k].fill_(1.0)
             self.bias[k].zero_()
+
+    @torch.no_grad()
+    def _track(self, mu: Tensor, var: Tensor, n: int) -> None:
+        """BN's running-statistics step from one batch's mean and biased variance over n."""
+        self.num_batches_tracked += 1
+        new_mean, new_var = update_running_stats(
+            self.running_mean,
+            self.running_var,
+            mu,
+            var,
+            n,
+            self.momentum,
+            self.num_batches_tracked,  # a tensor: no host read on a device
+        )
+        self.running_mean.copy_(new_mean)
+        self.running_var.copy_(new_var)
