@@ -1,4 +1,5 @@
-"""`bnlab train` and `bnlab results`: train stacks of models; read back what they measured."""
+"""`bnlab train`, `bnlab results` and `bnlab replay`: train stacks of models; read back what they
+measured; check that this code still trains what a results directory holds."""
 
 from __future__ import annotations
 
@@ -67,6 +68,21 @@ def run_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_replay(args: argparse.Namespace) -> int:
+    from bnlab.engine import replay
+
+    dirs = list(replay.results_dirs(args.dir))
+    if not dirs:
+        raise FileNotFoundError(f"DIR: no {DB_NAME} under {args.dir}")
+    differ = 0
+    for directory in dirs:
+        records = replay.replay(directory, steps=args.steps, threads=args.threads)
+        path = replay.write_records(directory, records)
+        differ += sum(not r.identical for r in records)
+        print(f"{directory}: {replay.summary(records)} ({path.name})")
+    return 1 if differ else 0
+
+
 def add_parser(subparsers) -> None:
     train = subparsers.add_parser(
         "train",
@@ -101,3 +117,20 @@ def add_parser(subparsers) -> None:
     results.add_argument("dir", metavar="DIR", help="a directory written by `bnlab train`")
     results.add_argument("--json", action="store_true", help="print a JSON list instead")
     results.set_defaults(func=run_results)
+    replay = subparsers.add_parser(
+        "replay",
+        help="check that this code still trains what a results directory holds",
+        description="Re-train the first --steps steps of every stored run under DIR with this "
+        "code and compare every logged value bit for bit; writes replay.json beside each "
+        "results database (the report shows it). Exit status 1 if any run differs.",
+    )
+    replay.add_argument("dir", metavar="DIR", help="a results directory, searched recursively")
+    replay.add_argument("--steps", type=int, default=50, help="steps to replay (default 50)")
+    replay.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1, as `bnlab reproduce` trains each stack on 2 cores; "
+        "the thread count changes the order of CPU sums, so it must match the stored run)",
+    )
+    replay.set_defaults(func=run_replay)

@@ -17,6 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from bnlab.engine import replay
 from bnlab.errors import BnlabError
 from bnlab.report import QUICK_BANNER, ReportMeta, Section, write_report
 from bnlab.reproduce.common import MANIFEST, QUICK_SEEDS, new_manifest, read_manifest, say
@@ -99,8 +100,22 @@ def analyze_all(root: Path) -> list[ExperimentResult]:
         if name not in experiments():
             raise BnlabError(f"DIR: {d} holds experiment {name!r}, which is not registered")
         say(name, f"analyzing {d}")
-        results.append(experiments()[name].analyze(d))
+        result = experiments()[name].analyze(d)
+        first = result.sections[0]
+        protocol = with_replay(first.protocol, d)
+        sections = (replace(first, protocol=protocol), *result.sections[1:])
+        results.append(replace(result, sections=sections))
     return results
+
+
+def with_replay(protocol: dict, experiment_dir: Path) -> dict:
+    """`protocol` plus a "replay" row when `bnlab replay` checked the runs under
+    `experiment_dir` (a report that cites runs trained by an earlier code version says
+    whether the current code still trains them bit for bit)."""
+    records = [r for d in replay.results_dirs(experiment_dir) for r in replay.read_records(d)]
+    if not records:
+        return dict(protocol)
+    return {**protocol, "replay": replay.summary(records)}
 
 
 def build_report(
