@@ -30,9 +30,11 @@ run: data
 
 # Every experiment at its full protocol with 5 seeds (hours on 2 cores; rerunning resumes,
 # and finished runs are only read), published to docs/results/: report.md, report.html and
-# their figures, no databases or checkpoints.
+# their figures, no databases or checkpoints. The replay checks that this code still trains
+# every stored run (runs kept from an earlier version must match bit for bit).
 results: data
 	$(BNLAB) reproduce all --out results/full --quiet
+	$(BNLAB) replay results/full
 	$(BNLAB) report results/full --publish docs/results --regenerate "make results"
 
 lint: setup

@@ -1,7 +1,10 @@
 """The published report, docs/results/report.md, is a full run: no QUICK banner, at least 5
 seeds behind every number (fewer only where the same line counts the seeds left out, e.g.
 diverged), every linked figure present (PNG with its SVG beside it), and no database or
-checkpoint committed with it. Skipped, saying so, until it is published.
+checkpoint committed with it. Where its runs were trained by more than one code version,
+every experiment states a replay that found them bit-identical under one version (`bnlab
+replay`), so the report speaks for one code version. Skipped, saying so, until it is
+published.
 
 `problems` is also run on reports built here, so a check that could never fail shows up."""
 
@@ -22,6 +25,8 @@ N = re.compile(r"\bn=(\d+)")
 SEEDS_ROW = re.compile(r"^\| seeds \| (\d+) \|$", re.MULTILINE)
 OF_SEEDS = re.compile(r"(?:/| of )(\d+)\b")  # "1/5 seeds", "1 of 5 not measurable"
 NOT_PUBLISHED = ("*.sqlite", "*.sqlite-*", "*.db", "*.pt", "*.ckpt")
+VERSION_ROW = re.compile(r"^\| code version \| ([^|]+) \|$", re.MULTILINE)
+REPLAY_ROW = re.compile(r"^\| replay \| ([^|]+) \|$", re.MULTILINE)
 
 
 def problems(report: Path) -> list[str]:
@@ -49,6 +54,22 @@ def problems(report: Path) -> list[str]:
             found.append(f"figure {link} has no SVG beside it")
     for pattern in NOT_PUBLISHED:
         found += [f"{p} must not be published" for p in root.rglob(pattern)]
+    return found + _version_problems(text)
+
+
+def _version_problems(text: str) -> list[str]:
+    trained = VERSION_ROW.findall(text)
+    replays = REPLAY_ROW.findall(text)
+    found = [f"a replay found differences: {r.strip()}" for r in replays if "DIFFER" in r]
+    replayed_by = {r.split(":")[0].removeprefix("replayed by ").strip() for r in replays}
+    if len(set(trained)) > 1:
+        if len(replays) < len(trained):
+            found.append(
+                f"runs trained by {len(set(trained))} code versions, but only "
+                f"{len(replays)} of {len(trained)} experiments state a replay"
+            )
+        if len(replayed_by) > 1:
+            found.append(f"replayed by more than one code version: {sorted(replayed_by)}")
     return found
 
 
@@ -74,7 +95,9 @@ def test_the_checks_catch_a_quick_run_few_seeds_and_missing_figures(tmp_path):
     report.write_text(
         "| seeds | 3 |\n\n3.1 pp ± 0.4 (95% CI, n=5)\n\n2.9 (95% CI, n=4); 1 of 5 not measurable\n"
         "1.0 (95% CI, n=2)\n\n"
-        "![a](figs/a.png) ![b](figs/b.png) ![c](figs/c.png) ![d](../d.png)\n"
+        "![a](figs/a.png) ![b](figs/b.png) ![c](figs/c.png) ![d](../d.png)\n\n"
+        "| code version | 0.1+git.a |\n| replay | replayed by 0.1+git.c: 1 of 2 runs DIFFER |\n"
+        "| code version | 0.1+git.b |\n"
     )
     assert problems(report) == [
         "numbers over fewer than 5 seeds: n = [2, 3]",
@@ -82,4 +105,6 @@ def test_the_checks_catch_a_quick_run_few_seeds_and_missing_figures(tmp_path):
         "figure figs/c.png is missing",
         f"figure ../d.png lies outside {root}",
         f"{root / 'checkpoints' / 'run.pt'} must not be published",
+        "a replay found differences: replayed by 0.1+git.c: 1 of 2 runs DIFFER",
+        "runs trained by 2 code versions, but only 1 of 2 experiments state a replay",
     ]
