@@ -4,7 +4,8 @@ Engine-independent: everything here takes plain numbers (lists, arrays, dicts), 
 from any store can be summarized and rendered.
 
 - `mean_ci`, `diff_ci`, `Estimate`, `format_estimate`: means and differences with t intervals.
-- `Claim`, `Direction`, `Verdict`, `judge`, `score`, `CLAIMS`, `CLAIMS_BY_ID`: the scorecard.
+- `Claim`, `Direction`, `Verdict`, `judge`, `score`, `explained`, `CLAIMS`, `CLAIMS_BY_ID`:
+  the scorecard.
 - `percentile_drift`, `loss_smoothness`, `grad_norm_stability`, `steps_to_accuracy`,
   `highest_trainable`, `spread`: per-run effect measures.
 - `curve_band`, `percentile_bands`, `range_band`, `grid_points`, `histogram_grid`: paper-style
@@ -19,6 +20,7 @@ from bnlab.report.claims import (
     Direction,
     ScorecardRow,
     Verdict,
+    explained,
     judge,
     score,
 )
@@ -65,6 +67,7 @@ __all__ = [
     "Verdict",
     "curve_band",
     "diff_ci",
+    "explained",
     "format_estimate",
     "format_interval",
     "grad_norm_stability",

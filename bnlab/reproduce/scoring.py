@@ -38,13 +38,15 @@ def scored(
     base,
     note: str = "",
     diverged: Mapping[str, np.ndarray] | None = None,
+    why: str = "",
 ) -> tuple[list[ScorecardRow], list[str]]:
     """One scorecard row for the paired per-seed measures `bn` and `base` (S,) each.
 
     `diverged` maps each network's label to its (S,) diverged flags (`divergence`): counted
     in the row. A seed whose measure is not finite for either network is left out of the
     interval and counted; with no seed left the row says "not measurable" (never dropped).
-    The second value is kept for the callers' notes; it is always empty now.
+    `why` is the most likely reason should the claim not reproduce (`score` keeps it only
+    then). The second value is kept for the callers' notes; it is always empty now.
     """
     effect, left_out = paired_effect(bn, base)
     seeds = int(np.asarray(bn).size)
@@ -59,6 +61,7 @@ def scored(
         seeds=seeds,
         diverged=counts,
         left_out=left_out,
+        why=why,
     )
     return [row], []
 
