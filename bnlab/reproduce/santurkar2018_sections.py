@@ -411,8 +411,9 @@ def _noisy(
         _score(
             rows, notes, claim, tag, measure["batch-noisy"], measure[base], "paired by seed", pair
         )
-    noise = res.config("batch-noisy")["model"]
-    rows[-3] = explained(rows[-3], noisy_bn_why(rows[-3], train_loss, noise))
+    noise = res.config("batch-noisy")["model"]  # the noise's ranges, for the reason
+    like = next(i for i, r in enumerate(rows) if r.claim.id == "santurkar-noisy-bn-like-bn")
+    rows[like] = explained(rows[like], noisy_bn_why(rows[like], train_loss, noise))
     steps, _ = res.metric("batch", "test_accuracy")
     curves = {NORM_LABELS[n]: res.metric(n, "test_accuracy")[1] * 100 for n in norms}
     files = curve_band(
