@@ -97,6 +97,11 @@ def build_report(tmp_path: Path, quick: bool) -> tuple[Path, Path]:
     return write_report(tmp_path / "out", [section], rows, meta)
 
 
+# (width, height) of the screenshot: tall enough to reach the first section's figure below
+# the scorecard, its detail table and the list of claims not reproduced.
+SCREEN = (1200, 4000)
+
+
 def screenshot(html_path, png_path, profile_dir) -> None:
     cmd = [
         CHROMIUM,
@@ -111,7 +116,7 @@ def screenshot(html_path, png_path, profile_dir) -> None:
         "--hide-scrollbars",
         f"--user-data-dir={profile_dir}",
         f"--screenshot={png_path}",
-        "--window-size=1200,3000",
+        f"--window-size={SCREEN[0]},{SCREEN[1]}",
         html_path.resolve().as_uri(),
     ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)

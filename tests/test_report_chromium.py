@@ -7,7 +7,7 @@ Needs `chromium` on PATH (`apt-get install -y chromium`); skipped, saying so, wi
 from __future__ import annotations
 
 import pytest
-from helpers import CHROMIUM, build_report, has_colour, screenshot
+from helpers import CHROMIUM, SCREEN, build_report, has_colour, screenshot
 from matplotlib.image import imread
 
 from bnlab.report.figures import PALETTE
@@ -20,7 +20,7 @@ def test_report_renders_with_figures_and_scorecard(tmp_path):
     screenshot(html_path, png_path, tmp_path / "profile")
     assert png_path.is_file() and png_path.stat().st_size > 20_000
     rgb = imread(png_path)[..., :3]  # (H, W, 3) floats in [0, 1]
-    assert rgb.shape[:2] == (3000, 1200)
+    assert rgb.shape[:2] == (SCREEN[1], SCREEN[0])
     assert rgb.std() > 0.05, "the page rendered blank"
     # Figure lines (first two palette colours), the verdict cell (bluish green) and the quick
     # banner (orange) all reach the screen.

@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from bnlab.report.claims import CLAIMS, CLAIMS_BY_ID, Claim, Direction, Verdict, judge, score
+from bnlab.report.claims import (
+    CLAIMS,
+    CLAIMS_BY_ID,
+    Claim,
+    Direction,
+    Verdict,
+    explained,
+    judge,
+    score,
+)
 from bnlab.report.stats import Estimate, diff_ci
 
 R, N, I = Verdict.REPRODUCED, Verdict.NOT_REPRODUCED, Verdict.INCONCLUSIVE
@@ -128,3 +137,13 @@ def test_a_source_number_is_shown_only_in_its_own_setting():
     for claim in CLAIMS:  # every setting a number is filed under is a registered experiment
         for where, _ in claim.numbers:
             assert where in experiments()
+
+
+def test_a_reason_is_kept_only_on_a_not_reproduced_row():
+    claim = CLAIMS_BY_ID["bn-final-accuracy"]  # HIGHER, margin 0.2
+    failed = score(claim, "x", _effect(-3.0, -1.0), why="measured reason")
+    assert failed.verdict is Verdict.NOT_REPRODUCED and failed.why == "measured reason"
+    for effect in (_effect(1.0, 3.0), _effect(-1.0, 3.0)):  # reproduced, inconclusive
+        row = score(claim, "x", effect, why="measured reason")
+        assert row.why == "" and explained(row, "later reason") is row
+    assert explained(failed, "later reason").why == "later reason"

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bnlab.report.measures import (
+    grad_norm_jitter,
     grad_norm_stability,
     highest_trainable,
     loss_smoothness,
@@ -93,3 +94,43 @@ def test_highest_trainable_and_spread():
     assert spread([97.0, 95.5, 98.0]) == pytest.approx(2.5)
     with pytest.raises(ValueError, match="at least 2"):
         spread([1.0])
+
+
+def test_grad_norm_jitter_is_the_noise_around_a_trend():
+    """A linear trend times (1 + s e): the CV grows with the trend, the jitter is s
+    sqrt(1 - 1/window) (the moving average shares 1/window of each point's noise) whatever
+    the trend; a pure line has none."""
+    rng = np.random.default_rng(0)
+    t = np.arange(40_000)
+    trend = 4.0 - 3.0 * t / t.size  # falls 4 -> 1, like BN's norm on the CIFAR-10 CNN
+    s, window = 0.1, 101
+    noisy = trend * (1 + s * rng.standard_normal(t.size))
+    expected = s * np.sqrt(1 - 1 / window)
+    assert grad_norm_jitter(noisy, window=window) == pytest.approx(expected, rel=0.02)
+    flat = trend.mean() * (1 + s * rng.standard_normal(t.size))
+    assert grad_norm_jitter(flat, window=window) == pytest.approx(expected, rel=0.02)
+    assert grad_norm_stability(noisy) > 3 * grad_norm_stability(flat)  # the CV counts the trend
+    assert grad_norm_jitter(trend, burn_in=0.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_grad_norm_jitter_by_hand():
+    # window 3 over 1, 2, 1, 2, ...: level 4/3 at a 2, 5/3 at a 1; g/m - 1 = 1/2 or -2/5
+    x = np.tile([1.0, 2.0], 10)  # (20,)
+    residuals = np.tile([0.5, -0.4], 9)  # the 18 centred points start at x[1] = 2
+    got = grad_norm_jitter(x, burn_in=0.0, window=3)
+    assert got == pytest.approx(np.std(residuals, ddof=1))
+
+
+@pytest.mark.parametrize(
+    "norms, window, match",
+    [
+        (np.ones(200), 4, "window: got 4"),
+        (np.ones(50), 101, "at least 102"),
+        (np.r_[np.ones(200), np.nan], 3, "NaN"),
+        (-np.ones(200), 3, "negative"),
+        (np.zeros(200), 3, "moving average reaches 0"),
+    ],
+)
+def test_grad_norm_jitter_rejects(norms, window, match):
+    with pytest.raises(ValueError, match=match):
+        grad_norm_jitter(norms, window=window)

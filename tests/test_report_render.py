@@ -116,3 +116,43 @@ def test_the_claims_matrix_sits_on_top_with_one_cell_per_claim_and_setting(tmp_p
     assert matrix.count('class="cell v-not-reproduced"') == 1
     assert matrix.count('<td class="cell"></td>') == 1
     assert html.index('class="matrix"') < html.index('class="scorecard"')
+
+
+def test_not_reproduced_rows_are_listed_with_their_reason(tmp_path):
+    """After the detailed scorecard, every not-reproduced row with its reason (or "no tested
+    explanation"); a reproduced row and an inconclusive one are not listed."""
+    from bnlab.report import CLAIMS_BY_ID, diff_ci, score
+
+    acc, smooth = CLAIMS_BY_ID["bn-final-accuracy"], CLAIMS_BY_ID["bn-smoother-loss"]
+    grad = CLAIMS_BY_ID["bn-stable-grad-norm"]
+    worse = diff_ci([90.1, 90.3, 90.0], [95.0, 94.7, 95.3], paired=True)  # BN clearly lower
+    rows = [
+        score(acc, "setting-a", worse, why="the <reason> measured in table X"),
+        score(smooth, "setting-b", diff_ci([0.09, 0.08, 0.1], [0.01, 0.02, 0.01], paired=True)),
+        score(acc, "setting-c", diff_ci([98.1, 98.3, 98.0], [95.0, 94.7, 95.3], paired=True)),
+        score(grad, "setting-d", diff_ci([0.3, 0.1, 0.2], [0.2, 0.2, 0.2], paired=True)),
+    ]
+    html_path, md_path = write_report(tmp_path, [], rows, ReportMeta("why", "test", 1.0))
+    html, md = html_path.read_text(), md_path.read_text()
+    title = "Claims not reproduced: the most likely reason"
+    section = md[md.index(f"### {title}") :]
+    assert md.index("### Every measured claim in detail") < md.index(f"### {title}")
+    assert "| BN reaches higher final test accuracy. | setting-a | -4.87 pp" in section
+    assert "| the <reason> measured in table X |" in section
+    assert "| BN gives smoother training-loss curves. | setting-b |" in section
+    assert section.count("| no tested explanation |") == 1
+    assert "setting-c" not in section and "setting-d" not in section  # reproduced, inconclusive
+    part = html[html.index(title) :]
+    assert "the &lt;reason&gt; measured in table X" in part and "no tested explanation" in part
+    assert "setting-c" not in part and "setting-d" not in part
+
+
+def test_no_section_when_every_claim_reproduces(tmp_path):
+    from bnlab.report import CLAIMS_BY_ID, diff_ci, score
+
+    up = diff_ci([98.1, 98.3, 98.0], [95.0, 94.7, 95.3], paired=True)
+    rows = [score(CLAIMS_BY_ID["bn-final-accuracy"], "a", up, why="never shown")]
+    assert rows[0].why == ""  # a reason is kept only on a not-reproduced row
+    html_path, md_path = write_report(tmp_path, [], rows, ReportMeta("why", "test", 1.0))
+    for text in (html_path.read_text(), md_path.read_text()):
+        assert "Claims not reproduced" not in text and "never shown" not in text

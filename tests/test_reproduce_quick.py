@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bnlab import data
-from bnlab.report import score
+from bnlab.report import Verdict, score
 from bnlab.reproduce import experiments
 from bnlab.reproduce.runner import run_experiment
 
@@ -57,6 +57,12 @@ def test_quick_run_is_analyzed_into_a_labelled_section(name, tmp_path):
         assert row.verdict is again.verdict
         assert row.effect.n + row.left_out == row.seeds == 2  # every seed counted once
         assert row.experiment.startswith(name)
+        assert not row.why or row.verdict is Verdict.NOT_REPRODUCED  # a reason explains a failure
+    if any(row.claim.id == "bn-stable-grad-norm" for row in result.scorecard):
+        # the CV's trend-free counterpart and the trend sit beside it, both networks
+        lines = [line[0] for s in result.sections for t in s.tables for line in t.rows]
+        assert any("(trend-free)" in line for line in lines)
+        assert any("after burn-in → at the end" in line for line in lines)
 
 
 def test_protocol_statements_follow_the_seeds():

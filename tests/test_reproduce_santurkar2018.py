@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bnlab.engine import validate
-from bnlab.report import CLAIMS_BY_ID
+from bnlab.report import CLAIMS_BY_ID, Verdict
 from bnlab.reproduce import experiments, santurkar2018_sections
 from bnlab.reproduce.runner import run_experiment
 from bnlab.reproduce.santurkar2018 import SETTINGS, setting_config
@@ -84,6 +84,10 @@ def test_quick_run_end_to_end(name, tmp_path, fastpath_off):
             assert any(k.startswith("vs. Santurkar et al. 2018") for k in section.protocol)
         assert all(f.png.is_file() and f.svg.is_file() for f in section.figures)
     assert all(row.claim.id in CLAIMS_BY_ID for row in result.scorecard)
+    assert all(not row.why or row.verdict is Verdict.NOT_REPRODUCED for row in result.scorecard)
+    if name == "santurkar2018-noisy-bn":  # the final training loss: the noisy-BN reason's evidence
+        columns = [c for s in result.sections for t in s.tables for c in t.columns]
+        assert "training loss (last 100 steps)" in columns
 
 
 class _FakeResults:

@@ -4,9 +4,10 @@ Engine-independent: everything here takes plain numbers (lists, arrays, dicts), 
 from any store can be summarized and rendered.
 
 - `mean_ci`, `diff_ci`, `Estimate`, `format_estimate`: means and differences with t intervals.
-- `Claim`, `Direction`, `Verdict`, `judge`, `score`, `CLAIMS`, `CLAIMS_BY_ID`: the scorecard.
-- `percentile_drift`, `loss_smoothness`, `grad_norm_stability`, `steps_to_accuracy`,
-  `highest_trainable`, `spread`: per-run effect measures.
+- `Claim`, `Direction`, `Verdict`, `judge`, `score`, `explained`, `CLAIMS`, `CLAIMS_BY_ID`:
+  the scorecard.
+- `percentile_drift`, `loss_smoothness`, `grad_norm_stability`, `grad_norm_jitter`,
+  `steps_to_accuracy`, `highest_trainable`, `spread`: per-run effect measures.
 - `curve_band`, `percentile_bands`, `range_band`, `grid_points`, `histogram_grid`: paper-style
   figures (PNG + SVG).
 - `Section`, `ReportFigure`, `Table`, `ReportMeta`, `write_report`: report.html and report.md.
@@ -19,6 +20,7 @@ from bnlab.report.claims import (
     Direction,
     ScorecardRow,
     Verdict,
+    explained,
     judge,
     score,
 )
@@ -31,6 +33,8 @@ from bnlab.report.figures import (
     range_band,
 )
 from bnlab.report.measures import (
+    TREND_WINDOW,
+    grad_norm_jitter,
     grad_norm_stability,
     highest_trainable,
     loss_smoothness,
@@ -53,6 +57,7 @@ __all__ = [
     "CLAIMS",
     "CLAIMS_BY_ID",
     "QUICK_BANNER",
+    "TREND_WINDOW",
     "Claim",
     "Direction",
     "Estimate",
@@ -65,8 +70,10 @@ __all__ = [
     "Verdict",
     "curve_band",
     "diff_ci",
+    "explained",
     "format_estimate",
     "format_interval",
+    "grad_norm_jitter",
     "grad_norm_stability",
     "grid_points",
     "highest_trainable",

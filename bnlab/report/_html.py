@@ -15,6 +15,8 @@ from bnlab.report.claims import ScorecardRow, Verdict
 from bnlab.report.sections import (
     HOW_TO_READ,
     MATRIX_LEGEND,
+    NOT_REPRODUCED_COLUMNS,
+    NOT_REPRODUCED_TITLE,
     QUICK_BANNER,
     SCORECARD_COLUMNS,
     ReportFigure,
@@ -24,6 +26,7 @@ from bnlab.report.sections import (
     claims_matrix,
     format_duration,
     matrix_cell,
+    not_reproduced_cells,
     scorecard_cells,
 )
 
@@ -119,7 +122,15 @@ def _scorecard(scorecard: Sequence[ScorecardRow]) -> str:
     table = f'<table class="scorecard"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
     notes = "".join(f'<p class="rule">{_e(text)}</p>' for text in HOW_TO_READ)
     detail = "<h3>Every measured claim in detail</h3>"
-    return f"{title}{_claims_matrix(scorecard)}{detail}{table}{notes}"
+    return f"{title}{_claims_matrix(scorecard)}{detail}{table}{notes}{_not_reproduced(scorecard)}"
+
+
+def _not_reproduced(scorecard: Sequence[ScorecardRow]) -> str:
+    failed = not_reproduced_cells(scorecard)
+    if not failed:
+        return ""
+    title = f'<h3 id="not-reproduced">{_e(NOT_REPRODUCED_TITLE)}</h3>'
+    return title + _table(NOT_REPRODUCED_COLUMNS, failed, cls="why")
 
 
 def _figure(fig: ReportFigure) -> str:

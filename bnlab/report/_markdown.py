@@ -10,6 +10,8 @@ from bnlab.report.claims import ScorecardRow
 from bnlab.report.sections import (
     HOW_TO_READ,
     MATRIX_LEGEND,
+    NOT_REPRODUCED_COLUMNS,
+    NOT_REPRODUCED_TITLE,
     QUICK_BANNER,
     SCORECARD_COLUMNS,
     ReportMeta,
@@ -18,6 +20,7 @@ from bnlab.report.sections import (
     claims_matrix,
     format_duration,
     matrix_cell,
+    not_reproduced_cells,
     scorecard_cells,
 )
 
@@ -64,7 +67,11 @@ def _scorecard(scorecard: Sequence[ScorecardRow]) -> list[str]:
     rows = [scorecard_cells(r) for r in scorecard]
     rows = [(*cells[:-1], f"**{cells[-1]}**") for cells in rows]
     lines += ["### Every measured claim in detail", "", *_table(SCORECARD_COLUMNS, rows), ""]
-    return [*lines, *(f"{t}\n" for t in HOW_TO_READ)]
+    lines += [f"{t}\n" for t in HOW_TO_READ]
+    failed = not_reproduced_cells(scorecard)
+    if failed:
+        lines += [f"### {NOT_REPRODUCED_TITLE}", "", *_table(NOT_REPRODUCED_COLUMNS, failed), ""]
+    return lines
 
 
 def _extra_table(table: Table) -> list[str]:

@@ -8,7 +8,7 @@ seed, summarized by `stats.diff_ci`. The effect measures themselves live in `mea
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bnlab.report.stats import Estimate, format_estimate, format_p
 
@@ -112,6 +112,10 @@ class ScorecardRow:
     (label, count), and `left_out` how many seeds have no effect value (a measure that is
     not finite for either network, e.g. no landscape after a divergence); the effect's
     interval is over the other seeds.
+
+    `why` is set only on a NOT_REPRODUCED row: the most likely reason, computed from the data
+    and naming where its evidence is shown (a table line, a figure, another scorecard row).
+    Empty means no tested explanation.
     """
 
     claim: Claim
@@ -122,6 +126,7 @@ class ScorecardRow:
     seeds: int = 0
     diverged: tuple[tuple[str, int], ...] = ()
     left_out: int = 0
+    why: str = ""
 
     @property
     def effect_text(self) -> str:
@@ -154,17 +159,30 @@ def score(
     seeds: int = 0,
     diverged: tuple[tuple[str, int], ...] = (),
     left_out: int = 0,
+    why: str = "",
 ) -> ScorecardRow:
     """Judge `claim` on `effect` measured by `experiment` and return its scorecard row.
 
     The verdict is `judge`'s, except that a row with more than half of its `seeds` left out
-    of the interval is INCONCLUSIVE whatever the rest shows (see `RULE`).
+    of the interval is INCONCLUSIVE whatever the rest shows (see `RULE`). `why` (the most
+    likely reason for a failed claim) is kept only when the verdict is NOT_REPRODUCED, so a
+    caller may compute it before knowing the verdict.
     """
     seeds = seeds or effect.n + left_out
     verdict = judge(claim, effect)
     if 2 * left_out > seeds:
         verdict = Verdict.INCONCLUSIVE
-    return ScorecardRow(claim, experiment, effect, verdict, note, seeds, tuple(diverged), left_out)
+    why = why if verdict is Verdict.NOT_REPRODUCED else ""
+    return ScorecardRow(
+        claim, experiment, effect, verdict, note, seeds, tuple(diverged), left_out, why
+    )
+
+
+def explained(row: ScorecardRow, why: str) -> ScorecardRow:
+    """`row` with its reason set, if it is NOT_REPRODUCED; any other row unchanged."""
+    if row.verdict is not Verdict.NOT_REPRODUCED:
+        return row
+    return replace(row, why=why)
 
 
 _IOFFE = "Ioffe & Szegedy 2015"

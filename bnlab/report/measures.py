@@ -89,6 +89,38 @@ def grad_norm_stability(norms: Sequence[float] | np.ndarray, burn_in: float = BU
     return float(x.std(ddof=1)) / mean
 
 
+TREND_WINDOW = 101  # steps of the centered moving average that stands for the trend
+
+
+def grad_norm_jitter(
+    norms: Sequence[float] | np.ndarray, burn_in: float = BURN_IN, window: int = TREND_WINDOW
+) -> float:
+    """How much the gradient norm varies step to step around its own trend (trend-free).
+
+    After the burn-in, with m_t the centered moving average of the norm over `window` steps
+    (odd, so it is centered; computed where the whole window fits),
+
+        jitter = std_t(g_t / m_t - 1)
+
+    i.e. the relative deviation from the local level. `grad_norm_stability` (the CV) also
+    counts a slow rise or fall over training as instability; this does not: a pure linear
+    trend gives 0 (a moving average of a line is the line), and g_t = m_t (1 + s e_t) with
+    e_t i.i.d. of unit variance gives s sqrt(1 - 1/window), i.e. about the noise's relative
+    std. Scale-free, like the CV.
+    """
+    if window < 3 or window % 2 == 0:
+        raise ValueError(f"window: got {window!r}, expected an odd number of steps >= 3")
+    x = _after_burn_in(_series(norms, "norms"), burn_in, "norms", min_len=window + 1)
+    if np.any(x < 0):
+        raise ValueError("norms: got negative values, expected gradient norms >= 0")
+    level = np.convolve(x, np.ones(window) / window, mode="valid")  # (T - window + 1,)
+    if np.any(level <= 0):
+        raise ValueError("norms: the moving average reaches 0, expected a gradient that is not")
+    half = window // 2
+    centered = x[half : len(x) - half]  # (T - window + 1,): the point each average centres on
+    return float(np.std(centered / level - 1.0, ddof=1))
+
+
 def steps_to_accuracy(
     steps: Sequence[int] | np.ndarray, acc: Sequence[float] | np.ndarray, threshold: float
 ) -> int | None:

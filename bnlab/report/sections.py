@@ -156,6 +156,23 @@ def scorecard_cells(row: ScorecardRow) -> tuple[str, ...]:
     )
 
 
+# ---------------------------------------------------------------- why a claim failed
+
+NOT_REPRODUCED_TITLE = "Claims not reproduced: the most likely reason"
+NOT_REPRODUCED_COLUMNS = ("Claim", "Setting", "Measured effect", "Most likely reason")
+NO_EXPLANATION = "no tested explanation"
+
+
+def not_reproduced_cells(scorecard: Sequence[ScorecardRow]) -> list[tuple[str, ...]]:
+    """Every NOT_REPRODUCED row as plain-text cells, in NOT_REPRODUCED_COLUMNS order; a row
+    without a reason says so (NO_EXPLANATION) rather than leaving the cell blank."""
+    return [
+        (row.claim.statement, row.experiment, row.effect_text, row.why or NO_EXPLANATION)
+        for row in scorecard
+        if row.verdict is Verdict.NOT_REPRODUCED
+    ]
+
+
 # ---------------------------------------------------------------- the compact claims matrix
 
 # A mark of its own shape per verdict, so colour is never the only signal (and Markdown,

@@ -17,6 +17,7 @@ from bnlab.report import (
     Section,
     Table,
     curve_band,
+    explained,
     format_estimate,
     grid_points,
     mean_ci,
@@ -31,11 +32,20 @@ from bnlab.reproduce.common import (
     describe,
     vs_source,
 )
+from bnlab.reproduce.santurkar2018_why import (
+    RELATIVE,
+    SCALE_FREE_TWIN,
+    grad_norm_ratio,
+    noisy_bn_why,
+    scale_reasons,
+)
 from bnlab.reproduce.scoring import (
+    FINAL_STEPS,
     diverged,
     divergence,
     drift,
     final_accuracy,
+    final_train_loss,
     fmt,
     percentiles,
     scored,
@@ -49,14 +59,16 @@ def setting_part(title: str, name: str, res: Results, directory: Path) -> Part:
     setting = directory.name
     tag, out = f"{name}/{setting}", directory.parent / "figures" / setting
     figures, tables, rows, notes = [], [], [], []
+    evidence = {}  # scale-free claim id -> the setting's further evidence, for `scale_reasons`
     if res.metric_names("landscape/"):
-        _landscape(res, tag, out, figures, rows, notes)
+        _landscape(res, tag, out, figures, rows, notes, evidence)
         probed, _ = res.metric("batch", "landscape/loss_variation")
         tables.append(accuracy_table(res, probed))
     if res.metric_names("ics_l2/"):
-        _ics(res, tag, out, figures, rows, notes)
+        _ics(res, tag, out, figures, rows, notes, evidence)
     if "batch-noisy" in res.runs:
         _noisy(res, tag, out, figures, rows, tables, notes)
+    rows = scale_reasons(rows, evidence)
     if res.metric_names("curvature"):
         tables.append(_curvature_table(res))
     cfg = res.config(next(iter(res.runs)))
@@ -125,7 +137,9 @@ def _score(rows: list, notes: list, claim: str, tag: str, bn, base, note: str, d
     notes += new_notes
 
 
-def _landscape(res: Results, tag: str, out: Path, figures: list, rows: list, notes: list) -> None:
+def _landscape(
+    res: Results, tag: str, out: Path, figures: list, rows: list, notes: list, evidence: dict
+) -> None:
     norms = [n for n in LANDSCAPE_ORDER if n in res.runs]
     steps, _ = res.metric(norms[0], "landscape/loss_variation")
     for what, lo, hi, ylabel in (
@@ -178,6 +192,16 @@ def _landscape(res: Results, tag: str, out: Path, figures: list, rows: list, not
     note = f"paired by seed; {int(used.sum())} of {used.size} probed steps (both networks train)"
     for claim, values in landscape_measures(res, used).items():
         _score(rows, notes, claim, tag, *values, note, divergence(res, norms))
+    if used.any():  # the ℓ2 gradient change counts ||g||; the relative change divides it out
+        ratio = grad_norm_ratio(
+            *(_log2_mean(res.metric(n, "landscape/grad_norm")[1][:, used]) for n in norms)
+        )
+        if ratio:
+            notes.append(
+                f"{tag}: {ratio}; the ℓ2 gradient change counts this scale, the gradient "
+                "change relative to ||g|| divides it out."
+            )
+            evidence[RELATIVE] = f"Gradient norm at those steps: {ratio} (this setting's notes)."
 
 
 def _relative_change(res: Results, norm: str) -> np.ndarray:
@@ -272,7 +296,9 @@ def accuracy_table(res: Results, steps: np.ndarray) -> Table:
     )
 
 
-def _ics(res: Results, tag: str, out: Path, figures: list, rows: list, notes: list) -> None:
+def _ics(
+    res: Results, tag: str, out: Path, figures: list, rows: list, notes: list, evidence: dict
+) -> None:
     norms = [n for n in LANDSCAPE_ORDER if n in res.runs]
     layers = [n.split("/", 1)[1] for n in res.metric_names("ics_l2/")]
     ordered = sorted(layers, key=_layer_order)
@@ -307,6 +333,10 @@ def _ics(res: Results, tag: str, out: Path, figures: list, rows: list, notes: li
         f"{tag}: cos(G, G') in the last layer ({ordered[-1]}), mean over training: "
         f"{'; '.join(cells)}. The ICS claims average over all layers after the first; the "
         "per-layer figures show where the layers differ."
+    )
+    evidence[SCALE_FREE_TWIN["santurkar-ics-not-reduced"]] = (
+        f"Per layer: this setting's figures of ICS ℓ2 and cos(G, G'); in the last layer "
+        f"({ordered[-1]}), cos(G, G') is {'; '.join(cells)} (this setting's notes)."
     )
     if norms != list(LANDSCAPE_ORDER):
         return
@@ -347,16 +377,24 @@ def _noisy(
     hooks = res.config("batch")["hooks"]
     layer = hooks["layers"][-1]  # the deepest recorded layer: the drift claim's
     acc = {n: final_accuracy(res, n) for n in norms}
+    train_loss = {n: final_train_loss(res, n) for n in norms}
     drifts = {n: drift(res, n, layer) for n in norms}
     diverged_runs = {n: diverged(res, n) for n in norms}
     tables.append(
         Table(
-            "Final test accuracy and activation-percentile drift",
-            ("network", "test accuracy (%)", "percentile drift", "diverged seeds"),
+            "Final test accuracy, training loss and activation-percentile drift",
+            (
+                "network",
+                "test accuracy (%)",
+                f"training loss (last {FINAL_STEPS} steps)",
+                "percentile drift",
+                "diverged seeds",
+            ),
             [
                 (
                     NORM_LABELS[n],
                     fmt(acc[n], 2),
+                    fmt(train_loss[n], 3),
                     fmt(drifts[n], 3),
                     f"{int(diverged_runs[n].sum())}/{diverged_runs[n].size}",
                 )
@@ -373,6 +411,9 @@ def _noisy(
         _score(
             rows, notes, claim, tag, measure["batch-noisy"], measure[base], "paired by seed", pair
         )
+    noise = res.config("batch-noisy")["model"]  # the noise's ranges, for the reason
+    like = next(i for i, r in enumerate(rows) if r.claim.id == "santurkar-noisy-bn-like-bn")
+    rows[like] = explained(rows[like], noisy_bn_why(rows[like], train_loss, noise))
     steps, _ = res.metric("batch", "test_accuracy")
     curves = {NORM_LABELS[n]: res.metric(n, "test_accuracy")[1] * 100 for n in norms}
     files = curve_band(

@@ -15,12 +15,14 @@ import numpy as np
 
 from bnlab.report import (
     CLAIMS_BY_ID,
+    TREND_WINDOW,
     Estimate,
     ReportFigure,
     ScorecardRow,
     Table,
     curve_band,
     format_estimate,
+    grad_norm_jitter,
     grad_norm_stability,
     loss_smoothness,
     mean_ci,
@@ -28,6 +30,7 @@ from bnlab.report import (
     score,
     steps_to_accuracy,
 )
+from bnlab.report.measures import BURN_IN
 from bnlab.reproduce.common import FIGURE_ORDER, NORM_LABELS, Results, paired_effect, per_member
 
 
@@ -38,13 +41,15 @@ def scored(
     base,
     note: str = "",
     diverged: Mapping[str, np.ndarray] | None = None,
+    why: str = "",
 ) -> tuple[list[ScorecardRow], list[str]]:
     """One scorecard row for the paired per-seed measures `bn` and `base` (S,) each.
 
     `diverged` maps each network's label to its (S,) diverged flags (`divergence`): counted
     in the row. A seed whose measure is not finite for either network is left out of the
     interval and counted; with no seed left the row says "not measurable" (never dropped).
-    The second value is kept for the callers' notes; it is always empty now.
+    `why` is the most likely reason should the claim not reproduce (`score` keeps it only
+    then). The second value is kept for the callers' notes; it is always empty now.
     """
     effect, left_out = paired_effect(bn, base)
     seeds = int(np.asarray(bn).size)
@@ -59,6 +64,7 @@ def scored(
         seeds=seeds,
         diverged=counts,
         left_out=left_out,
+        why=why,
     )
     return [row], []
 
@@ -81,6 +87,16 @@ def divergence_line(res: Results) -> tuple[str, str, str]:
         flags = diverged(res, norm)
         cells.append(f"{int(flags.sum())}/{flags.size}")
     return ("seeds whose training diverged (loss not finite)", *cells)
+
+
+FINAL_STEPS = 100  # the last logged training steps averaged into a "final" training loss
+
+
+def final_train_loss(res: Results, norm: str) -> np.ndarray:
+    """(K,) each member's training loss, mean over its last FINAL_STEPS logged steps (one
+    batch's loss is noisy); NaN for a member that diverged there."""
+    _, loss = res.train_series(norm, "train_loss")  # (K, T)
+    return loss[:, -FINAL_STEPS:].mean(axis=1)
 
 
 def final_accuracy(res: Results, norm: str) -> np.ndarray:
@@ -126,6 +142,63 @@ def grad_cv(res: Results, norm: str) -> np.ndarray:
     return per_member([_safe(grad_norm_stability, row) for row in g])
 
 
+def grad_jitter(res: Results, norm: str) -> np.ndarray:
+    """(K,) the trend-free variation of each member's gradient norm (`grad_norm_jitter`)."""
+    _, g = res.train_series(norm, "grad_norm")  # (K, T)
+    return per_member([_safe(grad_norm_jitter, row) for row in g])
+
+
+def grad_level(res: Results, norm: str) -> tuple[float, float]:
+    """The gradient norm's moving average (TREND_WINDOW steps) just after the burn-in and at
+    the end of training, mean over the members that did not diverge: its trend."""
+    _, g = res.train_series(norm, "grad_norm")  # (K, T)
+    g = g[np.all(np.isfinite(g), axis=1)]
+    start = int(BURN_IN * g.shape[1])
+    if g.shape[0] == 0 or g.shape[1] - start < TREND_WINDOW:
+        return math.nan, math.nan
+    return float(g[:, start : start + TREND_WINDOW].mean()), float(g[:, -TREND_WINDOW:].mean())
+
+
+JITTER_LINE = f"gradient-norm variation around its {TREND_WINDOW}-step moving average (trend-free)"
+LEVEL_LINE = f"gradient norm ({TREND_WINDOW}-step average): after burn-in → at the end"
+
+
+def grad_norm_why(jitter: Mapping[str, np.ndarray], level: Mapping[str, tuple]) -> str:
+    """Why the CV claim failed, from the trend-free measure: `jitter` and `level` map "batch"
+    and "none" to `grad_jitter` and `grad_level`. A trend-free measure lower with BN (its
+    paired interval below 0) puts the CV's difference on the trend; otherwise the measure is
+    not lower either, and nothing tested explains it ("" when it is not measurable)."""
+    effect, _ = paired_effect(jitter["batch"], jitter["none"])
+    if effect is None or not effect.has_ci:
+        return ""
+    numbers = (
+        f"BN {_mean(jitter['batch'])} vs no BN {_mean(jitter['none'])}, difference "
+        f"{format_estimate(effect, 3)}; this setting's comparison table"
+    )
+    around = f"around its {TREND_WINDOW}-step moving average"
+    if effect.high < 0:
+        (b0, b1), (n0, n1) = level["batch"], level["none"]
+        return (
+            "Most likely the gradient norm's trend over training, which the CV counts as "
+            f"instability: BN's goes {b0:.2f} → {b1:.2f}, no BN's {n0:.2f} → {n1:.2f}; "
+            f"{around}, BN's varies less ({numbers})."
+        )
+    if effect.low > 0:
+        return (
+            f"Not the trend: {around}, BN's gradient norm varies more too ({numbers}), so it "
+            "varies more step to step in this setting; no tested explanation."
+        )
+    return (
+        f"Not shown to be the trend: {around}, the two networks' gradient norms do not differ "
+        f"clearly ({numbers}); no tested explanation."
+    )
+
+
+def _mean(values: np.ndarray) -> str:
+    finite = values[np.isfinite(values)]
+    return f"{finite.mean():.3f}" if finite.size else "not measurable"
+
+
 def steps_to_common_accuracy(res: Results, norms: tuple[str, str]) -> tuple[dict, float]:
     """Steps each member needs to reach the highest test accuracy every run reaches.
 
@@ -143,18 +216,28 @@ def steps_to_common_accuracy(res: Results, norms: tuple[str, str]) -> tuple[dict
 
 
 def stability_claims(res: Results, experiment: str, note: str = ""):
-    """Rows for the smoother-loss and stable-gradient-norm claims, plus their table lines."""
+    """Rows for the smoother-loss and stable-gradient-norm claims, plus their table lines:
+    with the CV, its trend-free counterpart and the trend itself (evidence, not a claim)."""
+    jitter = {n: grad_jitter(res, n) for n in ("batch", "none")}
+    level = {n: grad_level(res, n) for n in ("batch", "none")}
     rows, notes, lines = [], [], []
-    for claim_id, measure, label in (
-        ("bn-smoother-loss", smoothness, "loss smoothness (std of step-to-step change)"),
-        ("bn-stable-grad-norm", grad_cv, "gradient-norm CV"),
+    for claim_id, measure, label, why in (
+        ("bn-smoother-loss", smoothness, "loss smoothness (std of step-to-step change)", ""),
+        ("bn-stable-grad-norm", grad_cv, "gradient-norm CV", grad_norm_why(jitter, level)),
     ):
         bn, base = measure(res, "batch"), measure(res, "none")
-        r, n = scored(claim_id, experiment, bn, base, note, divergence(res))
+        r, n = scored(claim_id, experiment, bn, base, note, divergence(res), why)
         rows, notes = rows + r, notes + n
         lines.append((label, _fmt(bn, 4), _fmt(base, 4)))
+    lines.append((JITTER_LINE, _fmt(jitter["batch"], 4), _fmt(jitter["none"], 4)))
+    lines.append((LEVEL_LINE, *(_arrow(level[n]) for n in ("batch", "none"))))
     lines.append(divergence_line(res))
     return rows, notes, lines
+
+
+def _arrow(level: tuple[float, float]) -> str:
+    start, end = level
+    return "not measurable" if math.isnan(start) else f"{start:.2f} → {end:.2f}"
 
 
 def speed_claims(res: Results, experiment: str, notes_by_claim: dict[str, str] | None = None):
