@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from bnlab.report import ScorecardRow, Verdict, explained, format_estimate, mean_ci
+from bnlab.report import Estimate, ScorecardRow, Verdict, explained, format_estimate, mean_ci
 from bnlab.reproduce.common import paired_effect
 from bnlab.reproduce.santurkar2018_noise import NoiseSweep
 
@@ -139,31 +139,38 @@ def _noise_sweep_why(sweep: NoiseSweep, noise: Mapping[str, float], margin: floa
     gaps = []
     for scale, acc in zip(sweep.scales, sweep.noisy, strict=True):
         gap, _ = paired_effect(acc, sweep.bn)
-        gaps.append(f"{format_estimate(gap, 2) if gap else 'not measurable'} at scale {scale:g}")
+        gaps.append(f"{_pp(gap)} at scale {scale:g}")
     closest, _ = paired_effect(sweep.at(weakest), sweep.bn)
     gained, _ = paired_effect(sweep.at(weakest), sweep.at(1.0))
     said = (
-        f"A noise-strength sweep tested it (every noise parameter times the scale; scale 1 is "
-        f"ours, {_noise_text(noise)}): final test accuracy BN + noise − BN, paired by seed, is "
-        f"{'; '.join(reversed(gaps))} (pp; this setting's noise-sweep table and figure). "
-        f"Scale {weakest:g} minus scale 1: "
-        + (format_estimate(gained, 2) if gained else "not measurable")
-        + " pp."
+        "A noise-strength sweep tests whether our noise is too strong (every noise parameter "
+        f"times a scale; scale 1 is the scored setting's, {_noise_text(noise)}): final test "
+        f"accuracy BN + noise − BN, paired by seed, is {'; '.join(reversed(gaps))} (this "
+        f"setting's noise-sweep table and figure); scale {weakest:g} minus scale 1 is "
+        f"{_pp(gained)}."
     )
     if gained is None or not (gained.has_ci and gained.low > 0):
         return (
             f"{said} Weaker noise does not close the gap, so the noise's strength does not "
             "explain it; no tested explanation."
         )
-    closes = closest is not None and closest.has_ci and closest.high >= -margin
-    left = (
-        f"at scale {weakest:g} its interval reaches the claim's ±{margin:g} pp"
-        if closes
-        else f"a gap to BN remains at scale {weakest:g}"
-    )
+    if closest is not None and closest.has_ci and closest.high >= -margin:
+        cause = (
+            f"at scale {weakest:g} the gap's interval reaches the claim's ±{margin:g} pp "
+            "margin, so the tested cause is our noise's strength"
+        )
+    else:
+        cause = (
+            f"a gap to BN remains at scale {weakest:g}, so our noise's strength explains part "
+            "of it (tested), not all"
+        )
     return (
-        f"{said} The gap shrinks as the noise weakens ({left}), so the tested cause is our noise's "
-        "strength: as strong as BN's unit-variance output, it corrupts each example's signal, "
-        "not only the distribution of the layer's input. The paper's noise values could not be "
-        "read; the claim stays scored at scale 1, the setting chosen before any run."
+        f"{said} The gap shrinks as the noise weakens; {cause}: noise as strong as BN's "
+        "unit-variance output corrupts each example's signal, not only the distribution of the "
+        "layer's input. The paper's noise values could not be read; the claim stays scored at "
+        "scale 1, the setting chosen before any run."
     )
+
+
+def _pp(effect: Estimate | None) -> str:
+    return format_estimate(effect, 2, unit=" pp") if effect is not None else "not measurable"
