@@ -110,10 +110,12 @@ def _check_noise_sweep(out, result):
     labels = [row[0] for row in table.rows]
     assert labels == [*(f"BN + noise, scale {s:g}" for s in (*NOISE_SCALES, 1)), "BN", "no BN"]
     assert any("against the noise strength" in f.caption for f in section.figures)
+    assert section.protocol["noise sweep"].startswith("vgg-noise0.25, vgg-noise0.5: BN + noise")
     for scale in NOISE_SCALES:
         shutil.rmtree(out / f"vgg-noise{scale:g}")
     (section,) = experiments()["santurkar2018-noisy-bn"].analyze(out).sections
     assert not [t for t in section.tables if t.title.startswith("Noise-strength sweep")]
+    assert "noise sweep" not in section.protocol
 
 
 class _FakeResults:

@@ -51,6 +51,16 @@ def read_sweep(res: Results, dirs: Sequence[Path]) -> NoiseSweep:
     )
 
 
+def sweep_protocol(dirs: Sequence[Path]) -> str:
+    """The protocol row of the sweep: what differs from the scored setting, and why it is run."""
+    return (
+        f"{', '.join(d.name for d in dirs)}: BN + noise only, every noise parameter (mean "
+        "range, std range) times the scale in the name; seeds, data, steps and everything "
+        "else as this setting, no activation recording. Evidence for the noisy-BN reason, "
+        "not scored: the claims use this setting's noise (scale 1), chosen before any run"
+    )
+
+
 def sweep_table(sweep: NoiseSweep) -> Table:
     noisy = zip(sweep.scales, sweep.noisy, strict=True)
     rows = [(f"BN + noise, scale {s:g}", fmt(v, 2)) for s, v in noisy]

@@ -33,7 +33,12 @@ from bnlab.reproduce.common import (
     describe,
     vs_source,
 )
-from bnlab.reproduce.santurkar2018_noise import read_sweep, sweep_figure, sweep_table
+from bnlab.reproduce.santurkar2018_noise import (
+    read_sweep,
+    sweep_figure,
+    sweep_protocol,
+    sweep_table,
+)
 from bnlab.reproduce.santurkar2018_why import (
     RELATIVE,
     SCALE_FREE_TWIN,
@@ -83,6 +88,8 @@ def setting_part(
         **describe(cfg),
         **vs_source("Santurkar et al. 2018", differences(cfg, res)),
     }
+    if noise_sweep and "batch-noisy" in res.runs:
+        protocol["noise sweep"] = sweep_protocol(noise_sweep)
     section = Section(
         f"{title} — {setting}",
         protocol,
