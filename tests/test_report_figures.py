@@ -45,6 +45,23 @@ def test_all_three_figures_are_valid_png_and_svg(tmp_path):
     assert "1/2 div." in svg
 
 
+def test_grid_points_draws_references_as_labelled_lines(tmp_path):
+    noisy = np.array([[40.0, 50.0], [42.0, 52.0]])  # (seeds, G)
+    refs = {"BN": np.array([60.0, 61.0, 59.0]), "no BN": np.array([45.0, 46.0, 44.0])}
+    svg = _check_files(
+        grid_points(
+            tmp_path / "s",
+            [0.5, 1.0],
+            {"BN + noise": noisy},
+            xlabel="s",
+            ylabel="a",
+            log_x=False,
+            references=refs,
+        )
+    )
+    assert svg.count("BN (n=3)") == 2 and "no BN (n=3)" in svg and "BN + noise (n=2)" in svg
+
+
 def test_shape_mismatch_is_refused(tmp_path):
     with pytest.raises(ValueError, match="length of x"):
         curve_band(tmp_path / "x", [0, 1, 2], {"BN": np.zeros((2, 4))}, xlabel="s", ylabel="a")
@@ -54,6 +71,10 @@ def test_shape_mismatch_is_refused(tmp_path):
         )
     with pytest.raises(ValueError, match="at least one"):
         grid_points(tmp_path / "g", [1.0], {}, xlabel="lr", ylabel="a")
+    with pytest.raises(ValueError, match=r"groups\['BN'\].*expected \(seeds,\)"):
+        one = {"noisy": np.zeros((2, 1))}
+        refs = {"BN": np.zeros((2, 1))}
+        grid_points(tmp_path / "g", [1.0], one, xlabel="s", ylabel="a", references=refs)
     edges = np.linspace(-2, 2, 5)
     with pytest.raises(ValueError, match=r"expected \(bins,\)"):
         histogram_grid(tmp_path / "h", edges, {"act1": {"BN": {"step 1": np.ones(3)}}}, xlabel="v")

@@ -1,14 +1,17 @@
 """The Santurkar experiments are registered like every other, their configs (full and quick)
 are runnable, and each runs --quick through the runner into figures and claims."""
 
+import shutil
+
 import numpy as np
 import pytest
 
 from bnlab.engine import validate
 from bnlab.report import CLAIMS_BY_ID, Verdict
 from bnlab.reproduce import experiments, santurkar2018_sections
+from bnlab.reproduce.common import Results
 from bnlab.reproduce.runner import run_experiment
-from bnlab.reproduce.santurkar2018 import SETTINGS, setting_config
+from bnlab.reproduce.santurkar2018 import NOISE_SCALES, SETTINGS, setting_config
 from bnlab.reproduce.santurkar2018_sections import accuracy_at, both_train
 
 
@@ -88,6 +91,31 @@ def test_quick_run_end_to_end(name, tmp_path, fastpath_off):
     if name == "santurkar2018-noisy-bn":  # the final training loss: the noisy-BN reason's evidence
         columns = [c for s in result.sections for t in s.tables for c in t.columns]
         assert "training loss (last 100 steps)" in columns
+        _check_noise_sweep(out, result)
+
+
+def _check_noise_sweep(out, result):
+    """The noise sweep trains BN + noise only, its noise scaled, beside `vgg`; the report shows
+    it as a table and a figure, and results without it (older runs) still analyze."""
+    with Results(out / "vgg") as res:
+        full = res.config("batch-noisy")["model"]
+    for scale in NOISE_SCALES:
+        with Results(out / f"vgg-noise{scale:g}") as res:
+            assert list(res.runs) == ["batch-noisy"]
+            model = res.config("batch-noisy")["model"]
+        for key in ("noise_mean_max", "noise_std_min", "noise_std_max"):
+            assert model[key] == pytest.approx(scale * full[key])
+    (section,) = result.sections
+    (table,) = [t for t in section.tables if t.title.startswith("Noise-strength sweep")]
+    labels = [row[0] for row in table.rows]
+    assert labels == [*(f"BN + noise, scale {s:g}" for s in (*NOISE_SCALES, 1)), "BN", "no BN"]
+    assert any("against the noise strength" in f.caption for f in section.figures)
+    assert section.protocol["noise sweep"].startswith("vgg-noise0.25, vgg-noise0.5: BN + noise")
+    for scale in NOISE_SCALES:
+        shutil.rmtree(out / f"vgg-noise{scale:g}")
+    (section,) = experiments()["santurkar2018-noisy-bn"].analyze(out).sections
+    assert not [t for t in section.tables if t.title.startswith("Noise-strength sweep")]
+    assert "noise sweep" not in section.protocol
 
 
 class _FakeResults:

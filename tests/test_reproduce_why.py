@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlab.report import CLAIMS_BY_ID, Verdict, diff_ci, score
+from bnlab.report import CLAIMS_BY_ID, ScorecardRow, Verdict, diff_ci, score
+from bnlab.reproduce.santurkar2018_noise import NoiseSweep
 from bnlab.reproduce.santurkar2018_why import (
     RELATIVE,
     SCALE_FREE_TWIN,
@@ -130,3 +131,49 @@ def test_noisy_bn_reason_needs_noisy_bn_worse_and_fitting_worse():
     )
     assert better.verdict is Verdict.NOT_REPRODUCED
     assert noisy_bn_why(better, fits_worse, NOISE) == ""
+
+
+def _sweep(at_quarter: list[float], at_half: list[float]) -> NoiseSweep:
+    """BN at 60 pp, BN + noise at 38 pp at full noise (scale 1), as the `vgg` setting."""
+    return NoiseSweep(
+        (0.25, 0.5, 1.0),
+        (np.array(at_quarter), np.array(at_half), np.array([38.0, 36.0, 40.0])),
+        bn=np.array([60.0, 59.0, 61.0]),
+        none=np.array([45.0, 44.0, 46.0]),
+    )
+
+
+def _worse() -> ScorecardRow:
+    return score(
+        CLAIMS_BY_ID["santurkar-noisy-bn-like-bn"],
+        "n/vgg",
+        diff_ci([38.0, 36.0, 40.0], [60.0, 59.0, 61.0], paired=True),
+    )
+
+
+FITS_WORSE = {"batch": np.array([0.006, 0.005, 0.007]), "batch-noisy": np.array([1.4, 1.5, 1.45])}
+
+
+def test_noisy_bn_reason_names_noise_strength_when_weaker_noise_closes_the_gap():
+    why = noisy_bn_why(_worse(), FITS_WORSE, NOISE, _sweep([59.5, 58.5, 60.5], [50.0, 48.0, 51.0]))
+    # gaps to BN, paired: -22.0 at scale 1, -10.33 at 0.5, -0.50 at 0.25; 0.25 - 1 = +21.5
+    assert "-22.00 pp ±" in why and "at scale 1;" in why and "-0.50 pp ± 0.00" in why
+    assert "scale 0.25 minus scale 1 is 21.50 pp ±" in why
+    assert "The gap shrinks as the noise weakens" in why
+    assert "reaches the claim's ±1 pp margin, so the tested cause is our noise's strength" in why
+    assert "Most likely" not in why
+    # weaker noise helps, but a gap remains well outside the ±1 pp margin
+    why = noisy_bn_why(_worse(), FITS_WORSE, NOISE, _sweep([50.0, 48.0, 51.0], [45.0, 44.0, 46.0]))
+    assert "The gap shrinks" in why and "a gap to BN remains at scale 0.25" in why
+    assert "explains part of it (tested), not all" in why
+
+
+def test_noisy_bn_reason_rules_out_noise_strength_when_weaker_noise_does_not_help():
+    same = [38.5, 35.0, 40.5]  # scale 0.25 minus scale 1: +0.5, -1, +0.5: interval spans 0
+    why = noisy_bn_why(_worse(), FITS_WORSE, NOISE, _sweep(same, same))
+    assert "Weaker noise does not close the gap" in why
+    assert why.endswith("does not explain it; no tested explanation.")
+    assert "tested cause" not in why
+    # a sweep without any weaker scale tests nothing: the untested reason stays
+    only_full = NoiseSweep((1.0,), (np.array([38.0, 36.0, 40.0]),), np.ones(3), np.ones(3))
+    assert noisy_bn_why(_worse(), FITS_WORSE, NOISE, only_full).endswith("so this is not tested.")

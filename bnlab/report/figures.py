@@ -176,11 +176,13 @@ def grid_points(
     log_x: bool = True,
     title: str = "",
     confidence: float = 0.95,
+    references: Mapping[str, np.ndarray] | None = None,
 ) -> FigureFiles:
     """Mean with CI error bars at each grid setting (e.g. accuracy vs learning rate).
 
     `groups[name]` is (seeds, G) for `grid` (G,). NaN marks a diverged run: it is left out of
-    the mean and counted in a "k/n div." label at the bottom of the axes.
+    the mean and counted in a "k/n div." label at the bottom of the axes. `references[name]`
+    (seeds,) are runs outside the grid, drawn as a horizontal line at their mean in a CI band.
     """
     g = np.asarray(grid, dtype=np.float64)
     data = _groups(groups, 2, "(seeds, G) with seeds >= 1")
@@ -203,6 +205,9 @@ def grid_points(
             label=f"{name} (n={v.shape[0]})",
         )
         _label_diverged(ax, xs, v, i)
+    refs = _groups(references, 1, "(seeds,) with seeds >= 1") if references else {}
+    for j, (name, v) in enumerate(refs.items()):
+        _reference_band(ax, name, v, _colour(len(data) + j), confidence)
     if log_x:
         ax.set_xscale("log")
         ax.set_xlim(g.min() / 1.6, g.max() * 1.6)  # keep all-diverged settings on the axes
@@ -213,6 +218,15 @@ def grid_points(
     ax.grid(alpha=0.3)
     ax.legend(title=f"mean, {confidence:.0%} CI; k/n div. = diverged runs", frameon=False)
     return _save(fig, stem)
+
+
+def _reference_band(ax, name: str, v: np.ndarray, colour: str, confidence: float) -> None:
+    """A horizontal line at the mean of the finite runs `v` (seeds,), shaded over its CI."""
+    means, errs = _column_estimates(v[:, None], confidence)  # (1,), (2, 1)
+    if not np.isfinite(means[0]):
+        return
+    ax.axhline(means[0], color=colour, ls="--", lw=1.0, label=f"{name} (n={v.size})")
+    ax.axhspan(means[0] - errs[0, 0], means[0] + errs[1, 0], color=colour, alpha=0.15, lw=0)
 
 
 def _label_diverged(ax, xs: np.ndarray, v: np.ndarray, group: int) -> None:

@@ -8,6 +8,7 @@ points and the percentile drift of `bnlab.report.percentile_drift`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,12 @@ from bnlab.reproduce.common import (
     describe,
     vs_source,
 )
+from bnlab.reproduce.santurkar2018_noise import (
+    read_sweep,
+    sweep_figure,
+    sweep_protocol,
+    sweep_table,
+)
 from bnlab.reproduce.santurkar2018_why import (
     RELATIVE,
     SCALE_FREE_TWIN,
@@ -54,8 +61,11 @@ from bnlab.reproduce.scoring import (
 LANDSCAPE_ORDER = ("batch", "none")  # BN first, as in the paper's Fig. 4 and 5
 
 
-def setting_part(title: str, name: str, res: Results, directory: Path) -> Part:
-    """The section of the setting stored in `directory` (figures go to ../figures/<setting>)."""
+def setting_part(
+    title: str, name: str, res: Results, directory: Path, noise_sweep: Sequence[Path] = ()
+) -> Part:
+    """The section of the setting stored in `directory` (figures go to ../figures/<setting>).
+    A noisy-BN setting shows the noise-strength sweep trained into `noise_sweep`, if any."""
     setting = directory.name
     tag, out = f"{name}/{setting}", directory.parent / "figures" / setting
     figures, tables, rows, notes = [], [], [], []
@@ -67,7 +77,7 @@ def setting_part(title: str, name: str, res: Results, directory: Path) -> Part:
     if res.metric_names("ics_l2/"):
         _ics(res, tag, out, figures, rows, notes, evidence)
     if "batch-noisy" in res.runs:
-        _noisy(res, tag, out, figures, rows, tables, notes)
+        _noisy(res, tag, out, figures, rows, tables, notes, noise_sweep)
     rows = scale_reasons(rows, evidence)
     if res.metric_names("curvature"):
         tables.append(_curvature_table(res))
@@ -78,6 +88,8 @@ def setting_part(title: str, name: str, res: Results, directory: Path) -> Part:
         **describe(cfg),
         **vs_source("Santurkar et al. 2018", differences(cfg, res)),
     }
+    if noise_sweep and "batch-noisy" in res.runs:
+        protocol["noise sweep"] = sweep_protocol(noise_sweep)
     section = Section(
         f"{title} — {setting}",
         protocol,
@@ -371,7 +383,14 @@ def _layer_order(layer: str) -> tuple[bool, int]:
 
 
 def _noisy(
-    res: Results, tag: str, out: Path, figures: list, rows: list, tables: list, notes: list
+    res: Results,
+    tag: str,
+    out: Path,
+    figures: list,
+    rows: list,
+    tables: list,
+    notes: list,
+    noise_sweep: Sequence[Path],
 ) -> None:
     norms = ("none", "batch", "batch-noisy")
     hooks = res.config("batch")["hooks"]
@@ -412,8 +431,11 @@ def _noisy(
             rows, notes, claim, tag, measure["batch-noisy"], measure[base], "paired by seed", pair
         )
     noise = res.config("batch-noisy")["model"]  # the noise's ranges, for the reason
+    sweep = read_sweep(res, noise_sweep) if noise_sweep else None
+    if sweep is not None:
+        tables.append(sweep_table(sweep))
     like = next(i for i, r in enumerate(rows) if r.claim.id == "santurkar-noisy-bn-like-bn")
-    rows[like] = explained(rows[like], noisy_bn_why(rows[like], train_loss, noise))
+    rows[like] = explained(rows[like], noisy_bn_why(rows[like], train_loss, noise, sweep))
     steps, _ = res.metric("batch", "test_accuracy")
     curves = {NORM_LABELS[n]: res.metric(n, "test_accuracy")[1] * 100 for n in norms}
     files = curve_band(
@@ -444,6 +466,8 @@ def _noisy(
                 f"layer {recorded}, seed-mean percentiles (Fig. 2, right)",
             )
         )
+    if sweep is not None:
+        figures.append(sweep_figure(sweep, out / f"{out.name}_noise_sweep", tag))
 
 
 def _curvature_table(res: Results) -> Table:
