@@ -80,7 +80,10 @@ def test_cli_writes_records_the_report_reads(stored, capsys):
     records = rp.read_records(stored)
     assert len(records) == 2 and all(r.steps == 3 for r in records)
     assert json.loads((stored / rp.REPLAY_FILE).read_text())[0]["train_rows"] == 6
-    assert "replayed by" in with_replay({}, stored.parent)["replay"]
+    protocol = with_replay({"code version": "from the manifest"}, stored.parent)
+    assert "replayed by" in protocol["replay"]
+    assert rp.trained_versions(stored) == [records[0].trained_by]
+    assert protocol["code version"] == records[0].trained_by
 
 
 def test_errors_name_the_argument(tmp_path, stored):

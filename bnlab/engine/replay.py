@@ -149,6 +149,19 @@ def results_dirs(root: str | Path) -> Iterator[Path]:
         yield db.parent
 
 
+def trained_versions(root: str | Path) -> list[str]:
+    """The code versions that trained the runs stored under `root`, sorted: the runs'
+    own record, not the manifest's (which names the latest `bnlab reproduce` call)."""
+    versions = set()
+    for directory in results_dirs(root):
+        db = sqlite3.connect(f"file:{directory / DB_NAME}?mode=ro", uri=True)
+        try:
+            versions |= {row[0] for row in db.execute("SELECT code_version FROM runs")}
+        finally:
+            db.close()
+    return sorted(versions)
+
+
 def write_records(out_dir: str | Path, records: list[ReplayRecord]) -> Path:
     """Store `records` as out_dir/replay.json (what `read_records` and the report read)."""
     path = Path(out_dir) / REPLAY_FILE
@@ -185,4 +198,12 @@ def summary(records: list[ReplayRecord]) -> str:
     )
 
 
-__all__ = ["ReplayRecord", "read_records", "replay", "results_dirs", "summary", "write_records"]
+__all__ = [
+    "ReplayRecord",
+    "read_records",
+    "replay",
+    "results_dirs",
+    "summary",
+    "trained_versions",
+    "write_records",
+]

@@ -109,13 +109,19 @@ def analyze_all(root: Path) -> list[ExperimentResult]:
 
 
 def with_replay(protocol: dict, experiment_dir: Path) -> dict:
-    """`protocol` plus a "replay" row when `bnlab replay` checked the runs under
-    `experiment_dir` (a report that cites runs trained by an earlier code version says
+    """`protocol` with its "code version" row naming the versions that trained the runs
+    under `experiment_dir` (from the runs themselves: a later `bnlab reproduce` call that only
+    added settings must not relabel the earlier ones), plus a "replay" row when `bnlab
+    replay` checked them (a report that cites runs trained by an earlier code version says
     whether the current code still trains them bit for bit)."""
+    out = dict(protocol)
+    versions = replay.trained_versions(experiment_dir)
+    if versions:
+        out["code version"] = ", ".join(versions)
     records = [r for d in replay.results_dirs(experiment_dir) for r in replay.read_records(d)]
-    if not records:
-        return dict(protocol)
-    return {**protocol, "replay": replay.summary(records)}
+    if records:
+        out["replay"] = replay.summary(records)
+    return out
 
 
 def build_report(
@@ -131,9 +137,10 @@ def build_report(
     root = Path(root)
     results = analyze_all(root)
     manifests = [read_manifest(d) for d in experiment_dirs(root)]
+    versions = {v for d in experiment_dirs(root) for v in replay.trained_versions(d)}
     meta = ReportMeta(
         title="bnlab: Batch Normalization reproductions",
-        code_version=", ".join(sorted({m.code_version for m in manifests})),
+        code_version=", ".join(sorted(versions or {m.code_version for m in manifests})),
         wall_time_s=sum(r.wall_time_s for r in results),
         quick=any(r.quick for r in results),
         created=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
