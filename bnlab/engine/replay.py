@@ -186,9 +186,10 @@ def summary(records: list[ReplayRecord]) -> str:
     bad = [r for r in records if not r.identical]
     if not bad:
         members = sum(r.members for r in records)
+        runs = {1: "the one run", 2: "both runs"}.get(len(records), f"all {len(records)} runs")
         return (
-            f"replayed by {now}: the first {steps} steps of all {len(records)} runs "
-            f"({members} models) are bit-identical to the stored ones"
+            f"replayed by {now}: the first {steps} steps of {runs} ({members} models) are "
+            "bit-identical to the stored ones"
         )
     first = bad[0]
     return (
