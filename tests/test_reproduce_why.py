@@ -177,3 +177,14 @@ def test_noisy_bn_reason_rules_out_noise_strength_when_weaker_noise_does_not_hel
     # a sweep without any weaker scale tests nothing: the untested reason stays
     only_full = NoiseSweep((1.0,), (np.array([38.0, 36.0, 40.0]),), np.ones(3), np.ones(3))
     assert noisy_bn_why(_worse(), FITS_WORSE, NOISE, only_full).endswith("so this is not tested.")
+
+
+def test_grad_norm_ratio_counts_the_seeds_it_leaves_out():
+    from bnlab.reproduce.santurkar2018_why import grad_norm_ratio
+
+    bn, base = np.array([1.0, 1.2, 0.9, 1.1]), np.array([0.5, 0.6, 0.4, 0.55])
+    whole = grad_norm_ratio(bn, base)
+    assert "n=4" in whole and "left out" not in whole
+    base[1] = np.nan  # a diverged seed
+    assert "n=3" in grad_norm_ratio(bn, base)
+    assert "(1 of 4 seeds not measurable, left out)" in grad_norm_ratio(bn, base)

@@ -82,10 +82,13 @@ def _beta_why(relative: ScorecardRow) -> str:
 def grad_norm_ratio(bn: np.ndarray, base: np.ndarray) -> str:
     """The setting's gradient-scale evidence from per-seed (S,) log2 mean ||g|| over the
     probed steps: 'log2(BN / no BN) of ||g|| = ...' with its interval; '' if not measurable."""
-    effect, _ = paired_effect(bn, base)
+    effect, left_out = paired_effect(bn, base)
     if effect is None:
         return ""
-    return f"log2(BN / no BN) of ||g|| = {format_estimate(effect, 2)}"
+    text = f"log2(BN / no BN) of ||g|| = {format_estimate(effect, 2)}"
+    if left_out:  # a diverged seed has no ratio: say so where the interval is narrower
+        text += f" ({left_out} of {np.asarray(bn).size} seeds not measurable, left out)"
+    return text
 
 
 def noisy_bn_why(
