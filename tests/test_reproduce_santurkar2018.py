@@ -148,3 +148,14 @@ def test_a_verdict_uses_only_steps_where_both_networks_train():
     notes = []
     assert not both_train(_FakeResults([0.1] * 4), probed, notes, "x").any()
     assert "no probed step where both networks train" in notes[-1]
+
+
+def test_the_sweep_reads_the_largest_rate_where_the_baseline_neither_diverges_nor_stalls():
+    from bnlab.reproduce.santurkar2018_sections import chosen_lr
+
+    lrs = [0.05, 0.1, 0.5]
+    # lr 0.5: no divergence, but the baseline never trains (the full VGG run): not chosen
+    assert chosen_lr(lrs, [0, 0, 0], [True, True, False]) == 0.1
+    assert chosen_lr(lrs, [0, 2, 0], [True, True, True]) == 0.5
+    assert chosen_lr(lrs, [0, 3, 5], [True, True, True]) == 0.05
+    assert chosen_lr(lrs, [1, 0, 0], [True, False, False]) is None

@@ -498,12 +498,21 @@ SWEEP_LABELS = {
 }
 
 
+def chosen_lr(lrs: list[float], base_diverged: list[int], trains: list[bool]) -> float | None:
+    """The learning rate an lr sweep's verdict reads: the largest at which no seed of the
+    network without BN diverged (`base_diverged`, counts) and both networks train at some
+    probed step (`trains`); None when no rate qualifies."""
+    ok = [lr for lr, k, t in zip(lrs, base_diverged, trains, strict=True) if k == 0 and t]
+    return max(ok) if ok else None
+
+
 def lr_sweep_section(title: str, name: str, dirs: list[Path]) -> Section:
     """One section over the settings of an lr sweep (one directory per learning rate): each
     landscape measure's BN/no-BN log2 ratio against the learning rate (all probed steps), and
     a table saying at which rates both networks train, which is what a verdict may use, and
-    which rate to read (the largest at which no baseline seed diverged)."""
-    lrs, effects, cells, diverged = [], {c: [] for c in SWEEP_LABELS}, [], []
+    which rate to read (the largest at which no baseline seed diverged and both networks
+    train at some probed step)."""
+    lrs, effects, cells, diverged, trains = [], {c: [] for c in SWEEP_LABELS}, [], [], []
     for directory in dirs:
         with Results(directory) as res:
             tag = f"{name}/{directory.name}"
@@ -518,6 +527,7 @@ def lr_sweep_section(title: str, name: str, dirs: list[Path]) -> Section:
             final = [_cell(v) for v in last]
             diverged.append(tuple(int((~np.isfinite(v)).sum()) for v in last))
             cells.append((f"{lr:g}", *final, f"{int(used.sum())} of {used.size}"))
+            trains.append(bool(used.any()))
             lrs.append(lr)
     order = np.argsort(lrs)
     groups = {SWEEP_LABELS[c]: np.stack(v, 1)[:, order] for c, v in effects.items()}
@@ -539,11 +549,16 @@ def lr_sweep_section(title: str, name: str, dirs: list[Path]) -> Section:
         ("lr", *(NORM_LABELS[n] for n in LANDSCAPE_ORDER), "steps used for a verdict"),
         [cells[i] for i in order],
     )
-    safe = [lrs[i] for i, (_, base) in enumerate(diverged) if base == 0]
+    chosen = chosen_lr(lrs, [base for _, base in diverged], trains)
     notes = [
         "How a learning rate is chosen for a verdict: every rate is trained, and the one to "
-        "read is the largest at which no seed of the network without BN diverged: "
-        + (f"lr {max(safe):g}." if safe else "none qualified (every rate diverged)."),
+        "read is the largest at which no seed of the network without BN diverged and both "
+        "networks train at some probed step: "
+        + (
+            f"lr {chosen:g}."
+            if chosen is not None
+            else "none qualified (at every rate the baseline diverged or did not train)."
+        ),
         "Each learning rate is a setting of its own above, with its own scorecard rows; a "
         "verdict uses only the probed steps where both networks train (test accuracy at least "
         f"{TRAINS_ABOVE_CHANCE_PP:g} pp above chance), so a rate at which the baseline does "
