@@ -58,6 +58,10 @@ def test_reproduce_quick_writes_a_report_that_says_quick(tmp_path, capsys, fastp
     assert all(not link.startswith(("/", "..")) for link in links), "links stay inside docs"
     assert "- Regenerate: `make results`" in md and "- Machine: " in md
     assert "code version" in md
+    page = (docs / "report.html").read_text()  # links the committed figures, embeds none
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert srcs and all((docs / src).is_file() for src in srcs), srcs
+    assert "data:image" not in page
     kept = {p.suffix for p in docs.rglob("*") if p.is_file()}
     assert kept == {".md", ".html", ".png", ".svg"}, kept  # no database, no checkpoint
 

@@ -1,5 +1,8 @@
 """report.html: one self-contained file. Figures are embedded as base64 PNG data URIs, the
 CSS is inline, and nothing is fetched from anywhere, so the file can be mailed or archived.
+A published report (`figures_from` set) links its figures instead, by paths relative to the
+report, as report.md does: its figures are committed beside it, and embedding them would
+make the page several megabytes.
 
 Every piece of text passes through `_e` (html.escape) before it reaches the page.
 """
@@ -8,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from bnlab.report.claims import ScorecardRow, Verdict
 from bnlab.report.sections import (
@@ -133,10 +138,13 @@ def _not_reproduced(scorecard: Sequence[ScorecardRow]) -> str:
     return title + _table(NOT_REPRODUCED_COLUMNS, failed, cls="why")
 
 
-def _figure(fig: ReportFigure) -> str:
-    data = base64.b64encode(fig.png.read_bytes()).decode("ascii")
+def _figure(fig: ReportFigure, figures_from: Path | None) -> str:
+    if figures_from is None:
+        src = "data:image/png;base64," + base64.b64encode(fig.png.read_bytes()).decode("ascii")
+    else:
+        src = _e(Path(os.path.relpath(fig.png, figures_from)).as_posix())
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(fig.caption)}">'
+        f'<figure><img src="{src}" alt="{_e(fig.caption)}">'
         f"<figcaption>{_e(fig.caption)}</figcaption></figure>"
     )
 
@@ -145,7 +153,7 @@ def _extra_table(table: Table) -> str:
     return f"<h3>{_e(table.title)}</h3>" + _table(table.columns, table.rows, cls="data")
 
 
-def _section(section: Section) -> str:
+def _section(section: Section, figures_from: Path | None) -> str:
     parts = [f'<section id="{_slug(section.title)}"><h2>{_e(section.title)}</h2>']
     parts.append(f"<p><strong>Data source:</strong> {_e(section.data_source)}")
     if section.wall_time_s is not None:  # an experiment's first section carries its time
@@ -154,7 +162,7 @@ def _section(section: Section) -> str:
     if section.protocol:
         parts.append("<h3>Protocol</h3>")
         parts.append(_table(("Field", "Value"), list(section.protocol.items()), cls="protocol"))
-    parts += [_figure(f) for f in section.figures]
+    parts += [_figure(f, figures_from) for f in section.figures]
     parts += [_extra_table(t) for t in section.tables]
     if section.notes:
         parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in section.notes) + "</ul>")
@@ -189,11 +197,16 @@ def _contents(sections: Sequence[Section]) -> str:
 
 
 def render_html(
-    sections: Sequence[Section], scorecard: Sequence[ScorecardRow], meta: ReportMeta
+    sections: Sequence[Section],
+    scorecard: Sequence[ScorecardRow],
+    meta: ReportMeta,
+    figures_from: Path | None = None,
 ) -> str:
+    """The page; `figures_from`: None embeds every figure, a directory links them relative
+    to it (see the module docstring)."""
     title = ("[QUICK] " if meta.quick else "") + meta.title
     body = _header(meta) + _contents(sections) + _scorecard(scorecard)
-    body += "".join(_section(s) for s in sections)
+    body += "".join(_section(s, figures_from) for s in sections)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -33,11 +33,13 @@ def write_report(
     sections: Sequence[Section],
     scorecard: Sequence[ScorecardRow],
     meta: ReportMeta,
+    embed_figures: bool = True,
 ) -> tuple[Path, Path]:
     """Write `out_dir/report.html` and `out_dir/report.md`; return (html_path, md_path).
 
-    The HTML embeds every figure's PNG, so it stands alone; the Markdown links the PNGs by
-    paths relative to `out_dir`, so keep the figures beside it. Both hold the scorecard, each
+    The HTML embeds every figure's PNG, so it stands alone (with `embed_figures=False`, as
+    for a published report, it links them as the Markdown does); the Markdown links the PNGs
+    by paths relative to `out_dir`, so keep the figures beside it. Both hold the scorecard, each
     section's protocol, data source and wall time, the code version, and, for a --quick run,
     a banner saying it is a scaled-down smoke run.
     """
@@ -45,6 +47,7 @@ def write_report(
     _check(out_dir, sections, scorecard)
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path, md_path = out_dir / "report.html", out_dir / "report.md"
-    html_path.write_text(render_html(sections, scorecard, meta), encoding="utf-8")
+    html = render_html(sections, scorecard, meta, None if embed_figures else out_dir)
+    html_path.write_text(html, encoding="utf-8")
     md_path.write_text(render_markdown(out_dir, sections, scorecard, meta), encoding="utf-8")
     return html_path, md_path

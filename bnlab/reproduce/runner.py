@@ -130,9 +130,9 @@ def build_report(
     """Analyze every experiment under `root` and write root/report.html and root/report.md.
 
     With `publish`, write them to that directory instead, with a copy of every figure (PNG
-    and SVG) under publish/figures/ and nothing else: no database, no checkpoint. That
-    directory can be committed (docs/results/); `regenerate` names the command that
-    rebuilds it from scratch.
+    and SVG) under publish/figures/ and nothing else: no database, no checkpoint; both
+    reports link those figures (the HTML embeds none). That directory can be committed
+    (docs/results/); `regenerate` names the command that rebuilds it from scratch.
     """
     root = Path(root)
     results = analyze_all(root)
@@ -154,7 +154,7 @@ def build_report(
     if publish is not None:
         out = Path(publish)
         sections = [_copy_figures(s, root, out / "figures") for s in sections]
-    html, md = write_report(out, sections, scorecard, meta)
+    html, md = write_report(out, sections, scorecard, meta, embed_figures=publish is None)
     return html, md, results
 
 
