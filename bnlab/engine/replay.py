@@ -27,13 +27,14 @@ import json
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from bnlab.engine.config import TrainConfig, from_dict
-from bnlab.engine.store import DB_NAME, Store, code_version
+from bnlab.engine.store import DB_NAME, code_version
 from bnlab.engine.train import train
 from bnlab.errors import BnlabError
 
@@ -68,45 +69,54 @@ def replay(
         raise ValueError(f"steps: got {steps}, expected a positive number of steps")
     if not (out_dir / DB_NAME).exists():
         raise BnlabError(f"DIR: {out_dir} holds no {DB_NAME}; expected a results directory")
-    with Store(out_dir) as store:
-        runs = store.runs()
-    if not runs:
-        raise BnlabError(f"DIR: {out_dir} holds no training runs")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return [_replay_run(out_dir, run, steps, device) for run in runs]
-    finally:
-        torch.set_num_threads(before)
+    with closing(_read_only(out_dir)) as stored:
+        sql = "SELECT run_id, norm, config, code_version FROM runs ORDER BY created, run_id"
+        runs = stored.execute(sql).fetchall()
+        if not runs:
+            raise BnlabError(f"DIR: {out_dir} holds no training runs")
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return [_replay_run(stored, *run, steps, device) for run in runs]
+        finally:
+            torch.set_num_threads(before)
 
 
-def _replay_run(out_dir: Path, run: dict, steps: int, device: str) -> ReplayRecord:
-    stored = sqlite3.connect(f"file:{out_dir / DB_NAME}?mode=ro", uri=True)
+def _read_only(directory: Path) -> sqlite3.Connection:
+    """The results database of `directory`, opened so that nothing can write to it."""
+    return sqlite3.connect(f"file:{directory / DB_NAME}?mode=ro", uri=True)
+
+
+def _replay_run(
+    stored: sqlite3.Connection,
+    run_id: str,
+    norm: str,
+    config: str,
+    trained_by: str,
+    steps: int,
+    device: str,
+) -> ReplayRecord:
     sql = "SELECT MAX(step) FROM train_metrics WHERE run_id = ?"
-    logged = stored.execute(sql, (run["run_id"],)).fetchone()[0] or 0
+    logged = stored.execute(sql, (run_id,)).fetchone()[0] or 0
     steps = min(steps, logged)  # a run that stopped early is replayed as far as it went
-    cfg = from_dict(TrainConfig, json.loads(run["config"]))
-    cfg = replace(cfg, norms=(run["norm"],), epochs=0, steps=max(steps, 1), device=device)
+    cfg = from_dict(TrainConfig, json.loads(config))
+    cfg = replace(cfg, norms=(norm,), epochs=0, steps=max(steps, 1), device=device)
     with tempfile.TemporaryDirectory(prefix="bnlab-replay-") as scratch:
         train(cfg, scratch, progress=False)
-        fresh = sqlite3.connect(Path(scratch) / DB_NAME)
-        try:
+        with closing(sqlite3.connect(Path(scratch) / DB_NAME)) as fresh:
             train_rows, train_diff = _compare(
-                _train_rows(stored, run["run_id"], steps),
-                _train_rows(fresh, run["run_id"], steps),
+                _train_rows(stored, run_id, steps),
+                _train_rows(fresh, run_id, steps),
                 require_all=True,
             )
             metric_rows, metric_diff = _compare(
-                _metric_rows(stored, run["run_id"], steps),
-                _metric_rows(fresh, run["run_id"], steps),
+                _metric_rows(stored, run_id, steps),
+                _metric_rows(fresh, run_id, steps),
                 require_all=False,
             )
-        finally:
-            stored.close()
-            fresh.close()
     return ReplayRecord(
-        run["run_id"],
-        run["code_version"],
+        run_id,
+        trained_by,
         code_version(),
         steps,
         cfg.members,
@@ -154,11 +164,8 @@ def trained_versions(root: str | Path) -> list[str]:
     own record, not the manifest's (which names the latest `bnlab reproduce` call)."""
     versions = set()
     for directory in results_dirs(root):
-        db = sqlite3.connect(f"file:{directory / DB_NAME}?mode=ro", uri=True)
-        try:
+        with closing(_read_only(directory)) as db:
             versions |= {row[0] for row in db.execute("SELECT code_version FROM runs")}
-        finally:
-            db.close()
     return sorted(versions)
 
 

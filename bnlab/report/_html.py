@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,7 +141,7 @@ def _figure(fig: ReportFigure, figures_from: Path | None) -> str:
     if figures_from is None:
         src = "data:image/png;base64," + base64.b64encode(fig.png.read_bytes()).decode("ascii")
     else:
-        src = _e(Path(os.path.relpath(fig.png, figures_from)).as_posix())
+        src = _e(fig.link(figures_from))
     return (
         f'<figure><img src="{src}" alt="{_e(fig.caption)}">'
         f"<figcaption>{_e(fig.caption)}</figcaption></figure>"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -86,8 +85,7 @@ def _section(section: Section, out_dir: Path) -> list[str]:
         protocol = _table(("Field", "Value"), list(section.protocol.items()))
         lines += ["**Protocol**", "", *protocol, ""]
     for fig in section.figures:
-        rel = Path(os.path.relpath(fig.png, out_dir)).as_posix()
-        lines += [f"![{_cell(fig.caption)}]({rel})", "", f"*{fig.caption}*", ""]
+        lines += [f"![{_cell(fig.caption)}]({fig.link(out_dir)})", "", f"*{fig.caption}*", ""]
     for table in section.tables:
         lines += _extra_table(table)
     lines += [f"- {note}" for note in section.notes]

@@ -6,6 +6,7 @@ by callers are stored as tuples and the protocol as a read-only mapping of strin
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,10 @@ class ReportFigure:
     @classmethod
     def from_files(cls, files: FigureFiles, caption: str) -> ReportFigure:
         return cls(files.png, caption, files.svg)
+
+    def link(self, report_dir: Path) -> str:
+        """The PNG's path relative to the report's directory, with forward slashes."""
+        return Path(os.path.relpath(self.png, report_dir)).as_posix()
 
 
 @dataclass(frozen=True)
