@@ -137,21 +137,20 @@ def smoothness(res: Results, norm: str) -> np.ndarray:
     return per_member([_safe(loss_smoothness, row) for row in loss])
 
 
-def grad_cv(res: Results, norm: str) -> np.ndarray:
-    _, g = res.train_series(norm, "grad_norm")  # (K, T)
+def grad_cv(g: np.ndarray) -> np.ndarray:
+    """(K,) the CV of each member's gradient norm, from the norms g (K, T)."""
     return per_member([_safe(grad_norm_stability, row) for row in g])
 
 
-def grad_jitter(res: Results, norm: str) -> np.ndarray:
-    """(K,) the trend-free variation of each member's gradient norm (`grad_norm_jitter`)."""
-    _, g = res.train_series(norm, "grad_norm")  # (K, T)
+def grad_jitter(g: np.ndarray) -> np.ndarray:
+    """(K,) the trend-free variation of each member's gradient norm (`grad_norm_jitter`),
+    from the norms g (K, T)."""
     return per_member([_safe(grad_norm_jitter, row) for row in g])
 
 
-def grad_level(res: Results, norm: str) -> tuple[float, float]:
-    """The gradient norm's moving average (TREND_WINDOW steps) just after the burn-in and at
-    the end of training, mean over the members that did not diverge: its trend."""
-    _, g = res.train_series(norm, "grad_norm")  # (K, T)
+def grad_level(g: np.ndarray) -> tuple[float, float]:
+    """From the norms g (K, T): their moving average (TREND_WINDOW steps) just after the
+    burn-in and at the end of training, mean over the members that did not diverge."""
     g = g[np.all(np.isfinite(g), axis=1)]
     start = int(BURN_IN * g.shape[1])
     if g.shape[0] == 0 or g.shape[1] - start < TREND_WINDOW:
@@ -159,6 +158,7 @@ def grad_level(res: Results, norm: str) -> tuple[float, float]:
     return float(g[:, start : start + TREND_WINDOW].mean()), float(g[:, -TREND_WINDOW:].mean())
 
 
+SMOOTHNESS_LINE = "loss smoothness (std of step-to-step change)"
 JITTER_LINE = f"gradient-norm variation around its {TREND_WINDOW}-step moving average (trend-free)"
 LEVEL_LINE = f"gradient norm ({TREND_WINDOW}-step average): after burn-in → at the end"
 
@@ -218,14 +218,21 @@ def steps_to_common_accuracy(res: Results, norms: tuple[str, str]) -> tuple[dict
 def stability_claims(res: Results, experiment: str, note: str = ""):
     """Rows for the smoother-loss and stable-gradient-norm claims, plus their table lines:
     with the CV, its trend-free counterpart and the trend itself (evidence, not a claim)."""
-    jitter = {n: grad_jitter(res, n) for n in ("batch", "none")}
-    level = {n: grad_level(res, n) for n in ("batch", "none")}
+    nets = ("batch", "none")
+    grads = {n: res.train_series(n, "grad_norm")[1] for n in nets}  # (K, T) each, read once
+    jitter = {n: grad_jitter(grads[n]) for n in nets}
+    level = {n: grad_level(grads[n]) for n in nets}
     rows, notes, lines = [], [], []
-    for claim_id, measure, label, why in (
-        ("bn-smoother-loss", smoothness, "loss smoothness (std of step-to-step change)", ""),
-        ("bn-stable-grad-norm", grad_cv, "gradient-norm CV", grad_norm_why(jitter, level)),
+    for claim_id, values, label, why in (
+        ("bn-smoother-loss", {n: smoothness(res, n) for n in nets}, SMOOTHNESS_LINE, ""),
+        (
+            "bn-stable-grad-norm",
+            {n: grad_cv(grads[n]) for n in nets},
+            "gradient-norm CV",
+            grad_norm_why(jitter, level),
+        ),
     ):
-        bn, base = measure(res, "batch"), measure(res, "none")
+        bn, base = values["batch"], values["none"]
         r, n = scored(claim_id, experiment, bn, base, note, divergence(res), why)
         rows, notes = rows + r, notes + n
         lines.append((label, _fmt(bn, 4), _fmt(base, 4)))
