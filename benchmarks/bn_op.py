@@ -16,7 +16,6 @@ the page faults, not the arithmetic, dominate every variant.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import statistics
 import sys
 import time
@@ -27,18 +26,9 @@ from torch import nn
 
 import bnlab
 from bnlab import _fastpath, reference
+from bnlab.engine.allocator import keep_freed_memory
 
 SHAPES = [(128, 64, 32, 32), (60, 100), (1024, 4096)]
-
-
-def keep_freed_memory() -> bool:
-    """glibc mallopt: no mmap for big blocks, no trimming (see the module docstring)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4
-    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
 
 
 def interleaved_medians(fns: dict, repeat: int) -> dict[str, float]:

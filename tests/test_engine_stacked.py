@@ -9,6 +9,7 @@ from bnlab.engine.models import build_model
 from bnlab.engine.norms import BN_KERNELS, StackedBatchNorm
 from bnlab.engine.stacked import (
     StackedConv2d,
+    StackedFlatten,
     StackedLinear,
     StackedMaxPool2d,
     from_groups,
@@ -58,6 +59,21 @@ def test_conv_and_pool_match_torch_per_member(c_in):
         torch.testing.assert_close(y[k], yk, **TOL)
         torch.testing.assert_close(x.grad[k], xk.grad, **TOL)
         torch.testing.assert_close(conv.weight.grad[k], ref.weight.grad, **TOL)
+
+
+def test_flatten_matches_torch_and_returns_channels_last_gradients():
+    conv = _init(StackedConv2d(K, 2, 4, dtype=F64))
+    pooled = StackedMaxPool2d()(conv(torch.randn(K, 5, 2, 6, 6, dtype=F64)))  # (K, 5, 4, 3, 3)
+    pooled.retain_grad()
+    y = StackedFlatten()(pooled)  # (K, 5, 36)
+    weights = torch.randn(y.shape, dtype=F64)
+    (y * weights).sum().backward()
+    for k in range(K):
+        torch.testing.assert_close(y[k], torch.flatten(pooled[k], 1), rtol=0, atol=0)
+    # the gradient is plain reshape's, laid out as the conv layers' activations are, so
+    # max-pooling's backward reads it without copying it into channels-last
+    torch.testing.assert_close(pooled.grad, weights.reshape(pooled.shape), rtol=0, atol=0)
+    assert to_groups(pooled.grad).is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("kernel", BN_KERNELS)

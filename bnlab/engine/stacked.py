@@ -110,10 +110,31 @@ class StackedMaxPool2d(nn.Module):
 
 
 class StackedFlatten(nn.Module):
-    """(K, B, C, H, W) -> (K, B, C*H*W), in the C, H, W order torch.flatten uses."""
+    """(K, B, C, H, W) -> (K, B, C*H*W), in the C, H, W order torch.flatten uses.
+
+    Its gradient goes back in the conv layers' channels-last layout: plain reshape's would
+    come back (K, B, C, H, W)-contiguous, and max-pooling's backward would then copy it (and
+    its own result) into channels-last, three copies in place of one.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 5:
+            return _FlattenGroups.apply(x)  # (K, B, F)
         return x.reshape(x.shape[0], x.shape[1], -1)  # (K, B, F)
+
+
+class _FlattenGroups(torch.autograd.Function):
+    """reshape (K, B, C, H, W) -> (K, B, C*H*W), with the gradient in `from_groups` layout."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.shape = x.shape
+        return x.reshape(x.shape[0], x.shape[1], -1)  # (K, B, F): one copy from channels-last
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        K = ctx.shape[0]
+        return from_groups(to_groups(grad.reshape(ctx.shape)), K)  # (K, B, C, H, W)
 
 
 class Activation(nn.Module):

@@ -26,6 +26,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from bnlab.engine import checkpoint
+from bnlab.engine.allocator import keep_freed_memory
 from bnlab.engine.config import DTYPES, TrainConfig, from_dict, to_dict, validate
 from bnlab.engine.data import TrainData, load_data, make_batches
 from bnlab.engine.hooks import ActivationRecorder
@@ -109,6 +110,7 @@ def checkpoint_path(out_dir: Path, rid: str) -> Path:
 
 def build_stack(cfg: TrainConfig, norm: str, data: TrainData) -> Stack:
     """A stack of `cfg.members` models, on the device that holds `data`."""
+    keep_freed_memory()  # a stack's activations are big: reuse their memory between steps
     dtype = DTYPES[cfg.dtype]
     K = cfg.members
     seeds = [cfg.member_seed(k) for k in range(K)]
