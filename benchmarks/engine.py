@@ -13,7 +13,9 @@ Both include start-up (data to tensors, model building); (b) also writes its res
 Reported per preset: model-steps/s of the whole runs and their ratio; the ratio of the training
 steps alone (the engine's phases timed apart in a third pass); GFLOP/s (conv/matmul FLOPs of
 forward and backward), the *ceiling* (the same stacked conv/matmul kernels alone: no norm, no
-activation, no data, no optimizer), start-up and one evaluation's time, the evaluation's share
+activation, no data, no optimizer) and the *bound* it sets on the ratio (ceiling / the seed
+loop's steps: the train-only ratio if everything but those kernels cost nothing), start-up
+and one evaluation's time, the evaluation's share
 of a run at the preset's evaluation interval, and each run's peak resident memory. Every run
 is a fresh process (nothing warm or shared), and the variants run round-robin, so load from
 other processes hits both alike; ratios are the numbers to read
@@ -38,6 +40,7 @@ import torch
 from torch import nn
 
 from bnlab.engine import get_preset
+from bnlab.engine.allocator import keep_freed_memory
 from bnlab.engine.config import TrainConfig
 from bnlab.engine.data import load_data
 from bnlab.engine.metrics import MetricLog
@@ -236,6 +239,7 @@ def bnlab_parts(cfg: TrainConfig, steps: int, device: torch.device) -> dict:
 
 def ceiling(cfg: TrainConfig, input_shape, device: torch.device, seconds: float) -> float:
     """Model-steps/s of the stacked conv/matmul kernels alone (forward + backward)."""
+    keep_freed_memory()  # as the engine's processes do (bnlab.engine.allocator)
     bare = replace(cfg.model, activation="identity")
     model = build_model(bare, "none", cfg.members, input_shape)
     model.init_members(list(range(cfg.members)), bare.init, bare.init_std)
@@ -329,7 +333,7 @@ def main() -> None:
     header = (
         f"{'preset':<19}{'K':>3}{'steps':>6}{'seed loop':>10}{'bnlab':>8}{'ratio':>7}"
         f"{'train-only':>11}{'GFLOP/s':>9}{'ceiling':>9}{'of ceil':>8}{'start s':>8}"
-        f"{'eval s':>7}{'(seed)':>7}{'eval %':>7}{'MB seed':>8}{'MB ours':>8}"
+        f"{'bound':>7}{'eval s':>7}{'(seed)':>7}{'eval %':>7}{'MB seed':>8}{'MB ours':>8}"
     )
     print(header)
     for name in args.presets.split(","):
@@ -340,15 +344,18 @@ def main() -> None:
             f"{r['preset']:<19}{r['K']:>3}{r['steps']:>6}{r['seed']:>10.1f}{r['ours']:>8.1f}"
             f"{r['ours'] / r['seed']:>6.2f}x{r['ours_train'] / r['seed_train']:>10.2f}x"
             f"{r['ours_train'] * r['gflop']:>9.1f}{r['ceiling']:>9.1f}"
-            f"{r['ours_train'] / r['ceiling']:>7.0%} {r['startup']:>7.1f}{r['eval']:>7.2f}"
+            f"{r['ours_train'] / r['ceiling']:>7.0%} {r['startup']:>7.1f}"
+            f"{r['ceiling'] / r['seed_train']:>6.2f}x{r['eval']:>7.2f}"
             f"{r['seed_eval']:>7.2f}{r['eval_share']:>6.1%} "
             f"{r['seed_mb']:>7.0f}{r['ours_mb']:>8.0f}",
             flush=True,
         )
     print(
         "ratio: whole runs (start-up, steps, evaluation); train-only: steps alone; ceiling: the "
-        "stacked kernels alone, model-steps/s; eval %: one evaluation's share of a run at the "
-        "preset's interval (every eval_every steps, or once per epoch)"
+        "stacked kernels alone, model-steps/s; bound: ceiling / the seed loop's steps, the "
+        "train-only ratio if everything but those kernels cost nothing; eval %: one "
+        "evaluation's share of a run at the preset's interval (every eval_every steps, or once "
+        "per epoch)"
     )
 
 
