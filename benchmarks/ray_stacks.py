@@ -9,11 +9,13 @@ evaluation; the stack's cost is then projected to its full length:
 
 Spread over N workers of this machine's speed, the stacks cannot finish sooner than
 max(longest stack, sum / N); a greedy longest-first schedule (printed) lands close to it.
+`bnlab reproduce` on one machine trains each config's stacks side by side, one per core,
+and the configs one after another; that sum is printed too (the default is 2 cores).
 These are projections from short measurements, not measured full runs. The Santurkar et al.
 experiments' stacks are included without the cost of their probes (1-30% of training,
 `benchmarks/analysis.py`).
 
-Usage: python benchmarks/ray_stacks.py [--steps 200] [--workers 1,2,4,8,16,32]
+Usage: python benchmarks/ray_stacks.py [--steps 200] [--workers 1,2,4,8,16,32] [--cores 2]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from bnlab.engine.executors import _cached_data, train_segment
 from bnlab.engine.train import build_stack, evaluate
 from bnlab.reproduce import (
+    bn_placement,
     cifar10_cnn,
     init_sensitivity,
     ioffe2015_lr,
@@ -36,6 +39,8 @@ from bnlab.reproduce import (
     matrix,
     mnist_notebook,
     santurkar2018,
+    small_batch,
+    train_test_stats,
 )
 
 SEEDS = 5  # the default of every experiment
@@ -62,6 +67,18 @@ def full_configs() -> list[tuple[str, object]]:
         (f"{name} {setting.name}", santurkar2018.setting_config(setting, SEEDS, False)[0])
         for name, settings in santurkar2018.SETTINGS.items()
         for setting in settings
+    ]
+    configs += [
+        (f"small-batch B={b}", small_batch.config(SEEDS, False, b)) for b in small_batch.BATCH_SIZES
+    ]
+    configs += [
+        (f"train-test-stats B={b}", train_test_stats.config(SEEDS, False, b))
+        for b in train_test_stats.BATCH_SIZES
+    ]
+    configs += [
+        (f"bn-placement {act}/{pos}", bn_placement.config(SEEDS, False, act, pos))
+        for act in bn_placement.ACTIVATIONS
+        for pos in bn_placement.POSITIONS
     ]
     return configs
 
@@ -101,18 +118,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="steps timed per stack")
     parser.add_argument("--workers", default="1,2,4,8,16,32")
+    parser.add_argument("--cores", type=int, default=2, help="for the local `reproduce` line")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"{'stack':44s} {'steps':>7s} {'ms/step':>8s} {'eval s':>7s} {'segs':>5s} "
           f"{'seg ovh s':>9s} {'projected':>10s}")  # fmt: skip
-    costs = []
+    costs, here = [], 0.0
     for label, cfg in full_configs():
+        config_costs = []
         for norm in cfg.norms:
             c = stack_cost(cfg, norm, args.steps)
-            costs.append(c["projected_s"])
+            config_costs.append(c["projected_s"])
             print(f"{label + ' / ' + norm:44s} {c['steps']:7,d} {c['step_ms']:8.2f} "
                   f"{c['eval_s']:7.2f} {c['segments']:5d} {c['overhead_s']:9.3f} "
                   f"{c['projected_s'] / 60:8.1f} min")  # fmt: skip
+        costs += config_costs
+        # `bnlab reproduce` on this machine: configs in turn, the stacks of each side by side
+        here += greedy_makespan(config_costs, args.cores)
     total, longest = sum(costs), max(costs)
     print(f"\n{len(costs)} stacks, sum {total / 3600:.2f} h, longest {longest / 60:.1f} min "
           "(projections from the timed steps)")  # fmt: skip
@@ -120,6 +142,8 @@ def main() -> None:
         bound = max(longest, total / n)
         print(f"N={n:3d} workers: >= {bound / 60:7.1f} min; greedy schedule "
               f"{greedy_makespan(costs, n) / 60:7.1f} min")  # fmt: skip
+    print(f"bnlab reproduce all on {args.cores} cores (each config's stacks side by side, "
+          f"configs in turn): {here / 60:.1f} min")  # fmt: skip
 
 
 if __name__ == "__main__":
