@@ -26,12 +26,12 @@ import math
 import time
 from dataclasses import replace
 
+import norm_studies  # benchmarks/norm_studies.py, beside this script
 import torch
 
 from bnlab.engine.executors import _cached_data, train_segment
 from bnlab.engine.train import build_stack, evaluate
 from bnlab.reproduce import (
-    bn_placement,
     cifar10_cnn,
     init_sensitivity,
     ioffe2015_lr,
@@ -39,8 +39,6 @@ from bnlab.reproduce import (
     matrix,
     mnist_notebook,
     santurkar2018,
-    small_batch,
-    train_test_stats,
 )
 
 SEEDS = 5  # the default of every experiment
@@ -68,18 +66,7 @@ def full_configs() -> list[tuple[str, object]]:
         for name, settings in santurkar2018.SETTINGS.items()
         for setting in settings
     ]
-    configs += [
-        (f"small-batch B={b}", small_batch.config(SEEDS, False, b)) for b in small_batch.BATCH_SIZES
-    ]
-    configs += [
-        (f"train-test-stats B={b}", train_test_stats.config(SEEDS, False, b))
-        for b in train_test_stats.BATCH_SIZES
-    ]
-    configs += [
-        (f"bn-placement {act}/{pos}", bn_placement.config(SEEDS, False, act, pos))
-        for act in bn_placement.ACTIVATIONS
-        for pos in bn_placement.POSITIONS
-    ]
+    configs += norm_studies.full_configs()  # small-batch, train-test-stats, bn-placement
     return configs
 
 
