@@ -175,6 +175,40 @@ def test_renorm_warmup_schedule():
     assert layer.limits(30) == layer.limits(10**6) == pytest.approx((3.0, 5.0))
 
 
+@pytest.mark.parametrize("norm", ["batch", "renorm", "ghost"])
+def test_bn_layers_count_batches_on_the_host(norm, monkeypatch):
+    """A training step reads no step count back from the device (a sync on a GPU), yet the
+    count follows every other write: a loaded checkpoint, precise BN's restore."""
+    cfg = ModelConfig(
+        bn_momentum=None, renorm_warmup=2, renorm_r_ramp=2, renorm_d_ramp=2, ghost_batch_size=4
+    )
+    layer = NORM_LAYERS[norm].make(2, 3, cfg, torch.float64)
+    host_reads = []
+    real_int, real_float = torch.Tensor.__int__, torch.Tensor.__float__
+
+    def counted(real):
+        def read(t):
+            host_reads.append(tuple(t.shape))
+            return real(t)
+
+        return read
+
+    monkeypatch.setattr(torch.Tensor, "__int__", counted(real_int))
+    monkeypatch.setattr(torch.Tensor, "__float__", counted(real_float))
+    x = torch.randn(2, 8, 3, dtype=torch.float64)
+    layer(x)  # the first step reads the count once
+    host_reads.clear()
+    for _ in range(4):
+        layer(x)
+    assert host_reads == []
+    assert layer.batches_seen() == real_int(layer.num_batches_tracked) == 5
+    layer.load_state_dict({**layer.state_dict(), "num_batches_tracked": torch.tensor(40)})
+    assert layer.batches_seen() == 40
+    layer.num_batches_tracked.copy_(torch.tensor(7))  # as precise_bn restores it
+    layer(x)
+    assert layer.batches_seen() == real_int(layer.num_batches_tracked) == 8
+
+
 @pytest.mark.parametrize("conv", [False, True])
 def test_ghost_batchnorm_is_batchnorm_per_chunk(conv):
     virtual, chunks, momentum = 3, 2, 0.1

@@ -71,13 +71,9 @@ class StackedBatchNorm(BatchStatsState):
             xg = x.transpose(0, 1).reshape(x.shape[1], -1)  # (B, K*C): one copy
         factor = 0.0
         if self.training:
-            self.num_batches_tracked += 1
+            self._count_batch()
             # ATen takes the update weight as a number (momentum=None: a cumulative average)
-            factor = (
-                self.momentum
-                if self.momentum is not None
-                else 1.0 / float(self.num_batches_tracked)
-            )
+            factor = self.momentum if self.momentum is not None else 1.0 / self.batches_seen()
         y = F.batch_norm(
             xg,
             self.running_mean.view(-1),  # (K*C,) views: updated in place

@@ -98,8 +98,7 @@ class StackedBatchRenorm(_RunningStatsNorm):
 
     def _train_x_hat(self, xc: Tensor, shape, batch: int) -> Tensor:
         dim = xc.dim() - 2
-        # one host read of the step count per training forward (a sync on a GPU)
-        r_max, d_max = self.limits(int(self.num_batches_tracked))
+        r_max, d_max = self.limits(self.batches_seen())  # no host read per step
         mu_B = xc.mean(dim, keepdim=True)  # (1, K*C) or (K, 1, C)
         var_B = xc.var(dim, unbiased=False, keepdim=True)  # biased, as BN normalizes
         sigma_B = torch.sqrt(var_B + self.eps)
@@ -153,10 +152,10 @@ class StackedGhostBatchNorm(_RunningStatsNorm):
     @torch.no_grad()
     def _track_keras(self, mu: Tensor, var: Tensor) -> None:
         """Keras's update: the chunk-averaged mean and biased variance, no Bessel factor."""
-        self.num_batches_tracked += 1
+        self._count_batch()
         factor = self.momentum
         if factor is None:  # cumulative average, as torch's momentum=None
-            factor = 1.0 / float(self.num_batches_tracked)
+            factor = 1.0 / self.batches_seen()
         self.running_mean.lerp_(mu.reshape(self.running_mean.shape), factor)
         self.running_var.lerp_(var.reshape(self.running_var.shape), factor)
 

@@ -9,6 +9,7 @@ running statistics (`_track`) is written once, here.
 
 from __future__ import annotations
 
+import weakref
 from typing import ClassVar
 
 import torch
@@ -30,6 +31,7 @@ class BatchStatsState(nn.Module):
         self.register_buffer("running_mean", torch.zeros(members, channels, dtype=dtype))
         self.register_buffer("running_var", torch.ones(members, channels, dtype=dtype))
         self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+        self._seen: tuple | None = None  # (buffer weakref, its _version, its value): see below
 
     def init_member(self, k: int, gen: torch.Generator, init: str, std: float) -> None:
         """BN's init for member k: gamma 1, beta 0 (the running statistics start as above)."""
@@ -37,10 +39,31 @@ class BatchStatsState(nn.Module):
             self.weight[k].fill_(1.0)
             self.bias[k].zero_()
 
+    def batches_seen(self) -> int:
+        """`num_batches_tracked` as a Python int, without a host read per training step.
+
+        Reading the buffer is a device sync on a GPU, so the layer keeps the count on the host
+        too and reads the buffer again only when something else wrote it (a loaded
+        checkpoint, precise BN, a move to another device): every in-place write bumps a
+        tensor's `_version`, and a move makes a new tensor.
+        """
+        t = self.num_batches_tracked
+        if self._seen is None or self._seen[0]() is not t or self._seen[1] != t._version:
+            self._seen = (weakref.ref(t), t._version, int(t))
+        return self._seen[2]
+
+    @torch.no_grad()
+    def _count_batch(self) -> None:
+        """num_batches_tracked += 1, keeping the host's count in step."""
+        seen = self.batches_seen()
+        t = self.num_batches_tracked
+        t += 1
+        self._seen = (weakref.ref(t), t._version, seen + 1)
+
     @torch.no_grad()
     def _track(self, mu: Tensor, var: Tensor, n: int) -> None:
         """BN's running-statistics step from one batch's mean and biased variance over n."""
-        self.num_batches_tracked += 1
+        self._count_batch()
         new_mean, new_var = update_running_stats(
             self.running_mean,
             self.running_var,

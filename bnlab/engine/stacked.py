@@ -118,9 +118,17 @@ class StackedFlatten(nn.Module):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 5:
-            return _FlattenGroups.apply(x)  # (K, B, F)
-        return x.reshape(x.shape[0], x.shape[1], -1)  # (K, B, F)
+        return flatten_members(x)  # (K, B, F)
+
+
+def flatten_members(x: Tensor) -> Tensor:
+    """(K, B, ...) -> (K, B, F); a conv activation's gradient goes back channels-last."""
+    if x.dim() == 5 and x.requires_grad:
+        return _FlattenGroups.apply(x)
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+torch.fx.wrap("flatten_members")  # one node in a traced graph (bnlab.fold traces the stack)
 
 
 class _FlattenGroups(torch.autograd.Function):
