@@ -140,3 +140,17 @@ def test_parameters_are_views_of_the_flat_buffer():
     assert model.flat_grad.abs().sum() > 0
     start, end = model.slices["layers.out.bias"]
     torch.testing.assert_close(model.flat_grad[:, start:end], model.layers.out.bias.grad)
+
+
+def test_conv_stack_folds_on_its_traced_graph():
+    """bnlab.fold rewrites the torch.fx graph; a stacked layer fx cannot trace sends it to
+    its nn.Sequential fallback (with a warning), so every stacked layer must trace."""
+    import bnlab
+
+    cfg = ModelConfig(conv_channels=(4,), hidden=(6,))
+    model = build_model(cfg, "batch", K, (1, 6, 6), F64)
+    model.init_members(list(range(K)), "torch-default", 0.1)
+    folded, report = bnlab.fold_batchnorm(model, method="fx", return_report=True)
+    assert report.method == "fx" and len(report.folded) == 2
+    x = torch.randn(K, 5, 1, 6, 6, dtype=F64)
+    torch.testing.assert_close(folded(x), model.eval()(x), rtol=1e-12, atol=1e-12)
