@@ -2,6 +2,7 @@
 (float64): torch.nn's LayerNorm / GroupNorm / InstanceNorm2d / BatchNorm, and Batch Renorm's
 Algorithm 1 (Ioffe 2017) written out below with autograd."""
 
+import pickle
 from dataclasses import replace
 
 import pytest
@@ -207,6 +208,9 @@ def test_bn_layers_count_batches_on_the_host(norm, monkeypatch):
     layer.num_batches_tracked.copy_(torch.tensor(7))  # as precise_bn restores it
     layer(x)
     assert layer.batches_seen() == real_int(layer.num_batches_tracked) == 8
+    copied = pickle.loads(pickle.dumps(layer))  # whole modules pickle (torch.save, spawn)
+    copied(x)
+    assert copied.batches_seen() == layer.batches_seen() + 1 == 9
 
 
 @pytest.mark.parametrize("conv", [False, True])

@@ -9,7 +9,6 @@ running statistics (`_track`) is written once, here.
 
 from __future__ import annotations
 
-import weakref
 from typing import ClassVar
 
 import torch
@@ -31,7 +30,7 @@ class BatchStatsState(nn.Module):
         self.register_buffer("running_mean", torch.zeros(members, channels, dtype=dtype))
         self.register_buffer("running_var", torch.ones(members, channels, dtype=dtype))
         self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
-        self._seen: tuple | None = None  # (buffer weakref, its _version, its value): see below
+        self._seen: tuple | None = None  # (the buffer, its _version, its value): see below
 
     def init_member(self, k: int, gen: torch.Generator, init: str, std: float) -> None:
         """BN's init for member k: gamma 1, beta 0 (the running statistics start as above)."""
@@ -48,8 +47,8 @@ class BatchStatsState(nn.Module):
         tensor's `_version`, and a move makes a new tensor.
         """
         t = self.num_batches_tracked
-        if self._seen is None or self._seen[0]() is not t or self._seen[1] != t._version:
-            self._seen = (weakref.ref(t), t._version, int(t))
+        if self._seen is None or self._seen[0] is not t or self._seen[1] != t._version:
+            self._seen = (t, t._version, int(t))
         return self._seen[2]
 
     @torch.no_grad()
@@ -58,7 +57,7 @@ class BatchStatsState(nn.Module):
         seen = self.batches_seen()
         t = self.num_batches_tracked
         t += 1
-        self._seen = (weakref.ref(t), t._version, seen + 1)
+        self._seen = (t, t._version, seen + 1)
 
     @torch.no_grad()
     def _track(self, mu: Tensor, var: Tensor, n: int) -> None:
