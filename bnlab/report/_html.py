@@ -15,7 +15,6 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from bnlab.report.claims import ScorecardRow, Verdict
 from bnlab.report.sections import (
     HOW_TO_READ,
     MATRIX_LEGEND,
@@ -33,6 +32,8 @@ from bnlab.report.sections import (
     not_reproduced_cells,
     scorecard_cells,
 )
+from bnlab.report.verdicts import Row as ScorecardRow
+from bnlab.report.verdicts import Verdict
 
 # Verdict colours from the Okabe-Ito palette; the verdict is also spelled out, so colour is
 # never the only signal.
@@ -64,6 +65,7 @@ _VERDICT_CLASS = {
     Verdict.REPRODUCED: "v-reproduced",
     Verdict.NOT_REPRODUCED: "v-not-reproduced",
     Verdict.INCONCLUSIVE: "v-inconclusive",
+    Verdict.NOT_MEASURABLE: "v-inconclusive",
 }
 
 
@@ -85,7 +87,7 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "")
 def _scorecard_row(row: ScorecardRow) -> str:
     claim, source, experiment, _, reference, verdict = scorecard_cells(row)
     extra = [t for t in (row.divergence_text, row.note) if t]
-    measure = "; ".join(_e(t) for t in (row.claim.measure, *extra))
+    measure = "; ".join(_e(t) for t in (row.rule.effect_text, *extra))
     cls = _VERDICT_CLASS[row.verdict]
     return (
         f"<tr><td>{_e(claim)}</td><td>{_e(source)}</td><td>{_e(experiment)}</td>"

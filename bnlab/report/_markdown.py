@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from bnlab.report.claims import ScorecardRow
 from bnlab.report.sections import (
     HOW_TO_READ,
     MATRIX_LEGEND,
@@ -22,6 +21,7 @@ from bnlab.report.sections import (
     not_reproduced_cells,
     scorecard_cells,
 )
+from bnlab.report.verdicts import Row as ScorecardRow
 
 
 def _cell(text: str) -> str:

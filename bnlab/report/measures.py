@@ -74,6 +74,20 @@ def loss_smoothness(losses: Sequence[float] | np.ndarray, burn_in: float = BURN_
     return float(np.std(np.diff(x), ddof=1))
 
 
+def log_loss_jitter(losses: Sequence[float] | np.ndarray, burn_in: float = BURN_IN) -> float:
+    """Standard deviation of step-to-step changes of log(loss), after burn-in: relative jitter.
+
+    Lower is smoother. `loss_smoothness` is in the loss's own units, so a network stuck near
+    its initial loss (ln 10) and one that learns are compared at different loss levels; the
+    change of log(loss) is the relative change, std_t(log L[t+1] - log L[t]) ~ std(dL / L),
+    which means the same at every loss level.
+    """
+    x = _after_burn_in(_series(losses, "losses"), burn_in, "losses", min_len=3)
+    if np.any(x <= 0):
+        raise ValueError("losses: got values <= 0, expected positive losses (cross-entropy)")
+    return float(np.std(np.diff(np.log(x)), ddof=1))
+
+
 def grad_norm_stability(norms: Sequence[float] | np.ndarray, burn_in: float = BURN_IN) -> float:
     """Coefficient of variation of the gradient norm, std(||g||) / mean(||g||), after burn-in.
 

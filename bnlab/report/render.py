@@ -7,8 +7,8 @@ from pathlib import Path
 
 from bnlab.report._html import render_html
 from bnlab.report._markdown import render_markdown
-from bnlab.report.claims import ScorecardRow
 from bnlab.report.sections import ReportMeta, Section
+from bnlab.report.verdicts import Row as ScorecardRow
 
 
 def _check(out_dir: Path, sections: Sequence[Section], scorecard: Sequence[ScorecardRow]):

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from bnlab.report.claims import CLAIMS, CLAIMS_BY_ID, Claim, ScorecardRow, Verdict
+from bnlab.report.claims import CLAIMS, CLAIMS_BY_ID, Claim
 from bnlab.report.figures import FigureFiles
 from bnlab.report.stats import METHODS
+from bnlab.report.verdicts import Row as ScorecardRow
+from bnlab.report.verdicts import Verdict
 
 QUICK_BANNER = "QUICK SMOKE RUN — scaled down, not a reproduction"
 RULE = (
@@ -147,7 +149,7 @@ def format_duration(seconds: float | None) -> str:
 def scorecard_cells(row: ScorecardRow) -> tuple[str, ...]:
     """One scorecard row as plain-text cells, in SCORECARD_COLUMNS order."""
     claim = row.claim
-    effect = f"{row.effect_text} — {claim.measure}"
+    effect = f"{row.effect_text} — {row.rule.effect_text}"
     extra = "; ".join(t for t in (row.divergence_text, row.note) if t)
     if extra:
         effect += f" ({extra})"
@@ -187,6 +189,7 @@ VERDICT_MARKS = {
     Verdict.REPRODUCED: "✓",
     Verdict.NOT_REPRODUCED: "✗",
     Verdict.INCONCLUSIVE: "?",
+    Verdict.NOT_MEASURABLE: "–",
 }
 MATRIX_LEGEND = (
     "✓ reproduced · ✗ not reproduced · ? inconclusive · blank: not measured in that "
@@ -221,12 +224,12 @@ def claims_matrix(scorecard: Sequence[ScorecardRow]) -> ClaimsMatrix:
 def compact_effect(row: ScorecardRow) -> str:
     """'+3.20 ± 0.41 pp (n=5)', '+3.20 pp (n=1)', 'not measurable'; then '; diverged: no BN
     2/5' when seeds diverged."""
-    est, claim = row.effect, row.claim
-    if est.n == 0:
+    est, rule = row.effect, row.rule
+    if row.tests is None:
         text = "not measurable"
     else:
-        spread = f" ± {est.half_width:.{claim.digits}f}" if est.has_ci else ""
-        text = f"{est.mean:+.{claim.digits}f}{spread}{claim.unit} (n={est.n})"
+        spread = f" ± {est.half_width:.{rule.digits}f}" if est.has_ci else ""
+        text = f"{est.mean:+.{rule.digits}f}{spread}{rule.unit} (n={est.n})"
     diverged = [f"{label} {k}/{row.seeds}" for label, k in row.diverged if k]
     if diverged:
         text += f"; diverged: {', '.join(diverged)}"

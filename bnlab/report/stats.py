@@ -197,3 +197,36 @@ def format_p(p: float) -> str:
     if math.isnan(p):
         return ""
     return ", p < 0.0001" if p < 1e-4 else f", p = {p:.2g}"
+
+
+def bounded_mean_ci(
+    values: Sequence[float] | np.ndarray,
+    low: float = -math.inf,
+    high: float = math.inf,
+    confidence: float = 0.95,
+) -> Estimate:
+    """`mean_ci`, unless its t interval leaves the measure's range [low, high] (an accuracy
+    below 0%, a cosine above 1): then a bootstrap interval (`scipy.stats.bootstrap`, BCa, or
+    percentile where BCa is degenerate), which never leaves the range of the values."""
+    est = mean_ci(values, confidence)
+    if not est.has_ci or (low <= est.low and est.high <= high):
+        return est
+    x = _as_values(values, "values")
+    for method in ("BCa", "percentile"):
+        res = stats.bootstrap(
+            (x,), np.mean, confidence_level=confidence, method=method, random_state=0
+        )
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if math.isfinite(lo) and math.isfinite(hi):
+            method_text = f"bootstrap ({method}, {res.bootstrap_distribution.size} resamples)"
+            return Estimate(est.mean, lo, hi, est.n, method_text, confidence)
+    return Estimate(est.mean, math.nan, math.nan, est.n, "no CI: degenerate", confidence)
+
+
+def proportion_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact) interval of a proportion k / n, e.g. the share of seeds that
+    diverged: a count is an outcome with its own uncertainty."""
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"proportion_ci: got k={k}, n={n}, expected 0 <= k <= n, n >= 1")
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)

@@ -25,8 +25,9 @@ import torch
 
 from bnlab.engine import Probe, Store, TrainConfig, executors, train
 from bnlab.engine.store import code_version
-from bnlab.report import Estimate, ScorecardRow, Section, diff_ci
-from bnlab.reproduce.experiment import Experiment, ExperimentResult
+from bnlab.report import Estimate, Row, Rule, Section, diff_ci
+from bnlab.reproduce.experiment import Experiment, ExperimentResult, Seeds
+from bnlab.reproduce.preregistered import seeds_of
 
 MANIFEST = "manifest.json"
 QUICK_SEEDS = 2  # --quick default: the fewest seeds that still give an interval
@@ -41,7 +42,7 @@ class Manifest:
     """How one experiment directory was produced."""
 
     name: str
-    seeds: int
+    seeds: Seeds  # one number, or the pre-registered plan per setting
     quick: bool
     wall_time_s: float
     code_version: str
@@ -62,7 +63,7 @@ def read_manifest(out_dir: Path) -> Manifest:
     return Manifest(**json.loads(path.read_text()))
 
 
-def new_manifest(name: str, seeds: int, quick: bool, wall_time_s: float) -> Manifest:
+def new_manifest(name: str, seeds: Seeds, quick: bool, wall_time_s: float) -> Manifest:
     created = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     return Manifest(name, seeds, quick, wall_time_s, code_version(), created, " ".join(sys.argv))
 
@@ -268,30 +269,31 @@ RUNS_VS_ONE = "runs: one per seed (see seeds), paired by seed; the source report
 # ---------------------------------------------------------------- the analyze() skeleton
 
 # What one results directory adds to the report: its section and its scorecard rows.
-Part = tuple[Section, list[ScorecardRow]]
+Part = tuple[Section, list[Row]]
 
 
 def analyze_dirs(
     name: str,
     out_dir: Path,
-    part: Callable[[Results, Path], Part],
+    part: Callable[[Results, Path, Seeds], Part],
     dirs: Sequence[Path] | None = None,
 ) -> ExperimentResult:
     """The `analyze` every experiment shares: read the manifest, open each results directory
-    (`out_dir` itself unless `dirs` names them) and let `part(res, directory)` build its
-    section and rows, then mark them as the manifest says (`experiment_result`)."""
+    (`out_dir` itself unless `dirs` names them) and let `part(res, directory, seeds)` build
+    its section and rows (`seeds` as the manifest records them, for the rules), then mark
+    them as the manifest says (`experiment_result`)."""
     manifest = read_manifest(out_dir)
     sections, rows = [], []
     for directory in dirs if dirs is not None else [Path(out_dir)]:
         with Results(directory) as res:
-            section, part_rows = part(res, Path(directory))
+            section, part_rows = part(res, Path(directory), manifest.seeds)
         sections.append(section)
         rows += part_rows
     return experiment_result(name, manifest, sections, rows)
 
 
 def experiment_result(
-    name: str, manifest: Manifest, sections: list[Section], rows: list[ScorecardRow]
+    name: str, manifest: Manifest, sections: list[Section], rows: list[Row]
 ) -> ExperimentResult:
     """One experiment's report contribution: every section title marked if the run was
     --quick, the wall time and the code version that trained it shown once, on the first
@@ -309,15 +311,18 @@ def one_config_experiment(
     name: str,
     title: str,
     config: Callable[[int, bool], TrainConfig],
-    part: Callable[[Results, Path], Part],
+    part: Callable[[Results, Path, Seeds], Part],
+    rules: Callable[[Seeds], tuple[Rule, ...]],
+    default_seeds: int,
 ) -> Experiment:
     """An experiment of one config, `config(seeds, quick)`: each norm variant trained as a stack
     into `out_dir` by `train_variants`, and read back into one section by `part`."""
 
-    def run(out_dir: Path, seeds: int, quick: bool, progress: bool) -> None:
-        train_variants(name, config(seeds, quick), out_dir, progress, parallel=not quick)
+    def run(out_dir: Path, seeds: Seeds, quick: bool, progress: bool) -> None:
+        n = seeds_of(seeds, name)
+        train_variants(name, config(n, quick), out_dir, progress, parallel=not quick)
 
     def analyze(out_dir: Path) -> ExperimentResult:
         return analyze_dirs(name, out_dir, part)
 
-    return Experiment(name, title, run, analyze)
+    return Experiment(name, title, run, analyze, rules, default_seeds)

@@ -11,11 +11,14 @@ and the report shows them in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bnlab.report import ScorecardRow, Section
+from bnlab.report import Row, Rule, Section
+
+# Seeds: one number for every setting, or the pre-registered plan, setting -> seeds
+Seeds = int | Mapping[str, int]
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class ExperimentResult:
 
     name: str
     sections: tuple[Section, ...]
-    scorecard: tuple[ScorecardRow, ...]
+    scorecard: tuple[Row, ...]  # before the families' multiplicity control
     wall_time_s: float
     quick: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -38,13 +41,18 @@ class Experiment:
         caller; resumable through the engine's checkpoints), printing progress.
     analyze(out_dir): read `out_dir` back and return the experiment's report contribution;
         figures are written under `out_dir`.
+    rules(seeds): the decision rules of its claims for that many seeds, recorded before
+        training (`bnlab.report.registration`); analyze scores with the same objects.
+    default_seeds: the pre-registered number of seeds, one for every setting or per
+        setting (`bnlab.reproduce.preregistered` says how it was chosen).
     """
 
     name: str
     title: str
-    run: Callable[[Path, int, bool, bool], None]
+    run: Callable[[Path, Seeds, bool, bool], None]
     analyze: Callable[[Path], ExperimentResult]
-    default_seeds: int = 5
+    rules: Callable[[Seeds], tuple[Rule, ...]]
+    default_seeds: Seeds = 5
 
 
 EXPERIMENTS: dict[str, Experiment] = {}

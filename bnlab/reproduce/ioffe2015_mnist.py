@@ -12,7 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from bnlab.engine import TrainConfig, get_preset
-from bnlab.report import ReportFigure, Section, percentile_bands
+from bnlab.report import ReportFigure, Rule, Scale, Section, claims, percentile_bands
+from bnlab.reproduce import preregistered as pre
 from bnlab.reproduce.common import (
     RUNS_VS_ONE,
     Part,
@@ -22,7 +23,7 @@ from bnlab.reproduce.common import (
     one_config_experiment,
     vs_source,
 )
-from bnlab.reproduce.experiment import register
+from bnlab.reproduce.experiment import Seeds, register
 from bnlab.reproduce.scoring import (
     accuracy_figure,
     comparison_table,
@@ -31,8 +32,9 @@ from bnlab.reproduce.scoring import (
     fmt,
     percentiles,
     scored,
-    speed_claims,
-    stability_claims,
+    speed_rows,
+    stability_rows,
+    trains,
 )
 
 NAME = "ioffe2015-mnist"
@@ -61,6 +63,28 @@ DIFFERENCES = (
     "N(0, 0.01^2) init, batch 60, 50,000 steps, BN momentum 0.1 and eps 1e-5",
     RUNS_VS_ONE,
 )
+
+
+def rules(seeds: Seeds) -> tuple[Rule, ...]:
+    """accuracy, steps, percentile stability, loss smoothness, gradient-norm CV."""
+    n = pre.seeds_of(seeds, NAME)
+    stability = Rule(
+        claims.BN_PERCENTILE_STABILITY,
+        NAME,
+        pre.PERCENTILE_DRIFT,
+        Scale.LOG2_RATIO,
+        pre.LOG2_MARGIN,
+        n,
+        gates=(pre.TRAINS,),
+        digits=2,
+    )
+    return (
+        pre.accuracy_rule(NAME, n),
+        pre.steps_rule(NAME, n),
+        stability,
+        pre.smoothness_rule(NAME, n),
+        pre.grad_cv_rule(NAME, n),
+    )
 
 
 def config(seeds: int, quick: bool) -> TrainConfig:
@@ -103,17 +127,17 @@ def _figures(res: Results, fig_dir: Path) -> list[ReportFigure]:
     ]
 
 
-def _part(res: Results, out_dir: Path) -> Part:
-    rows, notes, lines = speed_claims(res, NAME)
+def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
+    accuracy, steps, stability, smooth, cv = rules(seeds)
+    rows, lines, notes = speed_rows(res, accuracy, steps)
     drifts = {n: drift(res, n, LAYER) for n in ("batch", "none")}
-    r, n = scored(
-        "bn-percentile-stability", NAME, drifts["batch"], drifts["none"], "", divergence(res)
+    rows.append(
+        scored(stability, drifts["batch"], drifts["none"], "", divergence(res), trains(res))
     )
-    rows, notes = rows + r, notes + n
     lines.append(
         (f"percentile drift ({LAYER}, 5 units)", fmt(drifts["batch"], 3), fmt(drifts["none"], 3))
     )
-    stab_rows, stab_notes, stab_lines = stability_claims(res, NAME)
+    stab_rows, stab_lines = stability_rows(res, smooth, cv)
     section = Section(
         title=f"{NAME}: Ioffe & Szegedy 2015, Sec. 4.1 / Fig. 1",
         protocol={
@@ -126,13 +150,18 @@ def _part(res: Results, out_dir: Path) -> Part:
         tables=[
             comparison_table("Per-seed measures, mean ± 95% CI over seeds", lines + stab_lines)
         ],
-        notes=[SEED_PROTOCOL, *notes, *stab_notes],
+        notes=[SEED_PROTOCOL, *notes],
     )
     return section, rows + stab_rows
 
 
 EXPERIMENT = register(
     one_config_experiment(
-        NAME, "Ioffe & Szegedy 2015, Sec. 4.1 / Fig. 1: MNIST, 3x100 sigmoid", config, _part
+        NAME,
+        "Ioffe & Szegedy 2015, Sec. 4.1 / Fig. 1: MNIST, 3x100 sigmoid",
+        config,
+        _part,
+        rules,
+        pre.MLP_SEEDS,
     )
 )

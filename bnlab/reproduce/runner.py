@@ -18,10 +18,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from bnlab.engine import replay
+from bnlab.engine.store import code_version
 from bnlab.errors import BnlabError
-from bnlab.report import QUICK_BANNER, ReportMeta, Section, write_report
+from bnlab.report import (
+    QUICK_BANNER,
+    ReportMeta,
+    Section,
+    decide_families,
+    registration,
+    write_report,
+)
 from bnlab.reproduce.common import MANIFEST, QUICK_SEEDS, new_manifest, read_manifest, say
-from bnlab.reproduce.experiment import ExperimentResult
+from bnlab.reproduce.experiment import ExperimentResult, Seeds
 from bnlab.reproduce.registry import experiments
 
 
@@ -36,15 +44,16 @@ def resolve_names(name: str) -> list[str]:
     return [name]
 
 
-def seeds_for(name: str, seeds: int | None, quick: bool) -> int:
+def seeds_for(name: str, seeds: int | None, quick: bool) -> Seeds:
+    """`--seeds` for every setting, or the experiment's pre-registered plan."""
     if seeds is None:
         return QUICK_SEEDS if quick else experiments()[name].default_seeds
-    if seeds < 1:
-        raise BnlabError(f"--seeds: got {seeds}, expected a number of seeds >= 1")
+    if seeds < 2:
+        raise BnlabError(f"--seeds: got {seeds}, expected at least 2 (an interval needs 2)")
     return seeds
 
 
-def _check_existing(out: Path, seeds: int, quick: bool) -> None:
+def _check_existing(out: Path, seeds: Seeds, quick: bool) -> None:
     """A directory may be resumed by the same protocol only: fail before any training."""
     path = out / MANIFEST
     if not path.is_file():
@@ -57,11 +66,13 @@ def _check_existing(out: Path, seeds: int, quick: bool) -> None:
         )
 
 
-def run_experiment(name: str, root: Path, seeds: int, quick: bool, progress: bool) -> Path:
-    """Train one experiment into root/name and record how (manifest.json)."""
+def run_experiment(name: str, root: Path, seeds: Seeds, quick: bool, progress: bool) -> Path:
+    """Train one experiment into root/name and record how (manifest.json). Its decision
+    rules are registered before the first training step (`registration.register`)."""
     out = Path(root) / name
     _check_existing(out, seeds, quick)
     out.mkdir(parents=True, exist_ok=True)
+    registration.register(out, experiments()[name].rules(seeds), code_version())
     if quick:
         say(name, QUICK_BANNER)
     say(name, f"{seeds} seed(s) per setting, results in {out}")
@@ -149,7 +160,7 @@ def build_report(
         regenerate=regenerate,
     )
     sections = [s for r in results for s in r.sections]
-    scorecard = [row for r in results for row in r.scorecard]
+    scorecard = decide_families([row for r in results for row in r.scorecard])
     out = root
     if publish is not None:
         out = Path(publish)
@@ -200,7 +211,7 @@ def print_scorecard(results: list[ExperimentResult]) -> None:
     for r in results:
         if r.quick:
             print(f"  [{r.name}] {QUICK_BANNER}")
-        for row in r.scorecard:
+        for row in decide_families(r.scorecard):
             diverged = f" ({row.divergence_text})" if row.divergence_text else ""
             print(
                 f"  {row.verdict.value:15s} {row.claim.id:24s} {row.experiment}: "

@@ -9,64 +9,53 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from bnlab.report import (
-    CLAIMS_BY_ID,
     TREND_WINDOW,
-    Estimate,
+    Diagnostic,
     ReportFigure,
-    ScorecardRow,
+    Row,
+    Rule,
     Table,
+    agreement,
     curve_band,
     format_estimate,
     grad_norm_jitter,
     grad_norm_stability,
-    loss_smoothness,
+    log_loss_jitter,
     mean_ci,
+    measure_rule,
     percentile_drift,
-    score,
     steps_to_accuracy,
 )
 from bnlab.report.measures import BURN_IN
-from bnlab.reproduce.common import FIGURE_ORDER, NORM_LABELS, Results, paired_effect, per_member
+from bnlab.reproduce.common import FIGURE_ORDER, NORM_LABELS, Results, per_member
+from bnlab.reproduce.preregistered import trains_gate
 
 
 def scored(
-    claim_id: str,
-    experiment: str,
+    rule: Rule,
     bn,
     base,
     note: str = "",
     diverged: Mapping[str, np.ndarray] | None = None,
-    why: str = "",
-) -> tuple[list[ScorecardRow], list[str]]:
-    """One scorecard row for the paired per-seed measures `bn` and `base` (S,) each.
+    gate_failed: str = "",
+    diagnostics: Sequence[Diagnostic] = (),
+) -> Row:
+    """The row of `rule` for the paired per-seed measures `bn` and `base` (S,) each.
 
     `diverged` maps each network's label to its (S,) diverged flags (`divergence`): counted
-    in the row. A seed whose measure is not finite for either network is left out of the
-    interval and counted; with no seed left the row says "not measurable" (never dropped).
-    `why` is the most likely reason should the claim not reproduce (`score` keeps it only
-    then). The second value is kept for the callers' notes; it is always empty now.
+    in the row. A seed whose measure is missing for either network makes the row not
+    measurable (the survivors would be a selected sample), as does a failed gate
+    (`gate_failed`, its reason). `diagnostics` are computed by the caller on every row.
     """
-    effect, left_out = paired_effect(bn, base)
-    seeds = int(np.asarray(bn).size)
-    if effect is None:
-        effect = Estimate(math.nan, math.nan, math.nan, 0, "no seed measurable")
     counts = tuple((label, int(np.sum(flags))) for label, flags in (diverged or {}).items())
-    row = score(
-        CLAIMS_BY_ID[claim_id],
-        experiment,
-        effect,
-        note,
-        seeds=seeds,
-        diverged=counts,
-        left_out=left_out,
-        why=why,
-    )
-    return [row], []
+    row = measure_rule(rule, bn, base, gate_failed=gate_failed, diverged=counts, note=note)
+    return replace(row, diagnostics=tuple(diagnostics))
 
 
 def diverged(res: Results, norm: str) -> np.ndarray:
@@ -133,8 +122,9 @@ def _safe(measure, series: np.ndarray) -> float | None:
 
 
 def smoothness(res: Results, norm: str) -> np.ndarray:
+    """(K,) each member's relative loss jitter (`log_loss_jitter`)."""
     _, loss = res.train_series(norm, "train_loss")  # (K, T)
-    return per_member([_safe(loss_smoothness, row) for row in loss])
+    return per_member([_safe(log_loss_jitter, row) for row in loss])
 
 
 def grad_cv(g: np.ndarray) -> np.ndarray:
@@ -158,39 +148,35 @@ def grad_level(g: np.ndarray) -> tuple[float, float]:
     return float(g[:, start : start + TREND_WINDOW].mean()), float(g[:, -TREND_WINDOW:].mean())
 
 
-SMOOTHNESS_LINE = "loss smoothness (std of step-to-step change)"
+SMOOTHNESS_LINE = "relative loss jitter (std of the step-to-step change of log loss)"
 JITTER_LINE = f"gradient-norm variation around its {TREND_WINDOW}-step moving average (trend-free)"
 LEVEL_LINE = f"gradient norm ({TREND_WINDOW}-step average): after burn-in → at the end"
+TREND_FREE = "trend-free gradient-norm variation"
 
 
-def grad_norm_why(jitter: Mapping[str, np.ndarray], level: Mapping[str, tuple]) -> str:
-    """Why the CV claim failed, from the trend-free measure: `jitter` and `level` map "batch"
-    and "none" to `grad_jitter` and `grad_level`. A trend-free measure lower with BN (its
-    paired interval below 0) puts the CV's difference on the trend; otherwise the measure is
-    not lower either, and nothing tested explains it ("" when it is not measurable)."""
-    effect, _ = paired_effect(jitter["batch"], jitter["none"])
-    if effect is None or not effect.has_ci:
-        return ""
-    numbers = (
-        f"BN {_mean(jitter['batch'])} vs no BN {_mean(jitter['none'])}, difference "
-        f"{format_estimate(effect, 3)}; this setting's comparison table"
+def log2_effect(bn: np.ndarray, base: np.ndarray):
+    """The paired log2(BN / baseline) estimate over the seeds where both are positive."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.log2(np.asarray(bn, dtype=float) / np.asarray(base, dtype=float))
+    d = d[np.isfinite(d)]
+    return mean_ci(d) if d.size >= 2 else None
+
+
+def grad_norm_diagnostic(
+    jitter: Mapping[str, np.ndarray], level: Mapping[str, tuple], claimed_sign: int = -1
+) -> Diagnostic:
+    """The trend-free check of the gradient-norm CV claim, for every row of it: the CV also
+    counts a trend over training as instability; its variation around a moving average does
+    not. `jitter` and `level` map "batch" and "none" to `grad_jitter` and `grad_level`."""
+    effect = log2_effect(jitter["batch"], jitter["none"])
+    (b0, b1), (n0, n1) = level["batch"], level["none"]
+    detail = (
+        f"BN {_mean(jitter['batch'])} vs no BN {_mean(jitter['none'])} around the moving "
+        f"average; the level goes {b0:.2f} → {b1:.2f} with BN, {n0:.2f} → {n1:.2f} without "
+        "(this setting's comparison table)"
     )
-    around = f"around its {TREND_WINDOW}-step moving average"
-    if effect.high < 0:
-        (b0, b1), (n0, n1) = level["batch"], level["none"]
-        return (
-            "Most likely the gradient norm's trend over training, which the CV counts as "
-            f"instability: BN's goes {b0:.2f} → {b1:.2f}, no BN's {n0:.2f} → {n1:.2f}; "
-            f"{around}, BN's varies less ({numbers})."
-        )
-    if effect.low > 0:
-        return (
-            f"Not the trend: {around}, BN's gradient norm varies more too ({numbers}), so it "
-            "varies more step to step in this setting; no tested explanation."
-        )
-    return (
-        f"Not shown to be the trend: {around}, the two networks' gradient norms do not differ "
-        f"clearly ({numbers}); no tested explanation."
+    return Diagnostic(
+        TREND_FREE, effect, " log2", detail, agreement(effect, claimed_sign), post_hoc=True
     )
 
 
@@ -215,31 +201,36 @@ def steps_to_common_accuracy(res: Results, norms: tuple[str, str]) -> tuple[dict
     return out, threshold
 
 
-def stability_claims(res: Results, experiment: str, note: str = ""):
-    """Rows for the smoother-loss and stable-gradient-norm claims, plus their table lines:
-    with the CV, its trend-free counterpart and the trend itself (evidence, not a claim)."""
+def trains(res: Results, norms: Sequence[str] = ("batch", "none")) -> str:
+    """The TRAINS gate on `norms`: '' or why a network compared does not train."""
+    return trains_gate(*(float(np.nanmean(final_accuracy(res, n))) for n in norms))
+
+
+def stability_rows(res: Results, smooth: Rule, cv: Rule, note: str = ""):
+    """Rows for the smoother-loss and stable-gradient-norm claims (`smooth`, `cv`), plus their
+    table lines: with the CV, its trend-free counterpart (a diagnostic on every row) and the
+    trend itself."""
     nets = ("batch", "none")
     grads = {n: res.train_series(n, "grad_norm")[1] for n in nets}  # (K, T) each, read once
     jitter = {n: grad_jitter(grads[n]) for n in nets}
     level = {n: grad_level(grads[n]) for n in nets}
-    rows, notes, lines = [], [], []
-    for claim_id, values, label, why in (
-        ("bn-smoother-loss", {n: smoothness(res, n) for n in nets}, SMOOTHNESS_LINE, ""),
-        (
-            "bn-stable-grad-norm",
-            {n: grad_cv(grads[n]) for n in nets},
-            "gradient-norm CV",
-            grad_norm_why(jitter, level),
+    gate, div = trains(res), divergence(res)
+    loss = {n: smoothness(res, n) for n in nets}
+    cvs = {n: grad_cv(grads[n]) for n in nets}
+    rows = [
+        scored(smooth, loss["batch"], loss["none"], note, div, gate),
+        scored(
+            cv, cvs["batch"], cvs["none"], note, div, gate, [grad_norm_diagnostic(jitter, level)]
         ),
-    ):
-        bn, base = values["batch"], values["none"]
-        r, n = scored(claim_id, experiment, bn, base, note, divergence(res), why)
-        rows, notes = rows + r, notes + n
-        lines.append((label, _fmt(bn, 4), _fmt(base, 4)))
-    lines.append((JITTER_LINE, _fmt(jitter["batch"], 4), _fmt(jitter["none"], 4)))
-    lines.append((LEVEL_LINE, *(_arrow(level[n]) for n in ("batch", "none"))))
-    lines.append(divergence_line(res))
-    return rows, notes, lines
+    ]
+    lines = [
+        (SMOOTHNESS_LINE, _fmt(loss["batch"], 4), _fmt(loss["none"], 4)),
+        ("gradient-norm CV", _fmt(cvs["batch"], 4), _fmt(cvs["none"], 4)),
+        (JITTER_LINE, _fmt(jitter["batch"], 4), _fmt(jitter["none"], 4)),
+        (LEVEL_LINE, *(_arrow(level[n]) for n in nets)),
+        divergence_line(res),
+    ]
+    return rows, lines
 
 
 def _arrow(level: tuple[float, float]) -> str:
@@ -247,25 +238,29 @@ def _arrow(level: tuple[float, float]) -> str:
     return "not measurable" if math.isnan(start) else f"{start:.2f} → {end:.2f}"
 
 
-def speed_claims(res: Results, experiment: str, notes_by_claim: dict[str, str] | None = None):
-    """Rows for final accuracy and steps-to-accuracy, plus their table lines and notes."""
-    notes_by_claim = notes_by_claim or {}
+def speed_rows(res: Results, accuracy: Rule, steps: Rule | None = None, note: str = ""):
+    """Rows for final accuracy (and steps-to-accuracy when `steps` is given), plus their
+    table lines and notes."""
     acc = {n: final_accuracy(res, n) for n in ("batch", "none")}
-    reach, threshold = steps_to_common_accuracy(res, ("batch", "none"))
-    rows, notes = [], []
-    for claim_id, values in (("bn-final-accuracy", acc), ("bn-fewer-steps", reach)):
-        note = notes_by_claim.get(claim_id, "")
-        r, n = scored(claim_id, experiment, values["batch"], values["none"], note, divergence(res))
-        rows, notes = rows + r, notes + n
-    lines = [
-        ("final test accuracy (%)", fmt(acc["batch"]), fmt(acc["none"])),
-        (f"steps to {threshold:.2%} test accuracy", fmt(reach["batch"], 0), fmt(reach["none"], 0)),
-    ]
-    notes.append(
-        f"Steps-to-accuracy threshold {threshold:.2%}: the lowest peak test accuracy of any "
-        "run, so every run reaches it; resolution = the evaluation interval."
-    )
-    return rows, notes, lines
+    gate, div = trains(res), divergence(res)
+    rows = [scored(accuracy, acc["batch"], acc["none"], note, div, gate)]
+    lines = [("final test accuracy (%)", fmt(acc["batch"]), fmt(acc["none"]))]
+    notes = []
+    if steps is not None:
+        reach, threshold = steps_to_common_accuracy(res, ("batch", "none"))
+        rows.append(scored(steps, reach["batch"], reach["none"], note, div, gate))
+        lines.append(
+            (
+                f"steps to {threshold:.2%} test accuracy",
+                fmt(reach["batch"], 0),
+                fmt(reach["none"], 0),
+            )
+        )
+        notes.append(
+            f"Steps-to-accuracy threshold {threshold:.2%}: the lowest peak test accuracy of any "
+            "run, so every run reaches it; resolution = the evaluation interval."
+        )
+    return rows, lines, notes
 
 
 def accuracy_figure(res: Results, stem: Path, title: str) -> ReportFigure:
