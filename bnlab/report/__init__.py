@@ -34,6 +34,7 @@ from bnlab.report.measures import (
     log_loss_jitter,
     loss_smoothness,
     percentile_drift,
+    shape_drift,
     spread,
     steps_to_accuracy,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "percentile_drift",
     "proportion_ci",
     "range_band",
+    "shape_drift",
     "spread",
     "steps_to_accuracy",
     "write_report",

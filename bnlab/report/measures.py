@@ -74,6 +74,35 @@ def loss_smoothness(losses: Sequence[float] | np.ndarray, burn_in: float = BURN_
     return float(np.std(np.diff(x), ddof=1))
 
 
+def shape_drift(series: Sequence[Sequence[float]] | np.ndarray, burn_in: float = BURN_IN) -> float:
+    """How much the *shape* of a distribution changes between evaluation points.
+
+    `series` is (T, P): P ascending percentiles at each of T points, P odd with the median in
+    the middle (e.g. the 5/15/50/85/95th). Each row is first standardized by its own median
+    and by the spread between the two percentiles next to the median (15th and 85th for
+    P = 5): z = (q - q_median) / (q_above - q_below), so a shift or a rescaling of the
+    distribution changes nothing, and only its shape (skew, tails) moves z. After the
+    burn-in,
+
+        shape drift = mean_{t, p} |z[t+1, p] - z[t, p]|    over the non-median columns
+
+    This is what BN cannot fix by normalizing (Ioffe & Szegedy 2015, Sec. 3.2: constraining
+    the first and second moments of an input whose shape changes "would not eliminate the
+    covariate shift").
+    """
+    q = _after_burn_in(_series(series, "series", ndim=2), burn_in, "series", min_len=2)
+    P = q.shape[1]
+    if P < 3 or P % 2 == 0:
+        raise ValueError(f"series: got {P} percentile columns, expected an odd number >= 3")
+    m = P // 2
+    spread = q[:, m + 1] - q[:, m - 1]  # (T,)
+    if not np.all(spread > 0):
+        raise ValueError("series: the percentiles next to the median coincide, expected spread")
+    z = (q - q[:, m : m + 1]) / spread[:, None]  # (T, P), the median column is 0
+    z = np.delete(z, m, axis=1)  # (T, P - 1)
+    return float(np.mean(np.abs(np.diff(z, axis=0))))
+
+
 def log_loss_jitter(losses: Sequence[float] | np.ndarray, burn_in: float = BURN_IN) -> float:
     """Standard deviation of step-to-step changes of log(loss), after burn-in: relative jitter.
 

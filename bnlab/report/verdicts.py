@@ -81,16 +81,17 @@ def run_tests(rule: Rule, d: Sequence[float]) -> Tests:
     """The two one-sided tests of `rule` on the per-seed effects `d` (finite, n >= 2)."""
     d = np.asarray(d, dtype=float)
     m, direction = rule.margin, rule.claim.direction
+    t = f"{m:.3g}"
     if direction is Direction.HIGHER:
-        return Tests("mu > 0", _t(d, 0.0, "greater"), f"mu < {m:g}", _t(d, m, "less"))
+        return Tests("mu > 0", _t(d, 0.0, "greater"), f"mu < {t}", _t(d, m, "less"))
     if direction is Direction.LOWER:
-        return Tests("mu < 0", _t(d, 0.0, "less"), f"mu > {-m:g}", _t(d, -m, "greater"))
+        return Tests("mu < 0", _t(d, 0.0, "less"), f"mu > -{t}", _t(d, -m, "greater"))
     if direction is Direction.SIMILAR:
         p_tost = _tost(d, m)
         outside = min(1.0, 2.0 * min(_t(d, m, "greater"), _t(d, -m, "less")))
-        return Tests(f"|mu| < {m:g} (TOST)", p_tost, f"|mu| > {m:g}", outside)
+        return Tests(f"|mu| < {t} (TOST)", p_tost, f"|mu| > {t}", outside)
     # NOT_LOWER: non-inferiority at -m
-    return Tests(f"mu > {-m:g}", _t(d, -m, "greater"), f"mu < {-m:g}", _t(d, -m, "less"))
+    return Tests(f"mu > -{t}", _t(d, -m, "greater"), f"mu < -{t}", _t(d, -m, "less"))
 
 
 def _tost(d: np.ndarray, m: float) -> float:
@@ -234,7 +235,7 @@ def measure_rule(
     tests = run_tests(rule, d)
     effect = mean_ci(d)
     verdict = _verdict(tests, tests.decisive[1])
-    return Row(rule, effect, tests, verdict=verdict, unadjusted=verdict, **common)
+    return Row(rule, effect, tests=tests, verdict=verdict, unadjusted=verdict, **common)
 
 
 def _verdict(tests: Tests, p: float) -> Verdict:

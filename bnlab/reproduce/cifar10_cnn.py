@@ -14,7 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from bnlab.engine import TrainConfig, get_preset
-from bnlab.report import Section
+from bnlab.report import Rule, Section
+from bnlab.reproduce import preregistered as pre
 from bnlab.reproduce.common import (
     RUNS_VS_ONE,
     Part,
@@ -24,20 +25,17 @@ from bnlab.reproduce.common import (
     one_config_experiment,
     vs_source,
 )
-from bnlab.reproduce.experiment import register
+from bnlab.reproduce.experiment import Seeds, register
 from bnlab.reproduce.scoring import (
     accuracy_figure,
     comparison_table,
-    speed_claims,
-    stability_claims,
+    speed_rows,
+    stability_rows,
 )
 
 NAME = "cifar10-cnn"
 TITLE = "CIFAR-10 subset, SimpleCNN"
-SUBSET_NOTE = {
-    "bn-final-accuracy": "CIFAR-10 5,000-image subset",
-    "bn-fewer-steps": "CIFAR-10 5,000-image subset",
-}
+SUBSET_NOTE = "CIFAR-10 5,000-image subset"
 SEED_EPOCHS = 128  # 50,000 steps x 128 images / 50,000 images
 SCALING = (
     "Step count scaled to the data present: the seed's 50,000 steps of batch 128 over 50,000 "
@@ -64,6 +62,17 @@ SEED_NUMBERS = (
 )
 
 
+def rules(seeds: Seeds) -> tuple[Rule, ...]:
+    """accuracy, steps, loss smoothness, gradient-norm CV."""
+    n = pre.seeds_of(seeds, NAME)
+    return (
+        pre.accuracy_rule(NAME, n),
+        pre.steps_rule(NAME, n),
+        pre.smoothness_rule(NAME, n),
+        pre.grad_cv_rule(NAME, n),
+    )
+
+
 def config(seeds: int, quick: bool) -> TrainConfig:
     cfg = get_preset(NAME)
     cfg = replace(cfg, seeds=seeds, batch_size=128, epochs=SEED_EPOCHS, eval_every=4 * 31)
@@ -80,24 +89,30 @@ def config(seeds: int, quick: bool) -> TrainConfig:
     return cfg
 
 
-def _part(res: Results, out_dir: Path) -> Part:
+def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
+    accuracy, steps, smooth, cv = rules(seeds)
     cfg = res.config("batch")
     fig = accuracy_figure(res, out_dir / "figures" / "test_accuracy", "CIFAR-10 subset, SimpleCNN")
-    rows, notes, lines = speed_claims(res, NAME, SUBSET_NOTE)
-    stab_rows, stab_notes, stab_lines = stability_claims(res, NAME)
+    rows, lines, notes = speed_rows(res, accuracy, steps, SUBSET_NOTE)
+    stab_rows, stab_lines = stability_rows(res, smooth, cv)
     section = Section(
         title=f"{NAME}: the reproduction seed's SimpleCNN",
         protocol={**describe(cfg), "step scaling": SCALING, **vs_source(SOURCE, DIFFERENCES)},
         data_source=data_source("cifar10"),
         figures=[fig],
         tables=[comparison_table("Mean ± 95% CI over seeds", lines + stab_lines)],
-        notes=[SEED_NUMBERS, *notes, *stab_notes],
+        notes=[SEED_NUMBERS, *notes],
     )
     return section, rows + stab_rows
 
 
 EXPERIMENT = register(
     one_config_experiment(
-        NAME, "The reproduction seed's SimpleCNN on the CIFAR-10 subset", config, _part
+        NAME,
+        "The reproduction project's SimpleCNN on the CIFAR-10 subset",
+        config,
+        _part,
+        rules,
+        pre.CONV_SEEDS,
     )
 )

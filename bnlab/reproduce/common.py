@@ -117,6 +117,27 @@ def train_variants(
             future.result()  # re-raises a stack's error here
 
 
+def train_side_by_side(
+    name: str, jobs: Sequence[tuple[str, TrainConfig, Path]], progress: bool, parallel: bool = True
+) -> None:
+    """Train several one-stack configs (label, cfg, out_dir), two at a time side by side in
+    processes when two cores are present (as `train_variants` trains a config's variants),
+    else one after another in this process."""
+    cores = os.cpu_count() or 1
+    if cores < 2 or len(jobs) < 2 or not parallel or executors.current().name != "local":
+        for label, cfg, out in jobs:
+            train_variants(f"{name} {label}", cfg, out, progress, parallel=False)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(cores, len(jobs)), mp_context=ctx) as pool:
+        futures = [
+            pool.submit(_train_job, f"{name} {label}", cfg, Path(out), (), 1, False)
+            for label, cfg, out in jobs
+        ]
+        for future in futures:
+            future.result()
+
+
 def _train_job(
     name: str, cfg: TrainConfig, out_dir: Path, probes: tuple, threads: int, bar: bool
 ) -> None:

@@ -11,7 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from bnlab.engine import TrainConfig, get_preset
-from bnlab.report import ReportFigure, Section, curve_band
+from bnlab.report import ReportFigure, Rule, Section, curve_band
+from bnlab.reproduce import preregistered as pre
 from bnlab.reproduce.common import (
     FIGURE_ORDER,
     NORM_LABELS,
@@ -23,14 +24,12 @@ from bnlab.reproduce.common import (
     one_config_experiment,
     vs_source,
 )
-from bnlab.reproduce.experiment import register
+from bnlab.reproduce.experiment import Seeds, register
 from bnlab.reproduce.scoring import (
     comparison_table,
-    divergence,
-    final_accuracy,
     fmt,
-    scored,
-    stability_claims,
+    speed_rows,
+    stability_rows,
 )
 
 NAME = "mnist-notebook"
@@ -47,6 +46,12 @@ DIFFERENCES = (
 )
 
 
+def rules(seeds: Seeds) -> tuple[Rule, ...]:
+    """final accuracy, loss smoothness, gradient-norm CV."""
+    n = pre.seeds_of(seeds, NAME)
+    return (pre.accuracy_rule(NAME, n), pre.smoothness_rule(NAME, n), pre.grad_cv_rule(NAME, n))
+
+
 def config(seeds: int, quick: bool) -> TrainConfig:
     cfg = replace(get_preset(NAME), seeds=seeds)
     if quick:  # 2 epochs instead of 10
@@ -54,7 +59,8 @@ def config(seeds: int, quick: bool) -> TrainConfig:
     return cfg
 
 
-def _part(res: Results, out_dir: Path) -> Part:
+def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
+    accuracy, smooth, cv = rules(seeds)
     cfg = res.config("batch")
     steps, _ = res.metric("batch", "test_accuracy")
     per_epoch = steps / steps[0]  # evaluations happen once per epoch: steps[0] = 1 epoch
@@ -67,11 +73,8 @@ def _part(res: Results, out_dir: Path) -> Part:
         ylabel="validation accuracy (%)",
         title="MNIST 5,000/1,000, MLP 784-128-64-10 ReLU, Adam 1e-3",
     )
-    acc = {n: final_accuracy(res, n) for n in ("batch", "none")}
-    rows, notes = scored(
-        "bn-final-accuracy", NAME, acc["batch"], acc["none"], PROTOCOL, divergence(res)
-    )
-    stab_rows, stab_notes, stab_lines = stability_claims(res, NAME)
+    rows, _, notes = speed_rows(res, accuracy, note=PROTOCOL)
+    stab_rows, stab_lines = stability_rows(res, smooth, cv)
     epoch_lines = [
         (
             f"validation accuracy after epoch {e + 1} (%)",
@@ -88,13 +91,18 @@ def _part(res: Results, out_dir: Path) -> Part:
             ReportFigure.from_files(fig, "Validation accuracy after each epoch, 95% CI band.")
         ],
         tables=[comparison_table("Per epoch, mean ± 95% CI over seeds", epoch_lines + stab_lines)],
-        notes=[*notes, *stab_notes],
+        notes=notes,
     )
     return section, rows + stab_rows
 
 
 EXPERIMENT = register(
     one_config_experiment(
-        NAME, "The notebook seed: MNIST 5k/1k, 784-128-64-10 ReLU, Adam", config, _part
+        NAME,
+        "The notebook project: MNIST 5k/1k, 784-128-64-10 ReLU, Adam",
+        config,
+        _part,
+        rules,
+        pre.MLP_SEEDS,
     )
 )
