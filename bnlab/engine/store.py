@@ -254,3 +254,18 @@ class Store:
             if value is not None:
                 values[member, index[step]] = value
         return steps, values
+
+
+def first_run_time(out_dir: str | Path) -> float | None:
+    """When the first run under `out_dir` (any depth) was created, in seconds since the epoch,
+    read without opening any database for writing; None if there is none."""
+    times = []
+    for path in sorted(Path(out_dir).rglob(DB_NAME)):
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            (first,) = db.execute("SELECT MIN(created) FROM runs").fetchone()
+        finally:
+            db.close()
+        if first is not None:
+            times.append(float(first))
+    return min(times) if times else None

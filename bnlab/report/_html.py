@@ -1,10 +1,11 @@
-"""report.html: one self-contained file. Figures are embedded as base64 PNG data URIs, the
-CSS is inline, and nothing is fetched from anywhere, so the file can be mailed or archived.
-A published report (`figures_from` set) links its figures instead, by paths relative to the
-report, as report.md does: its figures are committed beside it, and embedding them would
-make the page several megabytes.
+"""HTML rendering of the report's pages (`bnlab.report.document`).
 
-Every piece of text passes through `_e` (html.escape) before it reaches the page.
+Each page is one file with inline CSS and a sticky table of contents (a sidebar on wide
+screens, a scrolling bar at the top on phones); wide tables scroll inside their own
+container, so nothing else overflows the page. Figures are embedded as base64 PNG data URIs
+(a local report stands alone) or, for a published report, linked by relative paths (its
+figures are committed beside it). Every piece of text is escaped (`html.escape`) before the
+three inline marks are turned into tags.
 """
 
 from __future__ import annotations
@@ -12,131 +13,73 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
-from bnlab.report.sections import (
-    HOW_TO_READ,
-    MATRIX_LEGEND,
-    NOT_REPRODUCED_COLUMNS,
-    NOT_REPRODUCED_TITLE,
-    QUICK_BANNER,
-    SCORECARD_COLUMNS,
-    ReportFigure,
-    ReportMeta,
-    Section,
-    Table,
-    claims_matrix,
-    format_duration,
-    matrix_cell,
-    not_reproduced_cells,
-    scorecard_cells,
+from bnlab.report.document import (
+    Bullets,
+    FigureBlock,
+    Heading,
+    Page,
+    Para,
+    TableBlock,
 )
-from bnlab.report.verdicts import Row as ScorecardRow
-from bnlab.report.verdicts import Verdict
+from bnlab.report.sections import ReportFigure
 
-# Verdict colours from the Okabe-Ito palette; the verdict is also spelled out, so colour is
-# never the only signal.
-_CSS = """
+# Verdict colours from the Okabe-Ito palette (the verdict is also spelled out and marked).
+CSS = """
+* { box-sizing: border-box; }
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1a1a1a;
-       max-width: 1100px; margin: 0 auto; padding: 0 24px 48px; }
-h1 { margin: 24px 0 4px; } h2 { margin-top: 36px; border-bottom: 1px solid #ddd; }
-.meta { color: #555; margin: 0 0 8px; }
+       margin: 0; }
+.layout { display: flex; max-width: 1400px; margin: 0 auto; }
+nav.toc { position: sticky; top: 0; align-self: flex-start; width: 230px; flex: none;
+          max-height: 100vh; overflow-y: auto; padding: 16px 12px; font-size: 14px;
+          border-right: 1px solid #ddd; background: #fafafa; }
+nav.toc ul { list-style: none; margin: 0; padding: 0; }
+nav.toc li { margin: 4px 0; }
+main { flex: 1; min-width: 0; padding: 0 24px 48px; }
+h1 { margin: 20px 0 6px; } h2 { margin-top: 32px; border-bottom: 1px solid #ddd; }
+p.meta { color: #444; margin: 2px 0; }
 .banner { background: #E69F00; color: #000; font-weight: 700; font-size: 18px;
           padding: 12px 16px; margin: 16px 0; border: 3px solid #000; text-align: center; }
-table { border-collapse: collapse; margin: 8px 0 16px; width: 100%; }
-th, td { border: 1px solid #ccc; padding: 5px 8px; text-align: left; vertical-align: top; }
+.scroll { overflow-x: auto; max-width: 100%; margin: 8px 0 16px; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid #ccc; padding: 4px 7px; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
-table.protocol, table.data { width: auto; min-width: 40%; } table.protocol th { width: 14em; }
-td.verdict { font-weight: 700; white-space: nowrap; text-align: center; vertical-align: middle; }
-.v-reproduced { background: #009E73; color: #fff; }
-.v-not-reproduced { background: #D55E00; color: #fff; }
-.v-inconclusive { background: #ddd; color: #000; }
-.measure { color: #555; font-size: 13px; }
+caption { text-align: left; font-weight: 700; padding: 4px 0; }
 figure { margin: 16px 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 14px; }
-.rule { color: #555; font-size: 13px; }
-.wide { overflow-x: auto; } table.matrix td.cell { font-size: 13px; white-space: nowrap; }
-table.matrix th { font-size: 13px; }
+code { overflow-wrap: anywhere; }
+@media (max-width: 900px) {
+  .layout { display: block; }
+  nav.toc { width: auto; max-height: none; border-right: none; border-bottom: 1px solid #ddd;
+            z-index: 1; padding: 6px 8px; }
+  nav.toc ul { display: flex; overflow-x: auto; white-space: nowrap; gap: 14px; }
+  main { padding: 0 12px 32px; }
+}
 """
 
-
-_VERDICT_CLASS = {
-    Verdict.REPRODUCED: "v-reproduced",
-    Verdict.NOT_REPRODUCED: "v-not-reproduced",
-    Verdict.INCONCLUSIVE: "v-inconclusive",
-    Verdict.NOT_MEASURABLE: "v-inconclusive",
-}
+_PAGE_LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
 
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _slug(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "section"
+def _href(target: str) -> str:
+    if target.startswith("page:"):
+        page, _, anchor = target[5:].partition("#")
+        return f"{page}.html" + (f"#{anchor}" if anchor else "")
+    return target
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
-    attr = f' class="{cls}"' if cls else ""
-    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _scorecard_row(row: ScorecardRow) -> str:
-    claim, source, experiment, _, reference, verdict = scorecard_cells(row)
-    extra = [t for t in (row.divergence_text, row.note) if t]
-    measure = "; ".join(_e(t) for t in (row.rule.effect_text, *extra))
-    cls = _VERDICT_CLASS[row.verdict]
-    return (
-        f"<tr><td>{_e(claim)}</td><td>{_e(source)}</td><td>{_e(experiment)}</td>"
-        f'<td>{_e(row.effect_text)}<div class="measure">{measure}</div></td>'
-        f'<td>{_e(reference)}</td><td class="verdict {cls}">{_e(verdict)}</td></tr>'
+def inline(text: str) -> str:
+    """Escaped text with links, **bold** and `code` turned into tags."""
+    out = _e(text)
+    out = _PAGE_LINK.sub(
+        lambda m: f'<a href="{_href(html.unescape(m.group(2)))}">{m.group(1)}</a>', out
     )
-
-
-def _matrix_cell(rows: Sequence[ScorecardRow]) -> str:
-    if not rows:
-        return '<td class="cell"></td>'
-    verdicts = {r.verdict for r in rows}
-    cls = _VERDICT_CLASS[rows[0].verdict] if len(verdicts) == 1 else "v-inconclusive"
-    words = ", ".join(r.verdict.value for r in rows)
-    return f'<td class="cell {cls}" title="{_e(words)}">{_e(matrix_cell(rows))}</td>'
-
-
-def _claims_matrix(scorecard: Sequence[ScorecardRow]) -> str:
-    """Claims x settings, each cell coloured by its verdict and marked with its shape."""
-    matrix = claims_matrix(scorecard)
-    head = "<th>Claim</th>" + "".join(f"<th>{_e(s)}</th>" for s in matrix.settings)
-    body = "".join(
-        f"<tr><td>{_e(c.statement)}</td>"
-        + "".join(_matrix_cell(matrix.cells.get((c.id, s), ())) for s in matrix.settings)
-        + "</tr>"
-        for c in matrix.claims
-    )
-    table = f'<table class="matrix"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-    return f'<div class="wide">{table}</div><p class="rule">{_e(MATRIX_LEGEND)}</p>'
-
-
-def _scorecard(scorecard: Sequence[ScorecardRow]) -> str:
-    title = '<h2 id="scorecard">Claims scorecard</h2>'
-    if not scorecard:
-        return title + "<p>No claims were measured in this run.</p>"
-    head = "".join(f"<th>{_e(c)}</th>" for c in SCORECARD_COLUMNS)
-    rows = "".join(_scorecard_row(r) for r in scorecard)
-    table = f'<table class="scorecard"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
-    notes = "".join(f'<p class="rule">{_e(text)}</p>' for text in HOW_TO_READ)
-    detail = "<h3>Every measured claim in detail</h3>"
-    return f"{title}{_claims_matrix(scorecard)}{detail}{table}{notes}{_not_reproduced(scorecard)}"
-
-
-def _not_reproduced(scorecard: Sequence[ScorecardRow]) -> str:
-    failed = not_reproduced_cells(scorecard)
-    if not failed:
-        return ""
-    title = f'<h3 id="not-reproduced">{_e(NOT_REPRODUCED_TITLE)}</h3>'
-    return title + _table(NOT_REPRODUCED_COLUMNS, failed, cls="why")
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
 
 
 def _figure(fig: ReportFigure, figures_from: Path | None) -> str:
@@ -150,66 +93,51 @@ def _figure(fig: ReportFigure, figures_from: Path | None) -> str:
     )
 
 
-def _extra_table(table: Table) -> str:
-    return f"<h3>{_e(table.title)}</h3>" + _table(table.columns, table.rows, cls="data")
+def _table(block: TableBlock) -> str:
+    head = "".join(f"<th>{inline(c)}</th>" for c in block.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in block.rows
+    )
+    caption = f"<caption>{inline(block.title)}</caption>" if block.title else ""
+    return (
+        f'<div class="scroll"><table>{caption}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
-def _section(section: Section, figures_from: Path | None) -> str:
-    parts = [f'<section id="{_slug(section.title)}"><h2>{_e(section.title)}</h2>']
-    parts.append(f"<p><strong>Data source:</strong> {_e(section.data_source)}")
-    if section.wall_time_s is not None:  # an experiment's first section carries its time
-        parts.append(f"<br><strong>Wall time:</strong> {_e(format_duration(section.wall_time_s))}")
-    parts.append("</p>")
-    if section.protocol:
-        parts.append("<h3>Protocol</h3>")
-        parts.append(_table(("Field", "Value"), list(section.protocol.items()), cls="protocol"))
-    parts += [_figure(f, figures_from) for f in section.figures]
-    parts += [_extra_table(t) for t in section.tables]
-    if section.notes:
-        parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in section.notes) + "</ul>")
-    return "".join(parts) + "</section>"
+def _block(block, figures_from: Path | None) -> str:
+    if isinstance(block, Heading):
+        return f'<h{block.level} id="{block.anchor}">{_e(block.text)}</h{block.level}>'
+    if isinstance(block, Para):
+        if block.kind == "banner":
+            return f'<div class="banner" role="alert">{inline(block.text)}</div>'
+        cls = ' class="meta"' if block.kind == "meta" else ""
+        return f"<p{cls}>{inline(block.text)}</p>"
+    if isinstance(block, Bullets):
+        return "<ul>" + "".join(f"<li>{inline(i)}</li>" for i in block.items) + "</ul>"
+    if isinstance(block, TableBlock):
+        return _table(block)
+    if isinstance(block, FigureBlock):
+        return _figure(block.figure, figures_from)
+    raise TypeError(f"block: got {type(block).__name__}, expected a document block")
 
 
-def _header(meta: ReportMeta) -> str:
-    parts = []
-    if meta.quick:
-        parts.append(f'<div class="banner" role="alert">{_e(QUICK_BANNER)}</div>')
-    parts.append(f"<h1>{_e(meta.title)}</h1>")
-    facts = [
-        f"Code version: {meta.code_version}",
-        f"Wall time: {format_duration(meta.wall_time_s)}",
-    ]
-    if meta.created:
-        facts.append(f"Created: {meta.created}")
-    parts.append(f'<p class="meta">{" · ".join(_e(f) for f in facts)}</p>')
-    if meta.command:
-        parts.append(f'<p class="meta">Command: <code>{_e(meta.command)}</code></p>')
-    if meta.machine:
-        parts.append(f'<p class="meta">Machine: {_e(meta.machine)}</p>')
-    if meta.regenerate:
-        parts.append(f'<p class="meta">Regenerate: <code>{_e(meta.regenerate)}</code></p>')
-    return "".join(parts)
+def _toc(page: Page) -> str:
+    items = [f'<li><a href="#{h.anchor}">{_e(h.text)}</a></li>' for h in page.headings(2)]
+    if page.stem != "report":
+        items.insert(0, '<li><a href="report.html">← summary</a></li>')
+    return '<nav class="toc" aria-label="contents"><ul>' + "".join(items) + "</ul></nav>"
 
 
-def _contents(sections: Sequence[Section]) -> str:
-    items = ['<li><a href="#scorecard">Claims scorecard</a></li>']
-    items += [f'<li><a href="#{_slug(s.title)}">{_e(s.title)}</a></li>' for s in sections]
-    return "<nav><ul>" + "".join(items) + "</ul></nav>"
-
-
-def render_html(
-    sections: Sequence[Section],
-    scorecard: Sequence[ScorecardRow],
-    meta: ReportMeta,
-    figures_from: Path | None = None,
-) -> str:
+def render_html(page: Page, figures_from: Path | None = None) -> str:
     """The page; `figures_from`: None embeds every figure, a directory links them relative
     to it (see the module docstring)."""
-    title = ("[QUICK] " if meta.quick else "") + meta.title
-    body = _header(meta) + _contents(sections) + _scorecard(scorecard)
-    body += "".join(_section(s, figures_from) for s in sections)
+    body = "".join(_block(b, figures_from) for b in page.blocks)
+    quick = any(isinstance(b, Para) and b.kind == "banner" for b in page.blocks)
+    title = ("[QUICK] " if quick else "") + page.title
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>{body}</body></html>\n"
+        f"<title>{_e(title)}</title><style>{CSS}</style></head>"
+        f'<body><div class="layout">{_toc(page)}<main>{body}</main></div></body></html>\n'
     )

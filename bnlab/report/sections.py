@@ -12,34 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from bnlab.report.claims import CLAIMS, CLAIMS_BY_ID, Claim
 from bnlab.report.figures import FigureFiles
-from bnlab.report.stats import METHODS
-from bnlab.report.verdicts import Row as ScorecardRow
-from bnlab.report.verdicts import Verdict
 
 QUICK_BANNER = "QUICK SMOKE RUN — scaled down, not a reproduction"
-RULE = (
-    "Verdicts come from the 95% confidence interval of each effect over seeds: reproduced if "
-    "it excludes zero in the claimed direction, not reproduced if it excludes zero in the "
-    "opposite direction or lies within the claim's equivalence margin, inconclusive otherwise "
-    "(and always with a single run). Divergence is a result: a run diverged when its training "
-    "loss became non-finite, and every row counts its diverged seeds per network. A diverged "
-    "run keeps the measures it still has (e.g. its final test accuracy, near chance); a seed "
-    "whose measure is not finite for either network is left out of the interval and counted, "
-    "and when more than half of the seeds are left out the verdict is inconclusive."
-)
-SCORECARD_COLUMNS = (
-    "Claim",
-    "Source",
-    "Experiment",
-    "Measured effect",
-    "Source's number",
-    "Verdict",
-)
-
-
-HOW_TO_READ = (RULE, METHODS)  # printed under the scorecard, in both report formats
 
 
 def _freeze(obj: object, name: str, value: object) -> None:
@@ -128,7 +103,6 @@ class ReportMeta:
     wall_time_s: float  # seconds, all experiments together
     quick: bool = False  # a --quick run: the report says so in a banner
     created: str = ""  # e.g. an ISO timestamp
-    command: str = ""  # the command line that produced the results
     machine: str = ""  # where it ran: CPU, cores, torch version
     regenerate: str = ""  # the command that regenerates this report from scratch
 
@@ -144,98 +118,3 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes} min {secs} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
-
-
-def scorecard_cells(row: ScorecardRow) -> tuple[str, ...]:
-    """One scorecard row as plain-text cells, in SCORECARD_COLUMNS order."""
-    claim = row.claim
-    effect = f"{row.effect_text} — {row.rule.effect_text}"
-    extra = "; ".join(t for t in (row.divergence_text, row.note) if t)
-    if extra:
-        effect += f" ({extra})"
-    return (
-        claim.statement,
-        claim.source,
-        row.experiment,
-        effect,
-        row.reference,
-        row.verdict.value,
-    )
-
-
-# ---------------------------------------------------------------- why a claim failed
-
-NOT_REPRODUCED_TITLE = "Claims not reproduced: the most likely reason"
-NOT_REPRODUCED_COLUMNS = ("Claim", "Setting", "Measured effect", "Most likely reason")
-NO_EXPLANATION = "no tested explanation"
-
-
-def not_reproduced_cells(scorecard: Sequence[ScorecardRow]) -> list[tuple[str, ...]]:
-    """Every NOT_REPRODUCED row as plain-text cells, in NOT_REPRODUCED_COLUMNS order; a row
-    without a reason says so (NO_EXPLANATION) rather than leaving the cell blank."""
-    return [
-        (row.claim.statement, row.experiment, row.effect_text, row.why or NO_EXPLANATION)
-        for row in scorecard
-        if row.verdict is Verdict.NOT_REPRODUCED
-    ]
-
-
-# ---------------------------------------------------------------- the compact claims matrix
-
-# A mark of its own shape per verdict, so colour is never the only signal (and Markdown,
-# which has no colour, still shows the verdict at a glance).
-# Plain text marks (no emoji): every font has them.
-VERDICT_MARKS = {
-    Verdict.REPRODUCED: "✓",
-    Verdict.NOT_REPRODUCED: "✗",
-    Verdict.INCONCLUSIVE: "?",
-    Verdict.NOT_MEASURABLE: "–",
-}
-MATRIX_LEGEND = (
-    "✓ reproduced · ✗ not reproduced · ? inconclusive · blank: not measured in that "
-    "setting. Each cell: the effect (BN minus the comparison) as mean ± the half-width of its "
-    "95% CI over n seeds, and how many seeds diverged; the table below gives each row's "
-    "measure, p-value and the source's number for that setting."
-)
-
-
-@dataclass(frozen=True)
-class ClaimsMatrix:
-    """The scorecard as claims x settings: `cells[(claim id, setting)]` holds that setting's
-    rows for the claim (one, normally). Claims in `CLAIMS` order, settings as they come."""
-
-    claims: tuple[Claim, ...]
-    settings: tuple[str, ...]
-    cells: Mapping[tuple[str, str], tuple[ScorecardRow, ...]]
-
-
-def claims_matrix(scorecard: Sequence[ScorecardRow]) -> ClaimsMatrix:
-    settings = tuple(dict.fromkeys(row.experiment for row in scorecard))
-    measured = {row.claim.id for row in scorecard}
-    known = [c for c in CLAIMS if c.id in measured]
-    others = dict.fromkeys(row.claim for row in scorecard if row.claim.id not in CLAIMS_BY_ID)
-    cells: dict[tuple[str, str], tuple[ScorecardRow, ...]] = {}
-    for row in scorecard:
-        key = (row.claim.id, row.experiment)
-        cells[key] = (*cells.get(key, ()), row)
-    return ClaimsMatrix((*known, *others), settings, MappingProxyType(cells))
-
-
-def compact_effect(row: ScorecardRow) -> str:
-    """'+3.20 ± 0.41 pp (n=5)', '+3.20 pp (n=1)', 'not measurable'; then '; diverged: no BN
-    2/5' when seeds diverged."""
-    est, rule = row.effect, row.rule
-    if row.tests is None:
-        text = "not measurable"
-    else:
-        spread = f" ± {est.half_width:.{rule.digits}f}" if est.has_ci else ""
-        text = f"{est.mean:+.{rule.digits}f}{spread}{rule.unit} (n={est.n})"
-    diverged = [f"{label} {k}/{row.seeds}" for label, k in row.diverged if k]
-    if diverged:
-        text += f"; diverged: {', '.join(diverged)}"
-    return text
-
-
-def matrix_cell(rows: Sequence[ScorecardRow]) -> str:
-    """A matrix cell as plain text: each row's verdict mark and compact effect."""
-    return " / ".join(f"{VERDICT_MARKS[r.verdict]} {compact_effect(r)}" for r in rows)

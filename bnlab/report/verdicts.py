@@ -138,6 +138,7 @@ class Row:
     note: str = ""  # e.g. how the setting differs from the source's
     diagnostics: tuple = field(default=())  # `bnlab.report.diagnostics.Diagnostic`s
     why: str = ""  # the most likely reason, from this row's diagnostics
+    registration: object = None  # `registration.Registration`: None when not checked
 
     @property
     def claim(self):
@@ -148,8 +149,16 @@ class Row:
         return self.rule.setting
 
     @property
+    def role(self) -> Role:
+        """The rule's role, except that a rule not registered before its runs is
+        exploratory, whatever it was declared as."""
+        if self.registration is not None and not self.registration.predates:
+            return Role.EXPLORATORY
+        return self.rule.role
+
+    @property
     def counted(self) -> bool:
-        return self.rule.role is Role.PRIMARY
+        return self.role is Role.PRIMARY
 
     @property
     def p_shown(self) -> float:

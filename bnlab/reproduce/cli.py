@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 from bnlab.report import QUICK_BANNER
@@ -14,13 +15,10 @@ DEFAULT_QUICK_OUT = Path("results") / "reproduce-quick"
 
 def run_reproduce(args: argparse.Namespace) -> int:
     from bnlab.engine import executors
-    from bnlab.reproduce.runner import (
-        build_report,
-        print_scorecard,
-        resolve_names,
-        run_experiment,
-        seeds_for,
-    )
+    from bnlab.reproduce.publish import build_report, print_scorecard, record_wall_clock
+    from bnlab.reproduce.runner import resolve_names, run_experiment, seeds_for
+
+    start = time.monotonic()
 
     executor = executors.from_args(args)  # a missing Ray fails here, before any work
     if args.device is not None:
@@ -33,19 +31,20 @@ def run_reproduce(args: argparse.Namespace) -> int:
     with executors.using(executor):
         for name, seeds in plan:
             run_experiment(name, root, seeds, args.quick, progress=not args.quiet)
-    html, md, results = build_report(root)
-    print_scorecard(results)
-    print(f"report: {html} and {md}")
+    written, rows = build_report(root)
+    record_wall_clock(root, f"reproduce {args.experiment}", time.monotonic() - start)
+    print_scorecard(rows)
+    print(f"report: {written[0]} (and {len(written) - 1} more files)")
     return 0
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from bnlab.reproduce.runner import build_report, print_scorecard
+    from bnlab.reproduce.publish import build_report, print_scorecard
 
     publish = Path(args.publish) if args.publish else None
-    html, md, results = build_report(Path(args.dir), publish, args.regenerate or "")
-    print_scorecard(results)
-    print(f"report: {html} and {md}")
+    written, rows = build_report(Path(args.dir), publish, args.regenerate or "")
+    print_scorecard(rows)
+    print(f"report: {written[0]} (and {len(written) - 1} more files)")
     return 0
 
 
@@ -70,7 +69,12 @@ def add_parser(subparsers) -> None:
         "report.html and report.md in --out. Interrupted runs resume from checkpoints.",
     )
     rep.add_argument("experiment", metavar="EXPERIMENT", help=f"all, or one of: {names}")
-    rep.add_argument("--seeds", type=int, help="seeds per setting (default 5; 2 with --quick)")
+    rep.add_argument(
+        "--seeds",
+        type=int,
+        help="seeds for every setting (default: each experiment's pre-registered plan, 20 for "
+        "networks without convolutions and 5 or more for conv nets; 2 with --quick)",
+    )
     rep.add_argument(
         "--quick", action="store_true", help="a scaled-down smoke run, labelled as one"
     )

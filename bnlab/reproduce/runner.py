@@ -10,9 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,11 +19,7 @@ from bnlab.engine.store import code_version
 from bnlab.errors import BnlabError
 from bnlab.report import (
     QUICK_BANNER,
-    ReportMeta,
-    Section,
-    decide_families,
     registration,
-    write_report,
 )
 from bnlab.reproduce.common import MANIFEST, QUICK_SEEDS, new_manifest, read_manifest, say
 from bnlab.reproduce.experiment import ExperimentResult, Seeds
@@ -133,89 +126,3 @@ def with_replay(protocol: dict, experiment_dir: Path) -> dict:
     if records:
         out["replay"] = replay.summary(records)
     return out
-
-
-def build_report(
-    root: Path, publish: Path | None = None, regenerate: str = ""
-) -> tuple[Path, Path, list[ExperimentResult]]:
-    """Analyze every experiment under `root` and write root/report.html and root/report.md.
-
-    With `publish`, write them to that directory instead, with a copy of every figure (PNG
-    and SVG) under publish/figures/ and nothing else: no database, no checkpoint; both
-    reports link those figures (the HTML embeds none). That directory can be committed
-    (docs/results/); `regenerate` names the command that rebuilds it from scratch.
-    """
-    root = Path(root)
-    results = analyze_all(root)
-    manifests = [read_manifest(d) for d in experiment_dirs(root)]
-    versions = {v for d in experiment_dirs(root) for v in replay.trained_versions(d)}
-    meta = ReportMeta(
-        title="bnlab: Batch Normalization reproductions",
-        code_version=", ".join(sorted(versions or {m.code_version for m in manifests})),
-        wall_time_s=sum(r.wall_time_s for r in results),
-        quick=any(r.quick for r in results),
-        created=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        command="; ".join(sorted({m.command for m in manifests if m.command})),
-        machine=machine_description(),
-        regenerate=regenerate,
-    )
-    sections = [s for r in results for s in r.sections]
-    scorecard = decide_families([row for r in results for row in r.scorecard])
-    out = root
-    if publish is not None:
-        out = Path(publish)
-        sections = [_copy_figures(s, root, out / "figures") for s in sections]
-    html, md = write_report(out, sections, scorecard, meta, embed_figures=publish is None)
-    return html, md, results
-
-
-def _copy_figures(section: Section, root: Path, dest: Path) -> Section:
-    """`section` with every figure file copied from under `root` to the same place under
-    `dest`, and its paths pointing at the copies."""
-    figures = []
-    for fig in section.figures:
-        paths = {}
-        for kind in ("png", "svg"):
-            source = getattr(fig, kind)
-            if source is None:
-                continue
-            # figures of <root>/<experiment>/figures/... keep <experiment>/... below dest
-            relative = Path(source).resolve().relative_to(root.resolve())
-            target = dest / Path(*(p for p in relative.parts if p != "figures"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-            paths[kind] = target
-        figures.append(replace(fig, **paths))
-    return replace(section, figures=tuple(figures))
-
-
-def machine_description() -> str:
-    """The CPU model, its core count and the torch version and threads: where numbers ran."""
-    import torch
-
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, torch {torch.__version__}"
-    )
-
-
-def print_scorecard(results: list[ExperimentResult]) -> None:
-    """The scorecard as text: every number printed here was measured by the runs."""
-    for r in results:
-        if r.quick:
-            print(f"  [{r.name}] {QUICK_BANNER}")
-        for row in decide_families(r.scorecard):
-            diverged = f" ({row.divergence_text})" if row.divergence_text else ""
-            print(
-                f"  {row.verdict.value:15s} {row.claim.id:24s} {row.experiment}: "
-                f"{row.effect_text}{diverged}"
-            )
-        if not r.scorecard:
-            print(f"  [{r.name}] measures no claim")

@@ -1,0 +1,190 @@
+"""The summary page (`report`): the bottom line per source, the verdict counts, one picture of
+every verdict, the primary verdicts, and where to read more. A reader sees the answer first.
+
+Every number on it comes from the rows; the sentences about what each source claims are
+fixed text with no numbers in them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bnlab.report import cells
+from bnlab.report.claims import FAMILIES, PAPERS, PROJECTS
+from bnlab.report.document import Bullets, FigureBlock, Heading, Page, Para, link, table
+from bnlab.report.sections import QUICK_BANNER, ReportFigure, ReportMeta, format_duration
+from bnlab.report.verdicts import Row, Verdict, counts
+
+# What each source claims, in one sentence (no numbers: those are measured below).
+CLAIMS_IN_BRIEF = {
+    "Ioffe & Szegedy 2015": "BN lets a network train in fewer steps to a higher accuracy, at "
+    "higher learning rates and with less care for the initialization, keeps each layer's "
+    "input distribution stable, and belongs before the nonlinearity.",
+    "Santurkar et al. 2018": "BN does not help by reducing internal covariate shift (it does "
+    "not reduce it, and BN with injected noise trains about as well); it helps by making the "
+    "loss landscape smoother: the loss and its gradient change less along the gradient.",
+    "Wu & He 2018": "BN's error grows as the batch shrinks while GroupNorm's stays flat, so at "
+    "a batch of 2 GroupNorm beats BN.",
+    "Wu & Johnson 2021": "Precise population statistics evaluate at least as well as the EMA; "
+    "with small batches, normalizing a test batch by its own statistics beats population "
+    "statistics.",
+    "Ioffe 2017": "Batch Renormalization trains better than BN with small batches.",
+    PROJECTS: "The course projects bnlab grew from (shared/seeds/) expect smoother loss "
+    "curves and more stable gradient norms with BN; their other claims repeat the papers' "
+    "and are counted there.",
+}
+ORDER = {v: i for i, v in enumerate(Verdict)}
+
+
+@dataclass(frozen=True)
+class ExperimentLink:
+    """What the summary says of one experiment page."""
+
+    name: str
+    title: str
+    wall_time_s: float | None
+
+
+def _claims_text(rows: Sequence[Row], verdict: Verdict) -> str:
+    """'BN reaches higher final test accuracy. (ioffe2015-mnist +1.33 pp, ...)' per claim."""
+    by_claim: dict[str, list[str]] = {}
+    for row in rows:
+        if row.verdict is verdict:
+            where = row.experiment
+            if verdict is not Verdict.NOT_MEASURABLE:
+                where += f" {cells.effect_cell(row).split(' [')[0]}"
+            by_claim.setdefault(row.claim.statement.rstrip("."), []).append(where)
+    return "; ".join(f"{c} ({', '.join(w)})" for c, w in by_claim.items())
+
+
+def _reasons(rows: Sequence[Row]) -> str:
+    """The most likely reasons for the rows not reproduced: their diagnostics (post hoc)."""
+    found = []
+    for row in rows:
+        if row.verdict is not Verdict.NOT_REPRODUCED:
+            continue
+        diag = [d for d in row.diagnostics if d.agrees is True]
+        if diag:
+            found.append(f"{row.experiment}: {diag[0].text}")
+    return "; ".join(found)
+
+
+def bottom_line(family: str, rows: Sequence[Row]) -> str:
+    """Two or three sentences: what `family` claims, what held where we measured it, what did
+    not, and the most likely reason (from the rows' post-hoc diagnostics)."""
+    primary = [r for r in rows if r.claim.family == family and r.counted]
+    if not primary:
+        return f"{CLAIMS_IN_BRIEF[family]} Not measured in this run."
+    tally = counts(primary)
+    settings = len({r.experiment for r in primary})
+    parts = [
+        CLAIMS_IN_BRIEF[family],
+        f"We decided {len(primary)} claim × setting rows in {settings} settings: "
+        f"{tally[Verdict.REPRODUCED]} held, {tally[Verdict.NOT_REPRODUCED]} did not, "
+        f"{tally[Verdict.INCONCLUSIVE]} are undecided and "
+        f"{tally[Verdict.NOT_MEASURABLE]} not measurable.",
+    ]
+    for verdict, label in (
+        (Verdict.REPRODUCED, "Held"),
+        (Verdict.NOT_REPRODUCED, "Did not hold"),
+        (Verdict.INCONCLUSIVE, "Undecided"),
+        (Verdict.NOT_MEASURABLE, "Not measurable"),
+    ):
+        text = _claims_text(primary, verdict)
+        if text:
+            parts.append(f"{label}: {text}.")
+    reasons = _reasons(primary)
+    if tally[Verdict.NOT_REPRODUCED]:
+        parts.append(
+            f"Most likely reason (post hoc): {reasons}."
+            if reasons
+            else "No tested explanation for what did not hold."
+        )
+    return " ".join(parts)
+
+
+def counts_table(rows: Sequence[Row]):
+    """Verdict counts of the primary rows, paper and project claims apart, after Holm (the
+    verdicts), after Benjamini-Hochberg and unadjusted."""
+    out = []
+    for label, families in (("paper claims", PAPERS), ("project claims", (PROJECTS,))):
+        group = [r for r in rows if r.claim.family in families]
+        for adjust, name in (("holm", "Holm (the verdicts)"), ("bh", "BH"), ("none", "none")):
+            tally = counts(group, adjust)
+            out.append((label, name, *(tally[v] for v in Verdict), sum(tally.values())))
+    columns = ("claims", "multiplicity", *(f"{cells.MARKS[v]} {v.value}" for v in Verdict))
+    return table((*columns, "rows"), out, "Verdict counts, primary rows")
+
+
+def primary_table(rows: Sequence[Row]):
+    body = []
+    for row in sorted(
+        (r for r in rows if r.counted),
+        key=lambda r: (FAMILIES.index(r.claim.family), r.claim.id, r.experiment),
+    ):
+        page = row.experiment.split("/")[0]
+        body.append(
+            (
+                row.claim.statement,
+                link(cells.setting_label(row), page),
+                cells.effect_cell(row),
+                cells.prediction_cell(row.rule),
+                cells.n_cell(row),
+                cells.test_cell(row),
+                cells.verdict_cell(row),
+            )
+        )
+    columns = ("claim", "setting", "effect [95% CI]", "claim predicts", "n", "test", "verdict")
+    return table(columns, body, "Every primary verdict")
+
+
+HOW_TO_READ = (
+    "Each row's rule (measure, scale, margin, test, gates, seeds) was fixed in code and "
+    "recorded before its runs; each experiment page shows the record. An effect is the "
+    "treatment (usually BN) minus its comparison, paired by random seed, or their log2 ratio "
+    "for measures whose size depends on the setting. A row is decided by two one-sided "
+    "paired t-tests (one for the claim, one against it; TOST for 'similar'), and Holm's "
+    "correction within each source's claims keeps the chance of any false verdict in that "
+    "family at 5%. Secondary settings and anything added after the data are shown on the "
+    "experiment pages and never counted. Definitions, tests and a glossary: "
+    + link("appendix", "appendix")
+    + "."
+)
+
+
+def summary_page(
+    meta: ReportMeta,
+    rows: Sequence[Row],
+    experiments: Sequence[ExperimentLink],
+    forest: ReportFigure | None,
+) -> Page:
+    blocks = [Heading(1, meta.title)]
+    if meta.quick:
+        blocks.append(Para(QUICK_BANNER, "banner"))
+    blocks += [Para(text, "meta") for text in header_facts(meta)]
+    blocks.append(Heading(2, "Bottom line"))
+    for family in FAMILIES:
+        label = f"{family} (the course projects bnlab grew from)" if family == PROJECTS else family
+        blocks += [Heading(3, label), Para(bottom_line(family, rows))]
+    blocks += [Heading(2, "Verdicts"), counts_table(rows), Para(cells.LEGEND)]
+    if forest is not None:
+        blocks.append(FigureBlock(forest))
+    blocks += [primary_table(rows), Heading(2, "How to read this"), Para(HOW_TO_READ)]
+    blocks.append(Heading(2, "Experiments"))
+    items = [
+        f"{link(e.name, e.name)}: {e.title} ({format_duration(e.wall_time_s)})" for e in experiments
+    ]
+    blocks.append(Bullets(tuple(items)))
+    return Page("report", meta.title, tuple(blocks))
+
+
+def header_facts(meta: ReportMeta) -> list[str]:
+    """One line each: code version, machine, wall time, the command that regenerates it."""
+    facts = [
+        f"**Code version:** {meta.code_version}",
+        f"**Machine:** {meta.machine}" if meta.machine else "",
+        f"**Wall time:** {format_duration(meta.wall_time_s)}, measured end to end",
+        f"**Regenerate:** `{meta.regenerate}`" if meta.regenerate else "",
+    ]
+    return [f for f in facts if f]
