@@ -49,6 +49,10 @@ caption { text-align: left; font-weight: 700; padding: 4px 0; }
 figure { margin: 16px 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 14px; }
 code { overflow-wrap: anywhere; }
+td.verdict { font-weight: 700; }
+.v-reproduced { background: #009E73; color: #fff; }
+.v-not-reproduced { background: #D55E00; color: #fff; }
+.v-inconclusive { background: #e4e4e4; color: #000; }
 @media (max-width: 900px) {
   .layout { display: block; }
   nav.toc { width: auto; max-height: none; border-right: none; border-bottom: 1px solid #ddd;
@@ -93,11 +97,19 @@ def _figure(fig: ReportFigure, figures_from: Path | None) -> str:
     )
 
 
+# A verdict cell starts with its mark (bnlab.report.cells.MARKS): colour it by the verdict.
+_VERDICT_CLASS = {"✓": "v-reproduced", "✗": "v-not-reproduced", "?": "v-inconclusive"}
+
+
+def _td(text: str) -> str:
+    cls = _VERDICT_CLASS.get(text[:1]) if text[1:2] == " " else None
+    attr = f' class="verdict {cls}"' if cls else ""
+    return f"<td{attr}>{inline(text)}</td>"
+
+
 def _table(block: TableBlock) -> str:
     head = "".join(f"<th>{inline(c)}</th>" for c in block.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in block.rows
-    )
+    body = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in block.rows)
     caption = f"<caption>{inline(block.title)}</caption>" if block.title else ""
     return (
         f'<div class="scroll"><table>{caption}<thead><tr>{head}</tr></thead>'

@@ -46,56 +46,54 @@ class ExperimentLink:
     wall_time_s: float | None
 
 
-def _claims_text(rows: Sequence[Row], verdict: Verdict) -> str:
-    """'BN reaches higher final test accuracy. (ioffe2015-mnist +1.33 pp, ...)' per claim."""
-    by_claim: dict[str, list[str]] = {}
-    for row in rows:
-        if row.verdict is verdict:
-            where = row.experiment
-            if verdict is not Verdict.NOT_MEASURABLE:
-                where += f" {cells.effect_cell(row).split(' [')[0]}"
-            by_claim.setdefault(row.claim.statement.rstrip("."), []).append(where)
-    return "; ".join(f"{c} ({', '.join(w)})" for c, w in by_claim.items())
+def _claim_phrase(rows: Sequence[Row]) -> str:
+    """'BN reaches higher final test accuracy: held in 5 of 7 settings, not in cifar10-cnn
+    (-2.1 pp), 1 undecided' for one claim's primary rows."""
+    m = len(rows)
+    held = sum(r.verdict is Verdict.REPRODUCED for r in rows)
+    parts = [f"held in {held} of {m} setting{'s' if m > 1 else ''}"]
+    failed = [r for r in rows if r.verdict is Verdict.NOT_REPRODUCED]
+    if failed:
+        where = ", ".join(f"{r.experiment} ({cells.effect_cell(r).split(' [')[0]})" for r in failed)
+        parts.append(f"not in {where}")
+    for verdict, word in (
+        (Verdict.INCONCLUSIVE, "undecided"),
+        (Verdict.NOT_MEASURABLE, "not measurable"),
+    ):
+        k = sum(r.verdict is verdict for r in rows)
+        if k:
+            parts.append(f"{k} {word}")
+    return f"{rows[0].claim.statement.rstrip('.')}: {', '.join(parts)}"
 
 
 def _reasons(rows: Sequence[Row]) -> str:
-    """The most likely reasons for the rows not reproduced: their diagnostics (post hoc)."""
+    """The most likely reasons for the rows not reproduced: a diagnostic that points the
+    claim's way where the verdict did not (post hoc)."""
     found = []
     for row in rows:
         if row.verdict is not Verdict.NOT_REPRODUCED:
             continue
         diag = [d for d in row.diagnostics if d.agrees is True]
         if diag:
-            found.append(f"{row.experiment}: {diag[0].text}")
+            found.append(f"in {row.experiment}, {diag[0].text}")
     return "; ".join(found)
 
 
 def bottom_line(family: str, rows: Sequence[Row]) -> str:
-    """Two or three sentences: what `family` claims, what held where we measured it, what did
-    not, and the most likely reason (from the rows' post-hoc diagnostics)."""
+    """Two or three sentences: what `family` claims, what held where we measured it and what
+    did not, and the most likely reason (from the rows' post-hoc diagnostics)."""
     primary = [r for r in rows if r.claim.family == family and r.counted]
     if not primary:
-        return f"{CLAIMS_IN_BRIEF[family]} Not measured in this run."
-    tally = counts(primary)
-    settings = len({r.experiment for r in primary})
-    parts = [
-        CLAIMS_IN_BRIEF[family],
-        f"We decided {len(primary)} claim × setting rows in {settings} settings: "
-        f"{tally[Verdict.REPRODUCED]} held, {tally[Verdict.NOT_REPRODUCED]} did not, "
-        f"{tally[Verdict.INCONCLUSIVE]} are undecided and "
-        f"{tally[Verdict.NOT_MEASURABLE]} not measurable.",
-    ]
-    for verdict, label in (
-        (Verdict.REPRODUCED, "Held"),
-        (Verdict.NOT_REPRODUCED, "Did not hold"),
-        (Verdict.INCONCLUSIVE, "Undecided"),
-        (Verdict.NOT_MEASURABLE, "Not measurable"),
-    ):
-        text = _claims_text(primary, verdict)
-        if text:
-            parts.append(f"{label}: {text}.")
-    reasons = _reasons(primary)
-    if tally[Verdict.NOT_REPRODUCED]:
+        others = sum(r.claim.family == family for r in rows)
+        extra = f" ({others} rows shown as exploratory)" if others else ""
+        return f"{CLAIMS_IN_BRIEF[family]} No primary verdict in this report{extra}."
+    by_claim: dict[str, list[Row]] = {}
+    for row in primary:
+        by_claim.setdefault(row.claim.id, []).append(row)
+    measured = "; ".join(_claim_phrase(group) for group in by_claim.values())
+    parts = [CLAIMS_IN_BRIEF[family], f"We measured: {measured}."]
+    if any(r.verdict is Verdict.NOT_REPRODUCED for r in primary):
+        reasons = _reasons(primary)
         parts.append(
             f"Most likely reason (post hoc): {reasons}."
             if reasons
@@ -117,17 +115,19 @@ def counts_table(rows: Sequence[Row]):
     return table((*columns, "rows"), out, "Verdict counts, primary rows")
 
 
-def primary_table(rows: Sequence[Row]):
+def primary_table(rows: Sequence[Row], pages: set[str]):
+    """Every counted row; its setting links to its experiment's page (in `pages`)."""
     body = []
     for row in sorted(
         (r for r in rows if r.counted),
         key=lambda r: (FAMILIES.index(r.claim.family), r.claim.id, r.experiment),
     ):
         page = row.experiment.split("/")[0]
+        label = cells.setting_label(row)
         body.append(
             (
                 row.claim.statement,
-                link(cells.setting_label(row), page),
+                link(label, page) if page in pages else label,
                 cells.effect_cell(row),
                 cells.prediction_cell(row.rule),
                 cells.n_cell(row),
@@ -170,7 +170,8 @@ def summary_page(
     blocks += [Heading(2, "Verdicts"), counts_table(rows), Para(cells.LEGEND)]
     if forest is not None:
         blocks.append(FigureBlock(forest))
-    blocks += [primary_table(rows), Heading(2, "How to read this"), Para(HOW_TO_READ)]
+    pages = {e.name for e in experiments}
+    blocks += [primary_table(rows, pages), Heading(2, "How to read this"), Para(HOW_TO_READ)]
     blocks.append(Heading(2, "Experiments"))
     items = [
         f"{link(e.name, e.name)}: {e.title} ({format_duration(e.wall_time_s)})" for e in experiments
