@@ -79,12 +79,15 @@ class Section:
     tables: Sequence[Table] = ()
     notes: Sequence[str] = ()
     wall_time_s: float | None = None  # shown when set: an experiment's first section has it
+    # the stored configs of the runs it reports on (not rendered): the protocol is checked
+    # against them (`bnlab.reproduce.common.check_protocol`)
+    configs: Sequence[Mapping] = ()
 
     def __post_init__(self):
         _freeze(
             self, "protocol", MappingProxyType({str(k): str(v) for k, v in self.protocol.items()})
         )
-        for name in ("figures", "tables", "notes"):
+        for name in ("figures", "tables", "notes", "configs"):
             _freeze(self, name, tuple(getattr(self, name)))
         for fig in self.figures:
             if not isinstance(fig, ReportFigure):

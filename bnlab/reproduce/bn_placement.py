@@ -42,10 +42,11 @@ from bnlab.reproduce.common import (
     Part,
     Results,
     data_source,
-    describe,
+    describe_runs,
     experiment_result,
     per_member,
     read_manifest,
+    stored_configs,
     train_side_by_side,
     vs_source,
 )
@@ -171,7 +172,7 @@ def analyze(out_dir: Path) -> ExperimentResult:
     manifest = read_manifest(out_dir)
     sections, rows = [], []
     for act in ACTIVATIONS:
-        curves, drifts = {}, {}
+        curves, drifts, configs = {}, {}, []
         for pos in POSITIONS:
             directory = cell_dir(out_dir, act, pos)
             if not directory.is_dir():
@@ -181,15 +182,16 @@ def analyze(out_dir: Path) -> ExperimentResult:
             with Results(directory) as res:
                 curves[pos] = res.metric("batch", "test_accuracy")  # (T,), (K, T)
                 drifts[pos] = shapes(res)
-                cfg = res.config("batch")
+                configs += stored_configs(res)
         declared = [r for r in rules(manifest.seeds) if r.setting == setting(act)]
-        section, part_rows = _section(out_dir, act, curves, drifts, cfg, declared)
+        section, part_rows = _section(out_dir, act, curves, drifts, configs, declared)
         sections.append(section)
         rows += part_rows
     return experiment_result(NAME, manifest, sections, rows)
 
 
-def _section(out_dir: Path, act: str, curves: dict, drifts: dict, cfg: dict, declared) -> Part:
+def _section(out_dir: Path, act: str, curves: dict, drifts: dict, configs, declared) -> Part:
+    cfg = configs[0]  # the recording settings, the same for both placements
     final = {pos: 100.0 * acc[:, -1] for pos, (_, acc) in curves.items()}
     shape_rule, accuracy_rule = declared
     gate = pre.trains_gate(*(float(np.nanmean(final[p])) for p in POSITIONS))
@@ -222,9 +224,8 @@ def _section(out_dir: Path, act: str, curves: dict, drifts: dict, cfg: dict, dec
     section = Section(
         title=f"{NAME}: BN before vs after the {act} (Ioffe & Szegedy 2015, Sec. 3.2)",
         protocol={
-            **describe(cfg),
-            "network": describe(cfg)["network"].rsplit(";", 1)[0]
-            + "; BN before the activation (as the paper) or after it (our comparison)",
+            **describe_runs(configs),
+            "placements": "BN before the activation (as the paper) or after it (our comparison)",
             "recorded": f"the norm input of {', '.join(cfg['hooks']['layers'])}, units "
             f"{', '.join(map(str, cfg['hooks']['units']))}: percentiles "
             f"{', '.join(f'{p:g}' for p in cfg['hooks']['percentiles'])} every "
@@ -246,6 +247,7 @@ def _section(out_dir: Path, act: str, curves: dict, drifts: dict, cfg: dict, dec
             "15-85 spread, so BN's own shift and scale do not count; what is left is the "
             "distribution's shape, which BN cannot normalize away (Sec. 3.2)."
         ],
+        configs=configs,
     )
     return section, rows
 

@@ -21,8 +21,9 @@ from bnlab.reproduce.common import (
     Part,
     Results,
     data_source,
-    describe,
+    describe_runs,
     one_config_experiment,
+    stored_configs,
     vs_source,
 )
 from bnlab.reproduce.experiment import Seeds, register
@@ -91,17 +92,21 @@ def config(seeds: int, quick: bool) -> TrainConfig:
 
 def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
     accuracy, steps, smooth, cv = rules(seeds)
-    cfg = res.config("batch")
     fig = accuracy_figure(res, out_dir / "figures" / "test_accuracy", "CIFAR-10 subset, SimpleCNN")
     rows, lines, notes = speed_rows(res, accuracy, steps, SUBSET_NOTE)
     stab_rows, stab_lines = stability_rows(res, smooth, cv)
     section = Section(
         title=f"{NAME}: the reproduction seed's SimpleCNN",
-        protocol={**describe(cfg), "step scaling": SCALING, **vs_source(SOURCE, DIFFERENCES)},
+        protocol={
+            **describe_runs(stored_configs(res)),
+            "step scaling": SCALING,
+            **vs_source(SOURCE, DIFFERENCES),
+        },
         data_source=data_source("cifar10"),
         figures=[fig],
         tables=[comparison_table("Mean ± 95% CI over seeds", lines + stab_lines)],
         notes=[SEED_NUMBERS, *notes],
+        configs=stored_configs(res),
     )
     return section, rows + stab_rows
 

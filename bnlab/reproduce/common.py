@@ -244,10 +244,23 @@ def data_source(dataset: str) -> str:
     return f"{text}. {status.note}" if status.note else text
 
 
+def steps_per_epoch(cfg: dict) -> int:
+    """Optimizer steps per epoch of a stored config: its training images over its batch."""
+    from bnlab import data
+
+    d = cfg["data"]
+    n = data.status(d["dataset"], d["data_dir"] or None).sizes["train"]
+    n = min(n, d["train_subset"]) if d["train_subset"] else n
+    full, rest = divmod(n, cfg["batch_size"])
+    return full + (1 if rest and not cfg.get("drop_last", True) else 0)
+
+
 def describe(cfg: dict) -> dict[str, str]:
     """A stored config as protocol lines for the report."""
     m, d, o = cfg["model"], cfg["data"], cfg["optim"]
-    arch = f"hidden {'x'.join(map(str, m['hidden']))}, {m['num_classes']}-way softmax"
+    arch = f"{m['num_classes']}-way softmax"
+    if m["hidden"]:
+        arch = f"hidden {'x'.join(map(str, m['hidden']))}, {arch}"
     if m["conv_channels"]:
         pool = "max-pool" if m["pool_every"] == 1 else f"max-pool after every {m['pool_every']}"
         arch = f"conv {'/'.join(map(str, m['conv_channels']))} (3x3, {pool}), {arch}"
@@ -257,7 +270,12 @@ def describe(cfg: dict) -> dict[str, str]:
     if o["weight_decay"]:
         opt += f", weight decay {o['weight_decay']:g}"
     lrs = o["lrs"] or [o["lr"]]
-    length = f"{cfg['epochs']} epochs" if cfg["epochs"] else f"{cfg['steps']:,} steps"
+    length = f"{cfg['steps']:,} steps"
+    if cfg["epochs"]:
+        per_epoch = steps_per_epoch(cfg)
+        length = (
+            f"{cfg['epochs']} epochs of {per_epoch:,} steps = {cfg['epochs'] * per_epoch:,} steps"
+        )
     init = "PyTorch default" if m["init"] == "torch-default" else f"N(0, {m['init_std']:g}^2)"
     subset = ""
     if d["train_subset"] or d["test_subset"]:
@@ -275,6 +293,51 @@ def describe(cfg: dict) -> dict[str, str]:
         "length": length,
         "seeds": str(cfg["seeds"]),
     }
+
+
+def describe_runs(configs: Sequence[dict]) -> dict[str, str]:
+    """`describe` of every stored config a section reports on, merged: a row the runs share
+    is shown once; a row that differs lists each distinct value, with its run's preset when
+    the presets differ (e.g. one lr per batch size)."""
+    if not configs:
+        raise ValueError("configs: expected the stored configs of at least one run")
+    rows = [describe(c) for c in configs]
+    presets = [c["preset"] for c in configs]
+    labelled = len(set(presets)) > 1
+    out = {}
+    for key in rows[0]:
+        values = dict.fromkeys(
+            f"{r[key]} ({p})" if labelled else r[key] for r, p in zip(rows, presets, strict=True)
+        )
+        distinct = dict.fromkeys(r[key] for r in rows)
+        out[key] = next(iter(distinct)) if len(distinct) == 1 else " | ".join(values)
+    return out
+
+
+def check_protocol(section: Section) -> None:
+    """Raise ValueError if a protocol row that `describe_runs` derives from the section's
+    stored configs is missing or says something else: the protocol table must be the
+    configs the runs were trained with, not text written beside them."""
+    if not section.configs:
+        return
+    expected = describe_runs(section.configs)
+    wrong = {
+        key: (section.protocol.get(key), text)
+        for key, text in expected.items()
+        if section.protocol.get(key) != text
+    }
+    if wrong:
+        lines = "; ".join(
+            f"{k}: shows {got!r}, the configs say {want!r}" for k, (got, want) in wrong.items()
+        )
+        raise ValueError(
+            f"section {section.title!r}: protocol rows disagree with the runs: {lines}"
+        )
+
+
+def stored_configs(res: Results) -> list[dict]:
+    """The stored config of every run in `res`, in training order."""
+    return [res.config(norm) for norm in res.runs]
 
 
 def vs_source(source: str, differences: Sequence[str]) -> dict[str, str]:

@@ -23,10 +23,11 @@ from bnlab.reproduce.common import (
     NORM_LABELS,
     Results,
     data_source,
-    describe,
+    describe_runs,
     experiment_result,
     per_member,
     read_manifest,
+    stored_configs,
     train_variants,
 )
 from bnlab.reproduce.experiment import Experiment, ExperimentResult, Seeds, register
@@ -74,14 +75,14 @@ def _scales(out_dir: Path) -> list[float]:
 
 
 def accuracies(out_dir: Path) -> tuple[list[float], dict[str, np.ndarray], dict]:
-    """(scales, {norm: final test accuracy % (S, scales)}, one stored config)."""
-    scales, acc, cfg = _scales(out_dir), {"batch": [], "none": []}, {}
+    """(scales, {norm: final test accuracy % (S, scales)}, every stored config)."""
+    scales, acc, configs = _scales(out_dir), {"batch": [], "none": []}, []
     for std in scales:
         with Results(scale_dir(out_dir, std)) as res:
             for norm in acc:
                 acc[norm].append(final_accuracy(res, norm))
-            cfg = res.config("batch")
-    return scales, {n: np.stack(v, axis=1) for n, v in acc.items()}, cfg
+            configs += stored_configs(res)
+    return scales, {n: np.stack(v, axis=1) for n, v in acc.items()}, configs
 
 
 def sensitivity(acc: np.ndarray) -> np.ndarray:
@@ -110,7 +111,7 @@ def rules(seeds: Seeds) -> tuple[Rule, ...]:
 def analyze(out_dir: Path) -> ExperimentResult:
     manifest = read_manifest(out_dir)
     (rule,) = rules(manifest.seeds)
-    scales, acc, cfg = accuracies(out_dir)
+    scales, acc, configs = accuracies(out_dir)
     sens = {n: sensitivity(a) for n, a in acc.items()}
     rows = [scored(rule, sens["batch"], sens["none"])]
     fig = grid_points(
@@ -129,8 +130,7 @@ def analyze(out_dir: Path) -> ExperimentResult:
     section = Section(
         title=f"{NAME}: initialization scale sweep",
         protocol={
-            **describe(cfg),
-            "init": f"N(0, std^2), std in {', '.join(map(str, scales))}",
+            **describe_runs(configs),
             "source's protocol": "none: Ioffe & Szegedy's abstract and the explainer and "
             "notebook projects state the claim without an experiment, so every setting here "
             f"is ours (the ioffe2015-mnist net and data, {STEPS:,} steps per run)",
@@ -146,6 +146,7 @@ def analyze(out_dir: Path) -> ExperimentResult:
             "effective learning rate; the output layer has no BN, so its init scale still "
             "acts directly on the logits of both nets.",
         ],
+        configs=configs,
     )
     return experiment_result(NAME, manifest, [section], rows)
 

@@ -35,8 +35,9 @@ from bnlab.reproduce.common import (
     Part,
     Results,
     data_source,
-    describe,
+    describe_runs,
     one_config_experiment,
+    stored_configs,
     vs_source,
 )
 from bnlab.reproduce.experiment import Seeds, register
@@ -148,7 +149,6 @@ def _table(grid, out) -> Table:
 def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
     (rule,) = rules(seeds)
     out = {n: outcomes(res, n) for n in ("batch", "none")}
-    cfg = res.config("batch")
     grid = out["batch"][0]
     best = {n: highest_lr_log2(*out[n][:3]) for n in out}
     note = ""
@@ -166,7 +166,7 @@ def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
     section = Section(
         title=f"{NAME}: learning-rate robustness (Sec. 3.3)",
         protocol={
-            **describe(cfg),
+            **describe_runs(stored_configs(res)),
             **vs_source(SOURCE, DIFFERENCES),
             "divergence": "training loss non-finite; or, averaged over the last 10% of steps, "
             f"above 1.5 ln 10, or >= ln 10 - 0.05 = {NEAR_CHANCE:.3f} (chance) after having "
@@ -188,6 +188,7 @@ def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
             "A seed at which a network trained at no rate of the grid has no highest rate: the "
             "row is then not measurable rather than averaged over the other seeds.",
         ],
+        configs=stored_configs(res),
     )
     return section, rows
 

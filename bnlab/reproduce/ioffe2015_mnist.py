@@ -19,8 +19,9 @@ from bnlab.reproduce.common import (
     Part,
     Results,
     data_source,
-    describe,
+    describe_runs,
     one_config_experiment,
+    stored_configs,
     vs_source,
 )
 from bnlab.reproduce.experiment import Seeds, register
@@ -141,7 +142,7 @@ def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
     section = Section(
         title=f"{NAME}: Ioffe & Szegedy 2015, Sec. 4.1 / Fig. 1",
         protocol={
-            **describe(res.config("batch")),
+            **describe_runs(stored_configs(res)),
             "learning rate": LR_WHY,
             **vs_source(SOURCE, DIFFERENCES),
         },
@@ -151,6 +152,7 @@ def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
             comparison_table("Per-seed measures, mean ± 95% CI over seeds", lines + stab_lines)
         ],
         notes=[SEED_PROTOCOL, *notes],
+        configs=stored_configs(res),
     )
     return section, rows + stab_rows
 

@@ -28,7 +28,8 @@ from bnlab.reproduce.common import (
     Results,
     analyze_dirs,
     data_source,
-    describe,
+    describe_runs,
+    stored_configs,
     train_variants,
     vs_source,
 )
@@ -235,11 +236,12 @@ def _cell(res: Results, out: Path, seeds: Seeds, dataset: str, arch: str) -> Par
     ]
     section = Section(
         title=f"{NAME}: {label}",
-        protocol={**describe(res.config("batch")), **vs_source(SOURCE, DIFFERENCES)},
+        protocol={**describe_runs(stored_configs(res)), **vs_source(SOURCE, DIFFERENCES)},
         data_source=data_source(dataset),
         figures=_figures(res, out / "figures", label),
         tables=[comparison_table(f"{label}: mean ± 95% CI over seeds", lines)],
         notes=notes,
+        configs=stored_configs(res),
     )
     return section, rows + stab_rows
 

@@ -20,8 +20,9 @@ from bnlab.reproduce.common import (
     Part,
     Results,
     data_source,
-    describe,
+    describe_runs,
     one_config_experiment,
+    stored_configs,
     vs_source,
 )
 from bnlab.reproduce.experiment import Seeds, register
@@ -61,7 +62,6 @@ def config(seeds: int, quick: bool) -> TrainConfig:
 
 def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
     accuracy, smooth, cv = rules(seeds)
-    cfg = res.config("batch")
     steps, _ = res.metric("batch", "test_accuracy")
     per_epoch = steps / steps[0]  # evaluations happen once per epoch: steps[0] = 1 epoch
     curves = {NORM_LABELS[n]: 100.0 * res.metric(n, "test_accuracy")[1] for n in FIGURE_ORDER}
@@ -85,13 +85,14 @@ def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
     ]
     section = Section(
         title=f"{NAME}: the notebook seed's protocol",
-        protocol={**describe(cfg), **vs_source(SOURCE, DIFFERENCES)},
+        protocol={**describe_runs(stored_configs(res)), **vs_source(SOURCE, DIFFERENCES)},
         data_source=data_source("mnist") + " (first 5,000 train / first 1,000 test used)",
         figures=[
             ReportFigure.from_files(fig, "Validation accuracy after each epoch, 95% CI band.")
         ],
         tables=[comparison_table("Per epoch, mean ± 95% CI over seeds", epoch_lines + stab_lines)],
         notes=notes,
+        configs=stored_configs(res),
     )
     return section, rows + stab_rows
 

@@ -34,9 +34,10 @@ from bnlab.reproduce.common import (
     Part,
     Results,
     data_source,
-    describe,
+    describe_runs,
     experiment_result,
     read_manifest,
+    stored_configs,
     train_variants,
     vs_source,
 )
@@ -167,16 +168,18 @@ def analyze(out_dir: Path) -> ExperimentResult:
     manifest = read_manifest(out_dir)
     sizes = _batch_sizes(out_dir)
     errors: dict[int, dict[str, np.ndarray]] = {}  # batch -> norm -> (K,)
+    configs: list[dict] = []
     for batch in sizes:
         with Results(cell_dir(out_dir, batch)) as res:
             errors[batch] = {n: final_error(res, n) for n in NORMS}
-            cfg = res.config("batch")
-    section, rows = _section(out_dir, sizes, errors, cfg, rules(manifest.seeds))
+            configs += stored_configs(res)
+    section, rows = _section(out_dir, sizes, errors, configs, rules(manifest.seeds))
     return experiment_result(NAME, manifest, [section], rows)
 
 
-def _section(out_dir: Path, sizes, errors, cfg: dict, declared: tuple[Rule, ...]) -> Part:
-    """cfg: the stored config of the largest batch size (the protocol's common fields)."""
+def _section(out_dir: Path, sizes, errors, configs: list, declared: tuple[Rule, ...]) -> Part:
+    """configs: the stored config of every run, every batch size."""
+    cfg = configs[-1]  # the norms' parameters, the same at every batch size
     small, ref = sizes[0], REFERENCE_BATCH if REFERENCE_BATCH in sizes else sizes[-1]
     bn_error, gn_flat, gn_beats, renorm_beats = declared
     gate = control_gate(errors, (small, ref))
@@ -208,10 +211,9 @@ def _section(out_dir: Path, sizes, errors, cfg: dict, declared: tuple[Rule, ...]
         [(str(b), *(fmt(errors[b][n]) for n in NORMS)) for b in sizes],
     )
     protocol = {
-        **describe(cfg),
-        "batch": ", ".join(map(str, sizes)) + " (one results directory each)",
-        "optimizer": f"SGD, momentum 0.9, lr = {BASE_LR:g} x B / {BASE_BATCH} "
-        "(linear scaling, Wu & He 2018 Sec. 4.1 after Goyal et al. 2017; our base lr)",
+        **describe_runs(configs),
+        "lr rule": f"lr = {BASE_LR:g} x B / {BASE_BATCH} (linear scaling, Wu & He 2018 Sec. 4.1 "
+        "after Goyal et al. 2017; our base lr); one results directory per batch size",
         "norms": f"{', '.join(LABELS[n] for n in NORMS)}; GroupNorm {NORM_GROUPS} groups; "
         f"Ghost BN virtual batch min({GHOST_BATCH}, B); Batch Renorm r_max "
         f"{cfg['model']['renorm_r_max']:g}, d_max {cfg['model']['renorm_d_max']:g} after "
@@ -234,6 +236,7 @@ def _section(out_dir: Path, sizes, errors, cfg: dict, declared: tuple[Rule, ...]
         figures=[fig],
         tables=[table],
         notes=[WU_HE],
+        configs=configs,
     )
     return section, rows
 

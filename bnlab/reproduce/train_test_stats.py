@@ -36,10 +36,11 @@ from bnlab.reproduce.common import (
     Part,
     Results,
     data_source,
-    describe,
+    describe_runs,
     experiment_result,
     read_manifest,
     say,
+    stored_configs,
     train_variants,
     vs_source,
 )
@@ -168,11 +169,12 @@ def analyze(out_dir: Path) -> ExperimentResult:
     if not sizes:
         raise FileNotFoundError(f"DIR: {out_dir} holds no batch-size runs of {NAME}")
     acc: dict[int, dict[str, np.ndarray]] = {}  # batch -> mode -> (K,) percent
+    configs: list[dict] = []
     for batch in sizes:
         with Results(cell_dir(out_dir, batch)) as res:
             acc[batch] = {m: 100.0 * res.metric("batch", k)[1][:, -1] for m, k in MODES.items()}
-            cfg = res.config("batch")
-    section, rows = _section(out_dir, sizes, acc, cfg, rules(manifest.seeds))
+            configs += stored_configs(res)
+    section, rows = _section(out_dir, sizes, acc, configs, rules(manifest.seeds))
     return experiment_result(NAME, manifest, [section], rows)
 
 
@@ -193,7 +195,8 @@ def _rows(acc, declared: tuple[Rule, ...]) -> list:
     return rows
 
 
-def _section(out_dir: Path, sizes, acc, cfg: dict, declared: tuple[Rule, ...]) -> Part:
+def _section(out_dir: Path, sizes, acc, configs: list, declared: tuple[Rule, ...]) -> Part:
+    cfg = configs[-1]  # BN's momentum, the same at every batch size
     rows = _rows(acc, declared)
     grid = {m: np.stack([acc[b][m] for b in sizes], axis=1) for m in MODES}
     files = grid_points(
@@ -222,8 +225,8 @@ def _section(out_dir: Path, sizes, acc, cfg: dict, declared: tuple[Rule, ...]) -
         gaps,
     )
     protocol = {
-        **describe(cfg),
-        "batch": ", ".join(map(str, sizes)) + " (the small-batch study's CNN, lr and epochs)",
+        **describe_runs(configs),
+        "design": "the small-batch study's CNN, lr rule and epochs, BN only",
         "test-time statistics": f"EMA (momentum {cfg['model']['bn_momentum']:g}); precise BN "
         f"over {PRECISE_IMAGES:,} training images in batches of B; batch statistics of "
         "test batches of B images",
@@ -248,6 +251,7 @@ def _section(out_dir: Path, sizes, acc, cfg: dict, declared: tuple[Rule, ...]) -
             "accuracy at least 10 points above chance): a comparison of test-time statistics "
             "on a network at chance says nothing about them."
         ],
+        configs=configs,
     )
     return section, rows
 
