@@ -102,7 +102,7 @@ def test_a_protocol_row_that_disagrees_with_the_stored_config_is_refused(quick_r
     section = quick_runs["ioffe2015-mnist"][1].sections[0]
     check_protocol(section)
     tampered = replace(section, protocol={**section.protocol, "optimizer": "SGD, lr 0.02"})
-    with pytest.raises(ValueError, match="optimizer: shows 'SGD, lr 0.02'"):
+    with pytest.raises(ValueError, match=r"optimizer: shows 'SGD, lr 0\.02'"):
         check_protocol(tampered)
     missing = replace(
         section, protocol={k: v for k, v in section.protocol.items() if k != "length"}
