@@ -87,7 +87,7 @@ def build_report(tmp_path: Path, quick: bool, publish: bool = False) -> list[Pat
         out / "figures" / "fig1a",
         steps,
         {"BN": bn, "no BN": base},
-        xlabel="training step",
+        xlabel="training step (updates)",
         ylabel="test accuracy (%)",
         title="MNIST, 3x100 sigmoid",
     )

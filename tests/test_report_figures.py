@@ -10,6 +10,7 @@ import pytest
 from bnlab.report.figures import curve_band, grid_points, histogram_grid, percentile_bands
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+pytestmark = pytest.mark.filterwarnings("error::bnlab.report.style.MissingUnitWarning")
 
 
 def _check_files(files):
@@ -24,13 +25,19 @@ def test_all_three_figures_are_valid_png_and_svg(tmp_path):
     steps = np.arange(0, 1000, 100)  # (T=10,)
     acc = {"BN": 0.9 + 0.01 * rng.random((3, 10)), "no BN": 0.8 + 0.01 * rng.random((1, 10))}
     svg = _check_files(
-        curve_band(tmp_path / "a" / "acc", steps, acc, xlabel="step", ylabel="accuracy (%)")
+        curve_band(
+            tmp_path / "a" / "acc", steps, acc, xlabel="step (updates)", ylabel="accuracy (%)"
+        )
     )
     assert "n=3" in svg and "no CI" in svg  # legend carries n, and says when there is no band
     q = np.sort(rng.standard_normal((2, 10, 3)), axis=2)  # (seeds, T, P) ascending
     svg = _check_files(
         percentile_bands(
-            tmp_path / "pct", steps, {"no BN": q, "BN": q * 0.1}, xlabel="step", ylabel="input"
+            tmp_path / "pct",
+            steps,
+            {"no BN": q, "BN": q * 0.1},
+            xlabel="step (updates)",
+            ylabel="input (unitless)",
         )
     )
     assert "15th percentile" in svg
@@ -40,7 +47,9 @@ def test_all_three_figures_are_valid_png_and_svg(tmp_path):
         "no BN": np.full((2, 3), 90.0),
     }
     svg = _check_files(
-        grid_points(tmp_path / "lr", grid, final, xlabel="learning rate", ylabel="accuracy (%)")
+        grid_points(
+            tmp_path / "lr", grid, final, xlabel="learning rate (log scale)", ylabel="accuracy (%)"
+        )
     )
     assert "1/2 div." in svg
 
@@ -53,8 +62,8 @@ def test_grid_points_draws_references_as_labelled_lines(tmp_path):
             tmp_path / "s",
             [0.5, 1.0],
             {"BN + noise": noisy},
-            xlabel="s",
-            ylabel="a",
+            xlabel="noise scale (× scored noise)",
+            ylabel="accuracy (%)",
             log_x=False,
             references=refs,
         )
@@ -98,7 +107,7 @@ def test_histogram_grid_draws_every_panel_as_a_density(tmp_path):
         "act1": {"no BN": fraction, "BN, before BN": fraction, "BN, after BN": fraction},
         "act2": {"no BN": fraction},  # a shorter row: its other panels are left empty
     }
-    svg = _check_files(histogram_grid(tmp_path / "hist", edges, panels, xlabel="value"))
+    svg = _check_files(histogram_grid(tmp_path / "hist", edges, panels, xlabel="value (unitless)"))
     for title in ("act1: no BN", "act1: BN, before BN", "act1: BN, after BN", "act2: no BN"):
         assert title in svg
     assert "step 500" in svg
@@ -107,7 +116,11 @@ def test_histogram_grid_draws_every_panel_as_a_density(tmp_path):
 def test_a_stem_with_dots_keeps_its_whole_name(tmp_path):
     """Settings are named like "vgg-lr0.1": two figures of one setting must not collide."""
     x, v = np.arange(3), {"a": np.ones((2, 3))}
-    beta = curve_band(tmp_path / "vgg-lr0.1_beta", x, v, xlabel="step", ylabel="beta")
-    loss = curve_band(tmp_path / "vgg-lr0.1_loss", x, v, xlabel="step", ylabel="loss")
+    beta = curve_band(
+        tmp_path / "vgg-lr0.1_beta", x, v, xlabel="step (updates)", ylabel="beta (unitless)"
+    )
+    loss = curve_band(
+        tmp_path / "vgg-lr0.1_loss", x, v, xlabel="step (updates)", ylabel="loss (nats)"
+    )
     assert beta.png.name == "vgg-lr0.1_beta.png" and beta.svg.name == "vgg-lr0.1_beta.svg"
     assert loss.png != beta.png and loss.png.is_file() and beta.png.is_file()

@@ -12,7 +12,8 @@ from any store can be summarized and rendered.
 - `percentile_drift`, `loss_smoothness`, `grad_norm_stability`, `grad_norm_jitter`,
   `steps_to_accuracy`, `highest_trainable`, `spread`: per-run effect measures.
 - `curve_band`, `percentile_bands`, `range_band`, `grid_points`, `histogram_grid`: paper-style
-  figures (PNG + SVG).
+  figures (PNG + SVG), every condition drawn in its own look (`style.style_of`).
+- `forest_plot`: every verdict row on one standardised scale (right = the claim holds).
 - `Section`, `ReportFigure`, `Table`, `ReportMeta`, `write_report`: report.html and report.md.
 """
 
@@ -26,6 +27,7 @@ from bnlab.report.figures import (
     percentile_bands,
     range_band,
 )
+from bnlab.report.forest import forest_plot
 from bnlab.report.measures import (
     TREND_WINDOW,
     grad_norm_jitter,
@@ -86,6 +88,7 @@ __all__ = [
     "curve_band",
     "decide_families",
     "diff_ci",
+    "forest_plot",
     "format_estimate",
     "format_interval",
     "grad_norm_jitter",
