@@ -38,8 +38,8 @@ from matplotlib.colors import to_rgb
 
 # Okabe & Ito (2008), "Color Universal Design": distinct under every common colour blindness.
 BLUE, VERMILLION, GREEN, PURPLE = "#0072B2", "#D55E00", "#009E73", "#CC79A7"
-ORANGE, SKY_BLUE, BLACK, YELLOW = "#E69F00", "#56B4E9", "#000000", "#F0E442"
-PALETTE = (BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY_BLUE, BLACK)  # yellow: fills only
+ORANGE, SKY_BLUE, BLACK = "#E69F00", "#56B4E9", "#000000"
+PALETTE = (BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY_BLUE, BLACK)  # not yellow: faint on white
 # Paul Tol's "muted" scheme (colour-blind safe), for series that are not conditions.
 MUTED = ("#332288", "#44AA99", "#999933", "#882255", "#88CCEE", "#DDCC77", "#CC6677")
 DASH_DOT_DOT = (0, (4, 1.5, 1, 1.5, 1, 1.5))

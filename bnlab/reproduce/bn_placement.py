@@ -206,11 +206,14 @@ def _section(out_dir: Path, act: str, curves: dict, drifts: dict, configs, decla
         Path(out_dir) / "figures" / f"placement_{act}",
         steps,
         {labels[p]: 100.0 * curves[p][1] for p in POSITIONS},
-        xlabel="training step",
+        xlabel="training step (updates)",
         ylabel="test accuracy (%)",
         title=f"BN before vs after the {act}",
+        hint="Compare which band rises first and whether the bands still overlap at the end.",
     )
-    fig = ReportFigure.from_files(files, "Test accuracy vs step: mean and 95% CI band over seeds.")
+    fig = ReportFigure.from_files(
+        files, files.caption("Test accuracy vs step: mean and 95% CI band over seeds")
+    )
     table_rows = [
         ("shape drift of the norm input (per recording)", *(fmt(drifts[p], 4) for p in POSITIONS)),
         ("final test accuracy (%)", *(fmt(final[p]) for p in POSITIONS)),

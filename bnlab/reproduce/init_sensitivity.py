@@ -121,6 +121,8 @@ def analyze(out_dir: Path) -> ExperimentResult:
         xlabel="init std (weights ~ N(0, std^2))",
         ylabel="final test accuracy (%)",
         title="MNIST 3x100 sigmoid: accuracy vs init scale",
+        hint="Compare how much each network's points rise and fall across the init scales: "
+        "the table's range is the height of that swing.",
     )
     table_rows = [
         (f"{std:g}", fmt(acc["batch"][:, j]), fmt(acc["none"][:, j]))
@@ -136,7 +138,7 @@ def analyze(out_dir: Path) -> ExperimentResult:
             f"is ours (the ioffe2015-mnist net and data, {STEPS:,} steps per run)",
         },
         data_source=data_source("mnist"),
-        figures=[ReportFigure.from_files(fig, "Final test accuracy per init scale.")],
+        figures=[ReportFigure.from_files(fig, fig.caption("Final test accuracy per init scale"))],
         tables=[
             Table("Final test accuracy (%) per init std", ("init std", "BN", "no BN"), table_rows)
         ],

@@ -159,9 +159,11 @@ def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
         Path(out_dir) / "figures" / "lr_final_accuracy",
         grid,
         {NORM_LABELS[n]: np.where(out[n][2], np.nan, out[n][1]) for n in FIGURE_ORDER},
-        xlabel="learning rate",
+        xlabel="learning rate (SGD step size, log scale)",
         ylabel="final test accuracy (%)",
         title="MNIST 3x100 sigmoid: accuracy vs learning rate",
+        hint="Read each network's highest learning rate before its points drop or its runs "
+        "diverge ('k/n div.' at the bottom).",
     )
     section = Section(
         title=f"{NAME}: learning-rate robustness (Sec. 3.3)",
@@ -176,7 +178,10 @@ def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
         data_source=data_source("mnist"),
         figures=[
             ReportFigure.from_files(
-                fig, "Final test accuracy per learning rate (diverged runs counted, not averaged)."
+                fig,
+                fig.caption(
+                    "Final test accuracy per learning rate (diverged runs counted, not averaged)"
+                ),
             )
         ],
         tables=[_table(grid, out)],

@@ -114,16 +114,20 @@ def _figures(res: Results, fig_dir: Path) -> list[ReportFigure]:
         fig_dir / "fig1bc_sigmoid_input_percentiles",
         x,
         groups,
-        xlabel="training step",
-        ylabel=f"input to sigmoid ({LAYER}, unit 0)",
+        xlabel="training step (updates)",
+        ylabel=f"sigmoid input of {LAYER} neuron 0 (unitless)",
+        hint="Compare how far the three lines move after the first steps in each panel, "
+        "relative to the width of the shaded 15-85 band.",
     )
     return [
         fig_a,
         ReportFigure.from_files(
             fig_bc,
-            "15th/50th/85th percentiles of one last-hidden-layer sigmoid input over training "
-            "(unit 0, seed 0), without (b) and with (c) BN. The drift numbers in the table "
-            "average 5 units over all seeds.",
+            fig_bc.caption(
+                "15th/50th/85th percentiles of one last-hidden-layer sigmoid input over "
+                "training (unit 0, seed 0), without (b) and with (c) BN. The drift numbers in "
+                "the table average 5 units over all seeds."
+            ),
         ),
     ]
 

@@ -182,7 +182,13 @@ def _distribution_figure(res: Results, stem: Path, label: str) -> ReportFigure:
             panels[layer][column] = {f"step {steps[t]:,}": hist[t] for t in shown}
     n = len(res.members("batch"))
     files = histogram_grid(
-        stem, edges, panels, xlabel="pre-activation value", title=f"{label} (mean of {n} seeds)"
+        stem,
+        edges,
+        panels,
+        xlabel="pre-activation value (unitless)",
+        title=f"{label} (mean of {n} seeds)",
+        hint="In each row, compare how much the dotted (early), dashed (midway) and solid "
+        "(late) lines shift and widen: without BN, and before and after the BN layer.",
     )
     caption = (
         f"{label}: distribution of each layer's pre-activation (the input of its activation "
@@ -190,7 +196,7 @@ def _distribution_figure(res: Results, stem: Path, label: str) -> ReportFigure:
         f"late in training; fraction of values per bin averaged over {n} seeds, as a density "
         f"over [-{hooks['hist_range']:g}, {hooks['hist_range']:g}] (values outside are not drawn)."
     )
-    return ReportFigure.from_files(files, caption)
+    return ReportFigure.from_files(files, files.caption(caption))
 
 
 def _figures(res: Results, fig_dir: Path, label: str) -> list[ReportFigure]:
@@ -200,9 +206,10 @@ def _figures(res: Results, fig_dir: Path, label: str) -> list[ReportFigure]:
         fig_dir / "test_accuracy",
         evals,
         acc,
-        xlabel="training step (one point per evaluation)",
+        xlabel="training step (updates; one point per evaluation)",
         ylabel="test accuracy (%)",
         title=label,
+        hint="Compare the bands' vertical gap early in training and at the end.",
     )
     steps, _ = res.train_series("batch", "train_loss")
     loss = {NORM_LABELS[n]: res.train_series(n, "train_loss")[1] for n in FIGURE_ORDER}
@@ -210,13 +217,18 @@ def _figures(res: Results, fig_dir: Path, label: str) -> list[ReportFigure]:
         fig_dir / "train_loss",
         steps,
         loss,
-        xlabel="training step",
-        ylabel="training loss",
+        xlabel="training step (updates)",
+        ylabel="training loss (cross-entropy, nats)",
         title=label,
+        hint="Compare the lines' level and how much each jitters from step to step.",
     )
     return [
-        ReportFigure.from_files(fig_acc, f"{label}: test accuracy per evaluation (epoch)."),
-        ReportFigure.from_files(fig_loss, f"{label}: training loss at every step."),
+        ReportFigure.from_files(
+            fig_acc, fig_acc.caption(f"{label}: test accuracy per evaluation (epoch)")
+        ),
+        ReportFigure.from_files(
+            fig_loss, fig_loss.caption(f"{label}: training loss at every step")
+        ),
         _distribution_figure(res, fig_dir / "activation_distributions", label),
     ]
 

@@ -268,9 +268,18 @@ def accuracy_figure(res: Results, stem: Path, title: str) -> ReportFigure:
     steps, _ = res.metric("batch", "test_accuracy")
     curves = {NORM_LABELS[n]: 100.0 * res.metric(n, "test_accuracy")[1] for n in FIGURE_ORDER}
     files = curve_band(
-        stem, steps, curves, xlabel="training step", ylabel="test accuracy (%)", title=title
+        stem,
+        steps,
+        curves,
+        xlabel="training step (updates)",
+        ylabel="test accuracy (%)",
+        title=title,
+        hint="Compare the vertical gap between the bands early in training and at the end; "
+        "where the bands overlap, the seeds do not separate the two networks.",
     )
-    return ReportFigure.from_files(files, "Test accuracy vs training steps: mean and 95% CI band.")
+    return ReportFigure.from_files(
+        files, files.caption("Test accuracy vs training steps: mean and 95% CI band over seeds")
+    )
 
 
 def _fmt(values: np.ndarray, digits: int, unit: str = "") -> str:

@@ -201,9 +201,12 @@ def _section(out_dir: Path, sizes, errors, configs: list, declared: tuple[Rule, 
         xlabel="batch size (examples per step, log scale)",
         ylabel="final test error (%)",
         title="Test error vs batch size (CIFAR-10 subset, all-conv CNN)",
+        hint="Follow each norm's line from the right (large batches) to the left (small): "
+        "a flat line means the error does not depend on the batch size.",
     )
     fig = ReportFigure.from_files(
-        files, "Final test error vs batch size per norm: mean and 95% CI over seeds."
+        files,
+        files.caption("Final test error vs batch size per norm: mean and 95% CI over seeds"),
     )
     table = Table(
         "Final test error (%), mean ± 95% CI over seeds",

@@ -203,12 +203,15 @@ def _section(out_dir: Path, sizes, acc, configs: list, declared: tuple[Rule, ...
         Path(out_dir) / "figures" / "train_test_stats",
         sizes,
         grid,
-        xlabel="training batch size (log scale)",
+        xlabel="training batch size (examples, log scale)",
         ylabel="test accuracy (%)",
         title="BN at test time: EMA vs precise vs batch statistics",
+        hint="At each batch size, compare the three points' vertical gaps with their error "
+        "bars; then how the gaps change from large to small batches.",
     )
     fig = ReportFigure.from_files(
-        files, "Test accuracy of the same BN networks under three test-time statistics."
+        files,
+        files.caption("Test accuracy of the same BN networks under three test-time statistics"),
     )
     gaps = [
         (
