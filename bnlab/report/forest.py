@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -170,16 +169,23 @@ def _shorten(text: str, width: int = 70) -> str:
 
 
 def _x_axis(ax, lo: float, hi: float) -> None:
-    lo, hi = min(-LINEAR_WITHIN - 0.5, 1.1 * lo), max(LINEAR_WITHIN + 0.5, 1.1 * hi)
+    lo, hi = min(-LINEAR_WITHIN - 0.5, 1.3 * lo), max(LINEAR_WITHIN + 0.5, 1.3 * hi)
     ax.set_xscale("symlog", linthresh=LINEAR_WITHIN, linscale=2.0)
     ax.set_xlim(lo, hi)
-    decades = [10.0**k for k in range(1, 7)]
-    # Not ±3: the linear part's ends sit too close to ±10 on the log part to label both.
-    ticks = [*(-d for d in decades[::-1]), *np.arange(-2.0, 3.0), *decades]
-    ax.xaxis.set_major_locator(FixedLocator([t for t in ticks if lo <= t <= hi]))
+    ax.xaxis.set_major_locator(FixedLocator(_x_ticks(lo, hi)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g}" if v else "0"))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.grid(axis="x", alpha=0.3)
+
+
+def _x_ticks(lo: float, hi: float) -> list[float]:
+    """-2..+2, then the powers of 10 inside (lo, hi); on a side that reaches none, ±3 (the
+    end of the linear part, which sits too close to ±10 to label both)."""
+    ticks = [-2.0, -1.0, 0.0, 1.0, 2.0]
+    for side, end in ((-1.0, -lo), (1.0, hi)):
+        decades = [side * 10.0**k for k in range(1, 7) if 10.0**k <= end]
+        ticks += decades or [side * LINEAR_WITHIN]
+    return sorted(ticks)
 
 
 def _y_axis(ax, lines: list[tuple[str, Row | None]]) -> None:
