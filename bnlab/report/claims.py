@@ -372,8 +372,8 @@ CLAIMS: tuple[Claim, ...] = (
         digits=3,
         margin=0.05,  # a cosine distance within 0.05 of the baseline's counts as similar
     ),
-    # ---- BN's limits and its alternatives (issue 11: small-batch, train-test-stats,
-    # bn-placement); "BN minus comparison" reads as "first minus second" in each measure
+    # ---- BN's limits and its alternatives (the small-batch, train-test-stats and
+    # bn-placement experiments); "BN minus comparison" reads as "first minus second"
     Claim(
         "bn-small-batch-error",
         "BN's error grows sharply as the batch shrinks.",

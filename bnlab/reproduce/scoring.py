@@ -49,7 +49,9 @@ def scored(
     in the row. A seed whose measure is not finite for either network is left out of the
     interval and counted; with no seed left the row says "not measurable" (never dropped).
     `why` is the most likely reason should the claim not reproduce (`score` keeps it only
-    then). The second value is kept for the callers' notes; it is always empty now.
+    then). The second value, notes for the section, is empty (the row carries everything);
+    it gives `scored` the (rows, notes) shape of the other claim helpers (`speed_claims`),
+    whose results callers concatenate alike.
     """
     effect, left_out = paired_effect(bn, base)
     seeds = int(np.asarray(bn).size)
