@@ -5,6 +5,7 @@ when one is missing: `bnlab data fetch mnist fashion-mnist`)."""
 from __future__ import annotations
 
 import pytest
+from helpers import QUIET
 
 from bnlab import data
 from bnlab.report import Verdict, score
@@ -38,7 +39,7 @@ def test_quick_run_is_analyzed_into_a_labelled_section(name, tmp_path):
     missing = [d for d in NEEDS[name] if d not in PRESENT]
     if missing:
         pytest.skip(f"dataset(s) {missing} not present: bnlab data fetch {' '.join(missing)}")
-    out = run_experiment(name, tmp_path, seeds=2, quick=True, progress=False)
+    out = run_experiment(name, tmp_path, seeds=2, quick=True, ctx=QUIET)
     result = experiments()[name].analyze(out)
     assert result.name == name and result.quick and result.wall_time_s > 0
     assert result.sections, "an experiment contributes at least one section"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from bnlab.errors import BnlabError
 from bnlab.report._html import render_html
 from bnlab.report._markdown import render_markdown
 from bnlab.report.claims import ScorecardRow
@@ -14,7 +15,7 @@ from bnlab.report.sections import ReportMeta, Section
 def _check(out_dir: Path, sections: Sequence[Section], scorecard: Sequence[ScorecardRow]):
     """Fail before writing anything: a half-written report is worse than none."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out_dir: {out_dir} exists and is not a directory, expected a folder")
+        raise BnlabError(f"out_dir: {out_dir} exists and is not a directory, expected a folder")
     for s in sections:
         if not isinstance(s, Section):
             raise TypeError(f"sections: got {type(s).__name__}, expected Section")

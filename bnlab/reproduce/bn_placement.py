@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlab.engine import HookConfig, TrainConfig, get_preset
+from bnlab.engine import HookConfig, RunContext, TrainConfig, get_preset
+from bnlab.errors import ResultsNotFoundError
 from bnlab.report import ReportFigure, Section, Table, curve_band, steps_to_accuracy
 from bnlab.reproduce.common import (
     Part,
@@ -63,11 +64,11 @@ def cell_dir(out_dir: Path, activation: str, position: str) -> Path:
     return Path(out_dir) / f"{activation}_{position}"
 
 
-def run(out_dir: Path, seeds: int, quick: bool, progress: bool) -> None:
+def run(out_dir: Path, seeds: int, quick: bool, ctx: RunContext) -> None:
     for act in ACTIVATIONS:
         for pos in POSITIONS:
             cfg = config(seeds, quick, act, pos)
-            train_variants(f"{NAME} {act}/{pos}", cfg, cell_dir(out_dir, act, pos), progress)
+            train_variants(f"{NAME} {act}/{pos}", cfg, cell_dir(out_dir, act, pos), ctx)
 
 
 def analyze(out_dir: Path) -> ExperimentResult:
@@ -78,7 +79,7 @@ def analyze(out_dir: Path) -> ExperimentResult:
         for pos in POSITIONS:
             directory = cell_dir(out_dir, act, pos)
             if not directory.is_dir():
-                raise FileNotFoundError(
+                raise ResultsNotFoundError(
                     f"DIR: {directory} is missing; rerun `bnlab reproduce {NAME}`"
                 )
             with Results(directory) as res:

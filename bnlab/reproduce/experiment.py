@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bnlab.engine import RunContext
 from bnlab.report import ScorecardRow, Section
 
 
@@ -34,15 +35,17 @@ class ExperimentResult:
 class Experiment:
     """A named reproduction.
 
-    run(out_dir, seeds, quick, progress): train everything into `out_dir` (created by the
-        caller; resumable through the engine's checkpoints), printing progress.
+    run(out_dir, seeds, quick, ctx): train everything into `out_dir` (created by the
+        caller; resumable through the engine's checkpoints) under the run context `ctx`
+        (`bnlab.engine.RunContext`: device, threads, executor, progress bars), printing
+        progress lines.
     analyze(out_dir): read `out_dir` back and return the experiment's report contribution;
         figures are written under `out_dir`.
     """
 
     name: str
     title: str
-    run: Callable[[Path, int, bool, bool], None]
+    run: Callable[[Path, int, bool, RunContext], None]
     analyze: Callable[[Path], ExperimentResult]
     default_seeds: int = 5
 
