@@ -97,7 +97,7 @@ def run_replay(args: argparse.Namespace) -> int:
     if not dirs:
         raise ResultsNotFoundError(f"DIR: no {DB_NAME} under {args.dir}")
     differ = 0
-    ctx = RunContext(device="cpu", threads=args.threads, progress=False)
+    ctx = replace(replay.REPLAY_CONTEXT, threads=args.threads)  # on the CPU, quietly
     for directory in dirs:
         records = replay.replay(directory, args.steps, ctx)
         path = replay.write_records(directory, records)

@@ -72,7 +72,9 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_threads(ctx: RunContext, cfg: TrainConfig) -> int:
     """The torch thread count a stack of `cfg` trains with under `ctx`: `ctx.threads`, or,
-    when that is 0, the process's current setting. The one place a default is chosen."""
+    when that is 0, the process's current setting. Every training, local or in a Ray task,
+    resolves its count here (callers that know better, `train_variants` or the Ray
+    executor, set `ctx.threads`), so a default chosen from `cfg` belongs here too."""
     return ctx.threads or torch.get_num_threads()
 
 
