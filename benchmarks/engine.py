@@ -42,11 +42,12 @@ from torch import nn
 from bnlab.engine import get_preset
 from bnlab.engine.allocator import keep_freed_memory
 from bnlab.engine.config import TrainConfig
+from bnlab.engine.context import RunContext, resolve_device
 from bnlab.engine.data import load_data
 from bnlab.engine.metrics import MetricLog
 from bnlab.engine.models import build_model
 from bnlab.engine.norms import BN_KERNELS
-from bnlab.engine.train import build_stack, evaluate, resolve_device, train, train_step
+from bnlab.engine.train import build_stack, evaluate, train, train_step
 
 # preset -> (members K, steps timed, steps timed with --quick)
 PRESETS = {
@@ -205,12 +206,10 @@ def seed_style_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
 
 def bnlab_run(cfg: TrainConfig, steps: int, device: torch.device) -> dict:
     """`bnlab.engine.train` of both stacks; eval time measured by a second, eval-only pass."""
-    cfg = replace(
-        cfg, steps=steps, epochs=0, eval_every=steps, checkpoint_every=steps, device=device.type
-    )
+    cfg = replace(cfg, steps=steps, epochs=0, eval_every=steps, checkpoint_every=steps)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        train(cfg, Path(out), progress=False)
+        train(cfg, Path(out), RunContext(device=device.type, progress=False))
         total = time.perf_counter() - start
     return {"total": total}
 

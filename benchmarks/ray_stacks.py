@@ -29,6 +29,7 @@ from dataclasses import replace
 import norm_studies  # benchmarks/norm_studies.py, beside this script
 import torch
 
+from bnlab.engine.context import RunContext, resolve_device
 from bnlab.engine.executors import _cached_data, train_segment
 from bnlab.engine.train import build_stack, evaluate
 from bnlab.reproduce import (
@@ -42,6 +43,7 @@ from bnlab.reproduce import (
 )
 
 SEEDS = 5  # the default of every experiment
+TASK = RunContext(threads=1, progress=False)  # a 1-CPU Ray task: one torch thread
 
 
 def full_configs() -> list[tuple[str, object]]:
@@ -72,15 +74,15 @@ def full_configs() -> list[tuple[str, object]]:
 
 def stack_cost(cfg, norm: str, steps: int) -> dict:
     """Measured per-step, per-evaluation and per-segment seconds; the projected total."""
-    data = _cached_data(cfg.data, cfg.device)  # read once, as a Ray worker process does
+    data = _cached_data(cfg.data, resolve_device(TASK.device))  # read once, as a task does
     stack = build_stack(cfg, norm, data)
     total = stack.total_steps
     steps = min(steps, total)
     start = time.perf_counter()
-    train_segment(replace(cfg, checkpoint_every=1), norm, None, 1)  # build + 1 step
+    train_segment(replace(cfg, checkpoint_every=1), norm, None, TASK)  # build + 1 step
     one = time.perf_counter() - start
     start = time.perf_counter()
-    train_segment(replace(cfg, checkpoint_every=steps), norm, None, 1)
+    train_segment(replace(cfg, checkpoint_every=steps), norm, None, TASK)
     step_s = (time.perf_counter() - start - one) / max(steps - 1, 1)
     start = time.perf_counter()
     evaluate(stack.model, data.x_test, data.y_test)

@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (BnlabError, ValueError, FileNotFoundError) as err:
+    except BnlabError as err:  # a user's mistake; any other exception is a bug: traceback
         print(f"bnlab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

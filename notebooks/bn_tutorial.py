@@ -71,7 +71,7 @@ from torch import nn
 import bnlab
 from bnlab import data, exercises, reference
 from bnlab.analysis import AnalysisProbe, ProbeConfig
-from bnlab.engine import HookConfig, Store, get_preset, train
+from bnlab.engine import HookConfig, RunContext, Store, get_preset, train
 from bnlab.report import (
     diff_ci,
     format_estimate,
@@ -411,9 +411,10 @@ cfg = replace(
     hooks=HookConfig(layers=("act3",), units=(0, 1, 2), every=50),
 )
 probe = AnalysisProbe(ProbeConfig(every=500, landscape=True, ics=True))
+QUIET = RunContext(progress=False)  # no progress bars in a notebook
 main_dir = tempfile.mkdtemp(prefix="bn_tutorial_", dir=WORK)
 t0 = time.perf_counter()
-train(cfg, main_dir, progress=False, probes=[probe])
+train(cfg, main_dir, QUIET, probes=[probe])
 print(f"trained 2 stacks x {SEEDS} seeds x {STEPS} steps in {time.perf_counter() - t0:.1f} s")
 
 store = Store(main_dir)
@@ -624,7 +625,7 @@ after_dir = tempfile.mkdtemp(prefix="bn_after_", dir=WORK)
 cfg_after = replace(
     cfg, norms=("batch",), hooks=HookConfig(), model=replace(cfg.model, norm_position="after")
 )
-train(cfg_after, after_dir, progress=False)
+train(cfg_after, after_dir, QUIET)
 after_store = Store(after_dir)
 _, acc_after = after_store.metric_matrix(after_store.runs()[0]["run_id"], "test_accuracy")
 print(f"BN before sigmoid: {pct(final_acc['batch'], 2)}")
@@ -1098,7 +1099,7 @@ for norm in ("batch", "none"):
 short = replace(cfg, steps=500, eval_every=500, checkpoint_every=500, hooks=HookConfig())
 LRS = (0.05, 0.5, 5.0, 50.0)
 lr_dir = tempfile.mkdtemp(prefix="bn_lr_", dir=WORK)
-train(replace(short, optim=replace(short.optim, lrs=LRS)), lr_dir, progress=False)
+train(replace(short, optim=replace(short.optim, lrs=LRS)), lr_dir, QUIET)
 lr_store = Store(lr_dir)
 highest = {}
 for run in lr_store.runs():
@@ -1118,7 +1119,7 @@ INITS = (0.01, 0.1, 1.0)
 init_acc = {"batch": [], "none": []}
 for std in INITS:
     init_dir = tempfile.mkdtemp(prefix="bn_init_", dir=WORK)
-    train(replace(short, model=replace(short.model, init_std=std)), init_dir, progress=False)
+    train(replace(short, model=replace(short.model, init_std=std)), init_dir, QUIET)
     init_store = Store(init_dir)
     for run in init_store.runs():
         init_acc[run["norm"]].append(

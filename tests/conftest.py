@@ -1,10 +1,26 @@
-"""Fixtures every test file may use; shared plain helpers are in helpers.py."""
+"""Fixtures every test file may use, and the one rule that keeps the default suite fast;
+shared plain helpers are in helpers.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from bnlab import _fastpath
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run the tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow (minutes of training, notebooks, compilers) run only when asked for:
+    `-m slow` (`make test-slow`) or `--runslow`. Decided here, for every test file alike."""
+    if config.getoption("--runslow") or "slow" in (config.option.markexpr or ""):
+        return  # -m decides (`-m "not slow"` still drops them)
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 - `assert_close`: a `cmp` that says which quantity is off and by how much (makemore part 4);
 - `numerical_grad`: central finite differences of a NumPy function, element by element;
 - `build_report`: a small but complete report written to disk;
-- `CHROMIUM`, `screenshot`, `has_colour`: render a page headless and look for colours on it.
+- `CHROMIUM`, `screenshot`, `has_colour`: render a page headless and look for colours on it;
+- `QUIET`: the run context of library trainings in tests (no progress bars).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bnlab.engine import RunContext
 from bnlab.report import (
     ReportFigure,
     ReportMeta,
@@ -25,6 +27,7 @@ from bnlab.report import (
 )
 
 CHROMIUM = shutil.which("chromium")
+QUIET = RunContext(progress=False)
 
 
 def assert_close(name: str, ours: torch.Tensor, ref: torch.Tensor, rtol: float, atol: float):

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from helpers import QUIET
 
 from bnlab.analysis.probes import AnalysisProbe, ProbeConfig
 from bnlab.engine import checkpoint
@@ -71,8 +72,8 @@ def _table(out, table):
 def test_training_with_probes_is_bitwise_the_same(tmp_path):
     cfg = _cfg(OptimConfig(lr=0.5, momentum=0.9))
     plain, probed = tmp_path / "plain", tmp_path / "probed"
-    train(cfg, plain, progress=False)
-    train(cfg, probed, progress=False, probes=[AnalysisProbe(ALL)])
+    train(cfg, plain, ctx=QUIET)
+    train(cfg, probed, ctx=QUIET, probes=[AnalysisProbe(ALL)])
     assert _table(plain, "train_metrics") == _table(probed, "train_metrics")
     probe_names = ("landscape/", "ics_", "curvature")
     extra = [r for r in _table(probed, "metrics") if not r[3].startswith(probe_names)]

@@ -151,9 +151,7 @@ def test_convert_sync_batchnorm_sees_bnlab_bn():
 
 
 @pytest.mark.slow
-def test_inductor_compiled_training_step_matches_eager(request):
-    if "slow" not in (request.config.option.markexpr or ""):
-        pytest.skip("compiles C++ kernels (seconds): select it with -m slow (make test-slow)")
+def test_inductor_compiled_training_step_matches_eager():
     torch._dynamo.reset()
     ours, ref = _models(nn.BatchNorm2d, bnlab.BatchNorm2d)
     ours, ref = ours[:2].float(), ref[:2].float()  # Linear over the last axis, then BN2d

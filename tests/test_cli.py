@@ -39,3 +39,29 @@ def test_python_dash_m_and_verify():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 failed" in result.stdout and "FAILED" not in result.stdout
+
+
+def test_a_user_error_is_one_line_and_exit_status_2(tmp_path, capsys):
+    assert main(["results", str(tmp_path / "nothing")]) == 2  # a bnlab.errors.BnlabError
+    assert main(["train", "--preset", "smoke", "--set", "nosuchkey=1"]) == 2  # a ConfigError
+    assert main(["data", "verify", "nosuchdata"]) == 2  # a data error
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all(line.startswith("bnlab ") and "error: " in line for line in err)
+
+
+def test_any_other_exception_is_a_bug_and_shows_its_traceback(tmp_path):
+    """A ValueError from inside bnlab is not a user's mistake: not caught, not shortened."""
+    code = (
+        "import sys\n"
+        "from bnlab.engine import cli\n"
+        "def broken(directory):\n"
+        "    raise ValueError('an internal bug')\n"
+        "cli.member_records = broken\n"
+        "from bnlab.cli import main\n"
+        f"sys.exit(main(['results', {str(tmp_path)!r}]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "ValueError: an internal bug" in result.stderr
+    assert "error: an internal bug" not in result.stderr

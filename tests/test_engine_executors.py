@@ -19,11 +19,13 @@ import numpy as np
 import pytest
 
 from bnlab.cli import main
-from bnlab.engine import Probe, Store, get_preset, train
+from bnlab.engine import Probe, RunContext, Store, get_preset, train
 from bnlab.engine.executors import RayExecutor, train_segment
 from bnlab.report import QUICK_BANNER
 
-CFG = replace(get_preset("smoke"), seeds=2, threads=1)  # 60 steps, checkpoints every 20
+CFG = replace(get_preset("smoke"), seeds=2)  # 60 steps, checkpoints every 20
+LOCAL = RunContext(threads=1, progress=False)  # one thread each way: the same arithmetic
+RAY = replace(LOCAL, executor=RayExecutor())
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,7 @@ def ray_session():
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory) -> Path:
-    return train(CFG, tmp_path_factory.mktemp("local"), progress=False)
+    return train(CFG, tmp_path_factory.mktemp("local"), LOCAL)
 
 
 def _assert_same_results(ours: Path, ref: Path) -> None:
@@ -69,14 +71,14 @@ def test_ray_gives_the_local_results_written_by_the_driver_alone(
     driver = tmp_path / "driver"
     driver.mkdir()
     monkeypatch.chdir(driver)  # a relative --out resolves on the driver
-    RayExecutor().train(CFG, "results", progress=False)
+    train(CFG, "results", RAY)
     _assert_same_results(driver / "results", local_run)
     assert sorted(p.name for p in (driver / "results" / "checkpoints").iterdir()) == [
         "smoke__batch.pt",
         "smoke__none.pt",
     ]
     # a worker trains in a scratch directory of its own, removed when the segment ends
-    segment = ray_session.get(ray_session.remote(train_segment).remote(CFG, "batch", None, 1))
+    segment = ray_session.get(ray_session.remote(train_segment).remote(CFG, "batch", None, LOCAL))
     assert Path(segment["worker"]["cwd"]) != driver
     assert not Path(segment["worker"]["cwd"]).exists()
     assert segment["step"] == CFG.checkpoint_every  # one segment = one checkpoint interval
@@ -103,9 +105,7 @@ def test_a_killed_worker_is_retried_and_resumes_from_the_last_checkpoint(
     ray_session, local_run, tmp_path
 ):
     marker, log = tmp_path / "killed", tmp_path / "steps.log"
-    out = RayExecutor().train(
-        CFG, tmp_path / "out", progress=False, probes=[KillOnce(30, marker, log)]
-    )
+    out = train(CFG, tmp_path / "out", RAY, probes=[KillOnce(30, marker, log)])
     assert marker.exists(), "the probe never killed its worker"
     seen = [
         int(line.split()[1]) for line in log.read_text().split("\n") if line.startswith("batch")
@@ -132,11 +132,11 @@ class FailAt(Probe):
 def test_a_failed_driver_run_resumes_from_its_checkpoints(ray_session, local_run, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(Exception, match="failing at step 50 on purpose"):
-        RayExecutor().train(CFG, out, progress=False, probes=[FailAt(50)])
+        train(CFG, out, RAY, probes=[FailAt(50)])
     store = Store(out)
     assert store.train_matrix("smoke/batch", "train_loss")[0].max() == 40  # the last checkpoint
     store.close()
-    RayExecutor().train(CFG, out, resume=True, progress=False)
+    train(CFG, out, RAY, resume=True)
     _assert_same_results(out, local_run)
 
 

@@ -25,9 +25,8 @@ def stored(tmp_path, fastpath_off):
     """A finished two-variant smoke run (BN and no BN, 2 seeds) in tmp_path/run."""
     cfg = get_preset("smoke")
     cfg = replace(cfg, steps=STEPS, epochs=0, seeds=2, eval_every=4, checkpoint_every=STEPS)
-    cfg = replace(cfg, threads=1)  # as the full runs train; more threads sum in other orders
     out = tmp_path / "run"
-    train_module.train(cfg, out, progress=False)
+    train_module.train(cfg, out, rp.REPLAY_CONTEXT)  # one thread, as the full runs train
     return out
 
 
@@ -89,6 +88,6 @@ def test_cli_writes_records_the_report_reads(stored, capsys):
 def test_errors_name_the_argument(tmp_path, stored):
     with pytest.raises(BnlabError, match="DIR"):
         rp.replay(tmp_path)
-    with pytest.raises(ValueError, match="steps"):
+    with pytest.raises(BnlabError, match="--steps"):
         rp.replay(stored, steps=0)
     assert main(["replay", str(tmp_path / "nothing")]) == 2

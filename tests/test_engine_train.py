@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import QUIET
 
 from bnlab.cli import main
-from bnlab.engine import checkpoint
+from bnlab.engine import RunContext, checkpoint
 from bnlab.engine.config import ConfigError, OptimConfig, apply_overrides, validate
 from bnlab.engine.presets import PRESETS, get_preset
 from bnlab.engine.train import checkpoint_path, train
@@ -73,14 +74,14 @@ def test_members_never_interact_for_every_norm_layer(tmp_path, norm):
 def _check_members_never_interact(tmp_path, cfg, optim):
     norm = cfg.norms[0]
     run = f"smoke/{norm}"
-    train(cfg, tmp_path / "stack", progress=False)
+    train(cfg, tmp_path / "stack", ctx=QUIET)
     stack_state = _final_flat(tmp_path / "stack", run)
     for k in range(cfg.members):
         single = replace(
             cfg, seed=cfg.member_seed(k), seeds=1, optim=replace(optim, lr=cfg.member_lr(k), lrs=())
         )
         out = tmp_path / f"single{k}"
-        train(single, out, progress=False)
+        train(single, out, ctx=QUIET)
         for table in ("train_metrics", "metrics"):
             ours, ref = (
                 _rows(tmp_path / "stack", table, run, k),
@@ -102,9 +103,9 @@ def _check_members_never_interact(tmp_path, cfg, optim):
 
 def test_runs_are_deterministic_given_seeds(tmp_path):
     cfg = _smoke(seeds=2)
-    train(cfg, tmp_path / "a", progress=False)
-    train(cfg, tmp_path / "b", progress=False)
-    train(replace(cfg, seed=7), tmp_path / "c", progress=False)
+    train(cfg, tmp_path / "a", ctx=QUIET)
+    train(cfg, tmp_path / "b", ctx=QUIET)
+    train(replace(cfg, seed=7), tmp_path / "c", ctx=QUIET)
     for run_id in ("smoke/batch", "smoke/none"):
         a, b = (
             _rows(tmp_path / "a", "train_metrics", run_id),
@@ -117,7 +118,7 @@ def test_runs_are_deterministic_given_seeds(tmp_path):
 
 def test_every_step_is_logged_once_with_layer_norms(tmp_path):
     cfg = _smoke(seeds=2, log_every=3)
-    train(cfg, tmp_path, progress=False)
+    train(cfg, tmp_path, ctx=QUIET)
     rows = _rows(tmp_path, "train_metrics", "smoke/batch")
     assert [(r[0], r[1]) for r in rows] == [(k, s) for k in range(2) for s in range(3, 31, 3)]
     layer_norms = torch.frombuffer(bytearray(rows[0][6]), dtype=torch.float64)
@@ -167,7 +168,7 @@ def test_batch_size_one_is_fine_without_bn(tmp_path):
         validate(cfg, check_data=False)  # with BN
     cfg = replace(cfg, norms=("none",))
     assert validate(cfg, check_data=False) is cfg
-    train(cfg, tmp_path, progress=False)
+    train(cfg, tmp_path, ctx=QUIET)
     rows = _rows(tmp_path, "train_metrics", "smoke/none")
     assert [r[1] for r in rows] == [1, 2, 3] and all(math.isfinite(r[2]) for r in rows)
 
@@ -179,7 +180,7 @@ def test_missing_dataset_fails_before_any_write(tmp_path, monkeypatch):
     monkeypatch.setattr(bnlab.data, "status", lambda name, data_dir=None: missing)
     monkeypatch.setattr(bnlab.data, "available", lambda data_dir=None: [])
     with pytest.raises(ConfigError, match=r"data\.dataset"):
-        train(_smoke(), tmp_path / "out", progress=False)
+        train(_smoke(), tmp_path / "out", ctx=QUIET)
     assert not (tmp_path / "out").exists()
 
 
@@ -230,8 +231,7 @@ def test_evaluation_does_not_depend_on_the_chunk_size():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("command", [["train", "--preset", "smoke"], ["reproduce"]])
-def test_asking_for_cuda_without_it_fails_before_any_work(tmp_path, capsys, monkeypatch, command):
-    monkeypatch.delenv("BNLAB_DEVICE", raising=False)
+def test_asking_for_cuda_without_it_fails_before_any_work(tmp_path, capsys, command):
     if command == ["reproduce"]:
         command = ["reproduce", "ioffe2015-mnist", "--quick"]
     out = tmp_path / "o"
@@ -244,19 +244,20 @@ def test_asking_for_cuda_without_it_fails_before_any_work(tmp_path, capsys, monk
 
 def test_a_run_resumes_on_another_device_setting(tmp_path):
     """`device` is where a run trains, not what it is: --resume accepts a different value."""
-    cfg = _smoke(steps=20, checkpoint_every=10, device="cpu")
-    train(replace(cfg, steps=10), tmp_path, progress=False)  # stopped after its first checkpoint
+    cfg = _smoke(steps=20, checkpoint_every=10)
+    cpu = RunContext(device="cpu", threads=1, progress=False)
+    train(replace(cfg, steps=10), tmp_path, cpu)  # stopped after its first checkpoint
     with pytest.raises(BnlabError, match="differs"):
         changed = replace(cfg, steps=10, optim=replace(cfg.optim, lr=0.2))
-        train(changed, tmp_path, resume=True, progress=False)
-    train(replace(cfg, steps=10, device="auto"), tmp_path, resume=True, progress=False)
+        train(changed, tmp_path, cpu, resume=True)
+    train(replace(cfg, steps=10), tmp_path, RunContext(progress=False), resume=True)
 
 
 def test_a_run_stored_before_a_field_existed_resumes(tmp_path):
     """A config stored by an earlier bnlab lacks fields added since; they take their defaults,
     so the run is the same run (a changed value is still refused, above)."""
     cfg = _smoke(steps=10, checkpoint_every=10)
-    train(cfg, tmp_path, progress=False)
+    train(cfg, tmp_path, ctx=QUIET)
     db = sqlite3.connect(tmp_path / "bnlab.sqlite")
     for rid, stored in db.execute("SELECT run_id, config FROM runs").fetchall():
         old = json.loads(stored)
@@ -264,9 +265,9 @@ def test_a_run_stored_before_a_field_existed_resumes(tmp_path):
         db.execute("UPDATE runs SET config = ? WHERE run_id = ?", (json.dumps(old), rid))
     db.commit()
     db.close()
-    train(cfg, tmp_path, resume=True, progress=False)  # found finished, not refused
+    train(cfg, tmp_path, resume=True, ctx=QUIET)  # found finished, not refused
     with pytest.raises(BnlabError, match="differs"):
-        train(replace(cfg, log_every=2), tmp_path, resume=True, progress=False)
+        train(replace(cfg, log_every=2), tmp_path, resume=True, ctx=QUIET)
 
 
 def test_a_kept_last_batch_is_one_more_step_per_epoch_as_a_dataloader_counts(tmp_path):
@@ -281,11 +282,11 @@ def test_a_kept_last_batch_is_one_more_step_per_epoch_as_a_dataloader_counts(tmp
     cfg = replace(dropped, drop_last=False)
     n = len(load_data(cfg.data).y_train)
     assert n % 32 == 8  # a real partial batch, of more than one sample
-    train(cfg, tmp_path, progress=False)
+    train(cfg, tmp_path, ctx=QUIET)
     rows = _rows(tmp_path, "train_metrics", "smoke/batch", member=0)
     assert [r[1] for r in rows] == list(range(1, len(DataLoader(range(n), batch_size=32)) + 1))
     assert all(math.isfinite(r[2]) for r in rows)  # train_loss, the last batch's included
-    train(dropped, tmp_path / "dropped", progress=False)
+    train(dropped, tmp_path / "dropped", ctx=QUIET)
     assert len(_rows(tmp_path / "dropped", "train_metrics", "smoke/batch", 0)) == n // 32
 
 
@@ -307,3 +308,20 @@ def test_protocols_match_their_seeds():
     assert not notebook.drop_last and notebook.data.train_subset == 5_000
     assert len(DataLoader(range(5_000), batch_size=notebook.batch_size)) == 84
     assert get_preset("optstudy-mlp").batch_size == get_preset("optstudy-convmlp").batch_size == 128
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("data.train_subset=1501", r"data\.train_subset: got 1,501, .* only 1,500 train"),
+        ("data.test_subset=298", r"data\.test_subset: got 298, .* only 297 test"),
+        ("batch_size=1501", r"batch_size: got 1,501, expected at most the 1,500"),
+    ],
+)
+def test_sizes_beyond_the_dataset_fail_before_any_write(tmp_path, override, field):
+    """digits has 1,500 training and 297 test images: asking for more is a user's error."""
+    with pytest.raises(ConfigError, match=field):
+        validate(apply_overrides(get_preset("smoke"), [override]))
+    out = tmp_path / "out"
+    assert main(["train", "--preset", "smoke", "--set", override, "--out", str(out)]) == 2
+    assert not out.exists()

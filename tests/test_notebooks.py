@@ -38,11 +38,9 @@ def test_committed_notebook_is_the_executed_source(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _builder().NOTEBOOKS)
-def test_notebook_executes_without_error(name, tmp_path, request):
+def test_notebook_executes_without_error(name, tmp_path):
     """`make notebook`'s execution, without writing into notebooks/: minutes, so only when
     asked for with -m slow (`make test-slow`, which CI runs)."""
-    if "slow" not in (request.config.option.markexpr or ""):
-        pytest.skip("executing the notebooks takes minutes: select it with -m slow")
     _builder().build(name, tmp_path)  # raises CellExecutionError on any failing cell
     nb = nbformat.read(tmp_path / f"{name}.ipynb", as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]

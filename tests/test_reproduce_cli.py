@@ -93,14 +93,12 @@ def test_reproduce_refuses_a_directory_of_another_protocol(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif("mnist" not in PRESENT, reason="mnist not present")
-def test_full_ioffe2015_mnist_runs_and_reports(tmp_path, capsys, request):
+def test_full_ioffe2015_mnist_runs_and_reports(tmp_path, capsys):
     """`make run`: 5 seeds x 2 variants x 50,000 steps, then the report.
 
     Minutes of both cores: runs only when asked for, `-m slow` (`make test-slow`, which CI
     runs). Its wall time is reported in the report, not asserted: timings are benchmarks.
     """
-    if "slow" not in (request.config.option.markexpr or ""):
-        pytest.skip("the full run takes minutes: select it with -m slow (make test-slow)")
     assert main(["reproduce", "ioffe2015-mnist", "--out", str(tmp_path), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "bn-final-accuracy" in printed

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from helpers import QUIET
 
 from bnlab.analysis import AnalysisProbe
 from bnlab.report import ReportMeta, write_report
@@ -31,7 +32,7 @@ def diverging_run(tmp_path_factory):
     cfg, probe = setting_config(setting, seeds=1, quick=True)
     cfg = replace(cfg, optim=replace(cfg.optim, lrs=LRS))
     out = tmp_path_factory.mktemp("diverging") / setting.name
-    train_variants(NAME, cfg, out, progress=False, parallel=False, probes=[AnalysisProbe(probe)])
+    train_variants(NAME, cfg, out, ctx=QUIET, parallel=False, probes=[AnalysisProbe(probe)])
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from helpers import QUIET
 
 from bnlab import data
 from bnlab.report import check_symmetric, registration
@@ -57,7 +58,7 @@ def quick_runs(tmp_path_factory):
     out = {}
     for name, needs in NEEDS.items():
         if all(d in PRESENT for d in needs):
-            directory = run_experiment(name, root, seeds=2, quick=True, progress=False)
+            directory = run_experiment(name, root, seeds=2, quick=True, ctx=QUIET)
             out[name] = (directory, experiments()[name].analyze(directory))
     return out
 

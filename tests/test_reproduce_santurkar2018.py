@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import QUIET
 
 from bnlab.engine import validate
 from bnlab.report import CLAIMS_BY_ID, Verdict
@@ -28,7 +29,7 @@ def test_every_setting_is_registered_and_its_config_is_valid(quick):
 
 
 def test_deep_linear_quick_run_and_analysis(tmp_path, monkeypatch):
-    out = run_experiment("santurkar2018-deep-linear", tmp_path, seeds=2, quick=True, progress=False)
+    out = run_experiment("santurkar2018-deep-linear", tmp_path, seeds=2, quick=True, ctx=QUIET)
     # 12 quick steps teach the linear network nothing: every claim keeps its row, not
     # measurable, and each setting's notes say why
     result = experiments()["santurkar2018-deep-linear"].analyze(out)
@@ -68,7 +69,7 @@ def test_deep_linear_quick_run_and_analysis(tmp_path, monkeypatch):
 )
 def test_quick_run_end_to_end(name, tmp_path, fastpath_off):
     """Every Santurkar experiment runs --quick through the same runner as `bnlab reproduce`."""
-    out = run_experiment(name, tmp_path, seeds=2, quick=True, progress=False)
+    out = run_experiment(name, tmp_path, seeds=2, quick=True, ctx=QUIET)
     result = experiments()[name].analyze(out)
     assert result.name == name and result.quick and result.wall_time_s > 0
     assert result.sections

@@ -1,9 +1,16 @@
-"""The data layer's exceptions. Each subclasses a builtin the CLI already reports as one line."""
+"""The data layer's exceptions. Those a user can cause are `BnlabError`s (the CLI prints them
+as one line) and subclass the builtin a library caller would expect."""
 
 from __future__ import annotations
 
+from bnlab.errors import BnlabError
 
-class DataError(ValueError):
+
+class DatasetNameError(BnlabError, ValueError):
+    """A dataset or split name bnlab does not know; the message lists the known ones."""
+
+
+class DataError(BnlabError, ValueError):
     """A file is present but is not what it should be (wrong hash, bad header, truncated)."""
 
 
@@ -16,7 +23,7 @@ class ChecksumError(DataError):
         super().__init__(msg + (f". {hint}" if hint else ""))
 
 
-class MissingDataError(FileNotFoundError):
+class MissingDataError(BnlabError, FileNotFoundError):
     """No source holds the dataset; the message says which command fetches it."""
 
 

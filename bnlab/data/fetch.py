@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bnlab.data import formats, locate, registry, suppliers
 from bnlab.data.cache import atomic_write, cache_root, pretty, write_provenance
-from bnlab.data.errors import DataError, MissingDataError, SourceUnavailable
+from bnlab.data.errors import DataError, DatasetNameError, MissingDataError, SourceUnavailable
 from bnlab.data.load import load, load_from
 from bnlab.data.locate import explicit_dir
 
@@ -37,7 +37,7 @@ def resolve_names(names: str | Sequence[str]) -> list[str]:
     """Validate `names` ("all" expands to every dataset) before any work is done."""
     names = [names] if isinstance(names, str) else list(names)
     if not names:
-        raise ValueError(f"names={names!r} is empty; expected dataset names or 'all'")
+        raise DatasetNameError(f"names={names!r} is empty; expected dataset names or 'all'")
     if "all" in names:
         return list(registry.DATASETS)
     for name in names:

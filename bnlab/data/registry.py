@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from bnlab.data.errors import DatasetNameError
+
 SPLITS: tuple[str, ...] = ("train", "test")
 
 
@@ -148,9 +150,9 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
 
 
 def get_spec(name: str) -> DatasetSpec:
-    """The spec of `name`, or a ValueError that lists the known names."""
+    """The spec of `name`, or a DatasetNameError that lists the known names."""
     if name not in DATASETS:
-        raise ValueError(
+        raise DatasetNameError(
             f"name={name!r} is not a known dataset; expected one of {sorted(DATASETS)}"
         )
     return DATASETS[name]
@@ -158,5 +160,7 @@ def get_spec(name: str) -> DatasetSpec:
 
 def check_split(split: str) -> str:
     if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not a known split; expected one of {list(SPLITS)}")
+        raise DatasetNameError(
+            f"split={split!r} is not a known split; expected one of {list(SPLITS)}"
+        )
     return split

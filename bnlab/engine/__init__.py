@@ -2,6 +2,7 @@
 
     cfg = get_preset("ioffe2015-mnist")
     train(replace(cfg, seeds=5), "results/ioffe")      # BN and baseline stacks, 5 seeds each
+    train(cfg, "results/cpu", RunContext(device="cpu", threads=1))   # where and how: the context
     records = member_records("results/ioffe")          # one dict per member
 
 Building blocks for analyses: `build_model` (a `StackedModel` whose parameters are views of
@@ -22,6 +23,7 @@ from bnlab.engine.config import (
     apply_overrides,
     validate,
 )
+from bnlab.engine.context import RunContext
 from bnlab.engine.hooks import ActivationRecorder, activation_stats
 from bnlab.engine.models import StackedModel, build_model
 from bnlab.engine.noisy_bn import NoiseConfig, StackedNoisyBatchNorm
@@ -45,6 +47,7 @@ __all__ = [
     "NormSpec",
     "OptimConfig",
     "Probe",
+    "RunContext",
     "Stack",
     "StackedAdam",
     "StackedBatchNorm",

@@ -9,10 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from bnlab.engine import executors
-from bnlab.engine.config import DEVICES, TrainConfig, apply_overrides
+from bnlab.engine.config import TrainConfig, apply_overrides
+from bnlab.engine.context import DEVICES, RunContext, resolve_device
 from bnlab.engine.presets import PRESETS, get_preset
 from bnlab.engine.records import member_records
 from bnlab.engine.store import DB_NAME
+from bnlab.engine.train import train as train_config
+from bnlab.errors import ResultsNotFoundError
 
 TABLE_COLUMNS = (
     "run_id",
@@ -33,18 +36,37 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         cfg = replace(cfg, seeds=args.seeds)
     if args.steps is not None:
         cfg = replace(cfg, steps=args.steps, epochs=0)
-    if args.device is not None:
-        cfg = replace(cfg, device=args.device)
     return cfg
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from bnlab.engine import executors
+def add_run_arguments(
+    parser: argparse.ArgumentParser, threads_help: str, quiet_help: str = "no progress bars"
+) -> None:
+    """The flags of a run context: --device, --threads, --quiet and the executor's."""
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where to train: cpu, cuda, or auto (CUDA when present; the default)",
+    )
+    parser.add_argument("--threads", type=int, default=0, help=threads_help)
+    parser.add_argument("--quiet", action="store_true", help=quiet_help)
+    executors.add_arguments(parser)
 
-    executor = executors.from_args(args)
+
+def run_context(args: argparse.Namespace) -> RunContext:
+    """The run context of `add_run_arguments`' flags; a missing Ray, or CUDA asked for
+    where there is none, fails here, before any work."""
+    ctx = RunContext(args.device, args.threads, not args.quiet, executors.from_args(args))
+    resolve_device(ctx.device)
+    return ctx
+
+
+def run_train(args: argparse.Namespace) -> int:
+    ctx = run_context(args)
     cfg = resolve_config(args)
     out = Path(args.out) if args.out else Path("results") / cfg.preset
-    executor.train(cfg, out, resume=args.resume, progress=not args.quiet)
+    train_config(cfg, out, ctx, resume=args.resume)
     print(f"results in {out} ({DB_NAME}); see `bnlab results {out}`")
     return 0
 
@@ -73,10 +95,11 @@ def run_replay(args: argparse.Namespace) -> int:
 
     dirs = list(replay.results_dirs(args.dir))
     if not dirs:
-        raise FileNotFoundError(f"DIR: no {DB_NAME} under {args.dir}")
+        raise ResultsNotFoundError(f"DIR: no {DB_NAME} under {args.dir}")
     differ = 0
+    ctx = replace(replay.REPLAY_CONTEXT, threads=args.threads)  # on the CPU, quietly
     for directory in dirs:
-        records = replay.replay(directory, steps=args.steps, threads=args.threads)
+        records = replay.replay(directory, args.steps, ctx)
         path = replay.write_records(directory, records)
         differ += sum(not r.identical for r in records)
         print(f"{directory}: {replay.summary(records)} ({path.name})")
@@ -99,15 +122,9 @@ def add_parser(subparsers) -> None:
     )
     train.add_argument("--seeds", type=int, help="members (seeds) per norm variant and lr")
     train.add_argument("--steps", type=int, help="optimizer steps (overrides epochs)")
-    train.add_argument(
-        "--device",
-        choices=DEVICES,
-        help="where to train: cpu, cuda, or auto (CUDA when present; the default)",
-    )
     train.add_argument("--out", help="results directory (default: results/PRESET)")
     train.add_argument("--resume", action="store_true", help="continue the runs in --out")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    executors.add_arguments(train)
+    add_run_arguments(train, "torch threads while a stack trains (default 0: torch's own)")
     train.set_defaults(func=run_train)
     results = subparsers.add_parser(
         "results",

@@ -19,6 +19,7 @@ from bnlab.data.pipeline import TRANSFORMS
 from bnlab.engine.noisy_bn import NoiseConfig
 from bnlab.engine.norms import BN_KERNELS, NORM_LAYERS
 from bnlab.engine.stacked import Activation
+from bnlab.errors import BnlabError
 
 # Choices are read from the code that implements them, so a new one is added in one place.
 ACTIVATIONS = tuple(Activation.FUNCTIONS)
@@ -26,10 +27,12 @@ NORM_POSITIONS = ("before", "after")  # norm before or after the activation
 INITS = ("gaussian", "torch-default")
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when present, else the CPU
+# Where and how a run trains is not part of what it trains: these live in the run context
+# (bnlab.engine.context), set by command-line flags, so a run resumes on any device.
+RUN_SETTINGS = {"device": "--device", "threads": "--threads"}
 
 
-class ConfigError(ValueError):
+class ConfigError(BnlabError, ValueError):
     """A config field holds a value we cannot run with; the message names the field."""
 
 
@@ -127,8 +130,6 @@ class TrainConfig:
     eval_every: int = 500  # steps between test evaluations; 0 = once per epoch
     checkpoint_every: int = 1000  # steps between checkpoints (and metric flushes)
     dtype: str = "float32"
-    threads: int = 0  # torch.set_num_threads; 0 = leave torch's default
-    device: str = "auto"  # one of DEVICES; not part of a run's identity (resume anywhere)
 
     @property
     def lrs(self) -> tuple[float, ...]:
@@ -187,6 +188,11 @@ def _resolve_key(key: str) -> tuple[str, ...]:
     paths = _leaf_paths(TrainConfig)
     if key in paths:
         return paths[key]
+    if key in RUN_SETTINGS:
+        raise ConfigError(
+            f"{key}: not a config field but a run setting (it does not change what is "
+            f"trained); pass {RUN_SETTINGS[key]} instead of --set {key}=..."
+        )
     matches = [k for k in paths if k.rsplit(".", 1)[-1] == key]
     if len(matches) == 1:
         return paths[matches[0]]
@@ -368,14 +374,7 @@ def _validate_loop(cfg: TrainConfig) -> None:
     _check_positive("log_every", cfg.log_every)
     _check_positive("eval_every", cfg.eval_every, allow_zero=True)
     _check_positive("checkpoint_every", cfg.checkpoint_every)
-    _check_positive("threads", cfg.threads, allow_zero=True)
     _check_choice("dtype", cfg.dtype, tuple(DTYPES))
-    _check_choice("device", cfg.device, DEVICES)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "device: 'cuda' was asked for, but CUDA is not available here "
-            "(no CUDA GPU, or a CPU-only torch build); use --device cpu or auto"
-        )
 
 
 def _validate_data(d: DataConfig) -> None:
@@ -394,13 +393,24 @@ def _validate_data(d: DataConfig) -> None:
         )
 
 
-def _validate_last_batch(cfg: TrainConfig) -> None:
-    """A kept last batch of one sample has no batch statistics (x_hat = 0): refuse it."""
+def _validate_sizes(cfg: TrainConfig) -> None:
+    """Subsets and the batch fit the dataset's splits; a kept last batch of one sample,
+    which batch statistics cannot normalize (x_hat = 0), is refused."""
     from bnlab import data
 
     d = cfg.data
-    n = data.status(d.dataset, d.data_dir or None).sizes["train"]
-    n = min(n, d.train_subset) if d.train_subset else n
+    sizes = data.status(d.dataset, d.data_dir or None).sizes
+    for split, subset in (("train", d.train_subset), ("test", d.test_subset)):
+        if subset > sizes[split]:
+            raise ConfigError(
+                f"data.{split}_subset: got {subset:,}, but {d.dataset} has only "
+                f"{sizes[split]:,} {split} images; expected at most that (0 = all)"
+            )
+    n = d.train_subset or sizes["train"]
+    if cfg.batch_size > n:
+        raise ConfigError(
+            f"batch_size: got {cfg.batch_size:,}, expected at most the {n:,} training images"
+        )
     if cfg.drop_last or n % cfg.batch_size != 1:
         return
     if any(NORM_LAYERS[norm].needs_batch for norm in cfg.norms):
@@ -419,5 +429,5 @@ def validate(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
     _validate_loop(cfg)
     if check_data:
         _validate_data(cfg.data)
-        _validate_last_batch(cfg)
+        _validate_sizes(cfg)
     return cfg

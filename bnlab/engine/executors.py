@@ -9,8 +9,11 @@ other machines with other working directories. A worker killed mid-segment is re
 Ray with the same argument, so the retry resumes from the stack's last checkpoint; rows only
 exist once a segment returns, so none is lost or written twice.
 
-    executor = make_executor("ray", address=None)    # None: RAY_ADDRESS, else a local Ray
-    executor.train(cfg, "results/x", resume=False)    # same results as engine.train
+    ray = make_executor("ray", address=None)      # None: RAY_ADDRESS, else a local Ray
+    train(cfg, "results/x", RunContext(executor=ray))   # same results as the local engine
+
+The executor is part of the run context (`bnlab.engine.context`); `bnlab.engine.train` hands
+a config to it. `connected(executor)` keeps one Ray connection for many trainings.
 """
 
 from __future__ import annotations
@@ -22,79 +25,71 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from bnlab.engine import checkpoint
-from bnlab.engine.config import DataConfig, TrainConfig, to_dict, validate
-from bnlab.engine.data import TrainData, load_data
-from bnlab.engine.store import Store
-from bnlab.engine.train import (
-    Probe,
-    _check_out_dir,
-    build_stack,
-    checkpoint_path,
+from bnlab.engine.config import DataConfig, TrainConfig
+from bnlab.engine.context import (
+    Executor,
+    RunContext,
     resolve_device,
-    run_id,
-    train,
-    train_stack,
+    resolve_threads,
+    torch_threads,
 )
+from bnlab.engine.data import TrainData, load_data
+from bnlab.engine.runs import check_out_dir, checkpoint_path, create_run, run_id
+from bnlab.engine.store import Store
+from bnlab.engine.train import build_stack, train_stack
 from bnlab.errors import BnlabError
 
 EXECUTORS = ("local", "ray")
 INSTALL_HINT = "pip install 'bnlab[ray]'"
 
 
-class LocalExecutor:
-    """Today's behaviour: every stack in this process, one after another."""
-
-    name = "local"
-
-    def train(self, cfg, out_dir, resume=False, progress=True, probes: Sequence[Probe] = ()):
-        return train(cfg, out_dir, resume=resume, progress=progress, probes=probes)
-
-
-@dataclass
+@dataclass(frozen=True)
 class RayExecutor:
     """Stacks as Ray tasks on a local Ray instance or the cluster at `address`."""
 
     address: str | None = None  # None: $RAY_ADDRESS if set, else start a local instance
-    cpus: float = 1.0  # per task; also its torch threads, unless the config sets `threads`
+    cpus: float = 1.0  # per task; also its torch threads, unless the run context sets them
     gpus: float = 0.0  # per task
     max_retries: int = 3  # per segment, on worker or node failure
     name: str = field(default="ray", init=False)
 
-    def train(self, cfg, out_dir, resume=False, progress=True, probes: Sequence[Probe] = ()):
-        """`bnlab.engine.train` with each stack's segments submitted as Ray tasks."""
-        validate(cfg)
-        out_dir = Path(out_dir)
-        store = Store(out_dir)
-        try:
-            _check_out_dir(cfg, store, resume)
-            with _connected(self.address):
-                self._run(cfg, out_dir, store, progress, tuple(probes))
-        finally:
-            store.close()
+    def train(
+        self, cfg: TrainConfig, out_dir: Path, ctx: RunContext, resume: bool, probes: tuple
+    ) -> Path:
+        """What `bnlab.engine.train` does, with each stack's segments submitted as Ray tasks
+        (`cfg` validated by the caller)."""
+        # a task runs the local loop, on `cpus` torch threads unless the context sets them
+        threads = ctx.threads or max(1, int(self.cpus))
+        worker = replace(ctx, executor=None, progress=False, threads=threads)
+        with Store(out_dir) as store:
+            check_out_dir(cfg, store, resume)
+            with connected(self):
+                self._run(cfg, out_dir, store, worker, ctx.progress, probes)
         return out_dir
 
-    def _run(self, cfg, out_dir: Path, store: Store, progress: bool, probes: tuple) -> None:
+    def _run(
+        self, cfg, out_dir: Path, store: Store, worker: RunContext, progress: bool, probes: tuple
+    ) -> None:
         import ray
 
         task = ray.remote(train_segment).options(
             num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries
         )
-        threads = cfg.threads or max(1, int(self.cpus))
         jobs = [job for norm in cfg.norms if (job := _StackJob.start(cfg, norm, store, out_dir))]
-        pending = {task.remote(cfg, j.norm, j.state, threads, probes): j for j in jobs}
+        pending = {task.remote(cfg, j.norm, j.state, worker, probes): j for j in jobs}
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ref)
             job.absorb(ray.get(ref), store, out_dir, progress)  # raises once retries are spent
             if not job.done:
-                pending[task.remote(cfg, job.norm, job.state, threads, probes)] = job
+                pending[task.remote(cfg, job.norm, job.state, worker, probes)] = job
 
 
 @dataclass
@@ -127,11 +122,8 @@ class _StackJob:
 
     def absorb(self, segment: dict, store: Store, out_dir: Path, progress: bool) -> None:
         """Rows first, then the checkpoint, as the local engine orders them."""
-        cfg = self.cfg
         if not self.created:
-            members = [(k, cfg.member_seed(k), cfg.member_lr(k)) for k in range(cfg.members)]
-            config = to_dict(cfg)
-            store.create_run(self.run_id, cfg.preset, self.norm, config, segment["layers"], members)
+            create_run(store, self.cfg, self.norm, segment["layers"])
             self.created = True
         store.write(self.run_id, segment["train_rows"], segment["metric_rows"])
         checkpoint.save_atomic(segment["state"], checkpoint_path(out_dir, self.run_id))
@@ -170,31 +162,32 @@ class _Capture:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_data(cfg: DataConfig, device: str) -> TrainData:
+def _cached_data(cfg: DataConfig, device: torch.device) -> TrainData:
     # a Ray worker process runs many segments: the dataset is read (and moved) once per process
-    return load_data(cfg).to(resolve_device(device))
+    return load_data(cfg).to(device)
 
 
 def train_segment(
-    cfg: TrainConfig, norm: str, state: dict | None, threads: int, probes: tuple = ()
+    cfg: TrainConfig, norm: str, state: dict | None, ctx: RunContext, probes: tuple = ()
 ) -> dict:
-    """Train one stack from `state` (None: from scratch) to its next checkpoint step.
+    """Train one stack from `state` (None: from scratch) to its next checkpoint step, with
+    the device and threads of `ctx`.
 
     Runs in a Ray worker, in a scratch working directory; reads only the dataset (from the
     worker's own bnlab data cache). Returns the rows, the new state and where it ran.
     """
-    torch.set_num_threads(threads)
-    data = _cached_data(cfg.data, cfg.device)
-    stack = build_stack(cfg, norm, data)
-    if state is not None:
-        stack.load_state_dict(state)
-    capture = _Capture(stack)
-    with tempfile.TemporaryDirectory(prefix="bnlab-segment-") as scratch, _cwd(scratch):
-        try:
-            train_stack(stack, data, capture, Path(scratch), progress=False, probes=probes)
-        except _SegmentDone:
-            pass
-        worker = {"host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd()}
+    with torch_threads(resolve_threads(ctx, cfg)):
+        data = _cached_data(cfg.data, resolve_device(ctx.device))
+        stack = build_stack(cfg, norm, data)
+        if state is not None:
+            stack.load_state_dict(state)
+        capture = _Capture(stack)
+        with tempfile.TemporaryDirectory(prefix="bnlab-segment-") as scratch, _cwd(scratch):
+            try:
+                train_stack(stack, data, capture, Path(scratch), progress=False, probes=probes)
+            except _SegmentDone:
+                pass
+            worker = {"host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd()}
     # None: the stack was already at its last step (the driver stopped before marking it done)
     train_rows, metric_rows, new_state = capture.rows or ([], [], stack.state_dict())
     return {
@@ -244,13 +237,18 @@ def require_ray():
 
 
 @contextlib.contextmanager
-def _connected(address: str | None) -> Iterator[None]:
-    """Ray connected for the block: reuse a connection, else join `address`, else start one."""
+def connected(executor: Executor | None) -> Iterator[None]:
+    """The executor's connection held for the block, so that many trainings (`bnlab
+    reproduce all`) start or join Ray once. Ray: reuse a connection, else join the
+    executor's address, else start a local instance. Other executors need none."""
+    if not isinstance(executor, RayExecutor):
+        yield
+        return
     ray = require_ray()
     if ray.is_initialized():
         yield
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = executor.address or os.environ.get("RAY_ADDRESS") or None
     if address is None:  # a local instance for this run: no dashboard, quiet start-up
         ray.init(include_dashboard=False, logging_level="warning")
     else:
@@ -266,14 +264,15 @@ def make_executor(
     address: str | None = None,
     cpus: float = 1.0,
     gpus: float = 0.0,
-):
-    """An executor by name; fails, naming the argument, before any work is done."""
+) -> Executor | None:
+    """An executor by name (None for "local": this process trains); fails, naming the
+    argument, before any work is done."""
     if name not in EXECUTORS:
         raise BnlabError(f"--executor: got {name!r}, expected one of: {', '.join(EXECUTORS)}")
     if name == "local":
         if address:
             raise BnlabError(f"--ray-address {address!r} needs --executor ray")
-        return LocalExecutor()
+        return None
     require_ray()
     if cpus <= 0:
         raise BnlabError(f"--ray-cpus: got {cpus}, expected CPUs per task > 0")
@@ -299,31 +298,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray task")
 
 
-def from_args(args: argparse.Namespace):
+def from_args(args: argparse.Namespace) -> Executor | None:
     return make_executor(args.executor, args.ray_address, args.ray_cpus, args.ray_gpus)
-
-
-# The executor `bnlab reproduce` trains its stacks with (see `using`).
-_current: list = [LocalExecutor()]
-
-
-def current():
-    return _current[-1]
-
-
-@contextlib.contextmanager
-def using(executor) -> Iterator[None]:
-    """Train the stacks of every experiment in the block with `executor`.
-
-    A Ray executor stays connected for the whole block: `reproduce all` starts (or joins)
-    Ray once, not once per experiment.
-    """
-    connection = (
-        _connected(executor.address) if executor.name == "ray" else contextlib.nullcontext()
-    )
-    _current.append(executor)
-    try:
-        with connection:
-            yield
-    finally:
-        _current.pop()

@@ -14,7 +14,6 @@ order; so member k of any stack equals a one-member stack built with the same se
 
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
 
 import torch
@@ -32,9 +31,6 @@ from bnlab.engine.stacked import (
 
 # Member seeds also seed the data order; offsetting the init stream keeps the two unrelated.
 INIT_SEED_OFFSET = 1_000_003
-
-# Parameters and their gradients are strided views of (K, P) buffers, on purpose.
-warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
 
 
 class StackedModel(nn.Module):

@@ -14,8 +14,8 @@ rows the engine did not produce; they are compared only where the replay logged 
 
 The stored runs trained with one torch thread per stack (see
 `bnlab.reproduce.common.train_variants`); CPU kernels may sum in a different order with more
-threads, so a replay uses `threads` (default 1), and `device` (default the CPU, where the
-full runs trained; a stored "auto" would pick CUDA where there is one).
+threads, so a replay trains under the run context `ctx`, by default `REPLAY_CONTEXT`: one
+thread, on the CPU, where the full runs trained.
 
     records = replay("results/full/cifar10-cnn", steps=50)
     records[0].identical      # True: the first 50 steps match bit for bit
@@ -31,14 +31,14 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import torch
-
 from bnlab.engine.config import TrainConfig, from_dict
+from bnlab.engine.context import RunContext
 from bnlab.engine.store import DB_NAME, code_version
 from bnlab.engine.train import train
 from bnlab.errors import BnlabError
 
 REPLAY_FILE = "replay.json"
+REPLAY_CONTEXT = RunContext(device="cpu", threads=1, progress=False)
 TRAIN_COLUMNS = ("train_loss", "train_accuracy", "grad_norm", "lr", "layer_grad_norms")
 
 
@@ -61,12 +61,12 @@ class ReplayRecord:
 
 
 def replay(
-    out_dir: str | Path, steps: int = 50, threads: int = 1, device: str = "cpu"
+    out_dir: str | Path, steps: int = 50, ctx: RunContext = REPLAY_CONTEXT
 ) -> list[ReplayRecord]:
     """Replay the first `steps` steps of every run in `out_dir` (see the module docstring)."""
     out_dir = Path(out_dir)
     if steps < 1:
-        raise ValueError(f"steps: got {steps}, expected a positive number of steps")
+        raise BnlabError(f"--steps: got {steps}, expected a positive number of steps")
     if not (out_dir / DB_NAME).exists():
         raise BnlabError(f"DIR: {out_dir} holds no {DB_NAME}; expected a results directory")
     with closing(_read_only(out_dir)) as stored:
@@ -74,12 +74,7 @@ def replay(
         runs = stored.execute(sql).fetchall()
         if not runs:
             raise BnlabError(f"DIR: {out_dir} holds no training runs")
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            return [_replay_run(stored, *run, steps, device) for run in runs]
-        finally:
-            torch.set_num_threads(before)
+        return [_replay_run(stored, *run, steps, ctx) for run in runs]
 
 
 def _read_only(directory: Path) -> sqlite3.Connection:
@@ -94,15 +89,15 @@ def _replay_run(
     config: str,
     trained_by: str,
     steps: int,
-    device: str,
+    ctx: RunContext,
 ) -> ReplayRecord:
     sql = "SELECT MAX(step) FROM train_metrics WHERE run_id = ?"
     logged = stored.execute(sql, (run_id,)).fetchone()[0] or 0
     steps = min(steps, logged)  # a run that stopped early is replayed as far as it went
     cfg = from_dict(TrainConfig, json.loads(config))
-    cfg = replace(cfg, norms=(norm,), epochs=0, steps=max(steps, 1), device=device)
+    cfg = replace(cfg, norms=(norm,), epochs=0, steps=max(steps, 1))
     with tempfile.TemporaryDirectory(prefix="bnlab-replay-") as scratch:
-        train(cfg, scratch, progress=False)
+        train(cfg, scratch, ctx)
         with closing(sqlite3.connect(Path(scratch) / DB_NAME)) as fresh:
             train_rows, train_diff = _compare(
                 _train_rows(stored, run_id, steps),

@@ -13,9 +13,8 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,29 +26,23 @@ from tqdm import tqdm
 
 from bnlab.engine import checkpoint
 from bnlab.engine.allocator import keep_freed_memory
-from bnlab.engine.config import DTYPES, TrainConfig, from_dict, to_dict, validate
+from bnlab.engine.config import DTYPES, TrainConfig, validate
+from bnlab.engine.context import RunContext, resolve_device, resolve_threads, torch_threads
 from bnlab.engine.data import TrainData, load_data, make_batches
 from bnlab.engine.hooks import ActivationRecorder
 from bnlab.engine.metrics import MetricLog
 from bnlab.engine.models import StackedModel, build_model
 from bnlab.engine.optim import make_optimizer
+from bnlab.engine.runs import check_out_dir, checkpoint_path, create_run, run_id
 from bnlab.engine.store import Store
-from bnlab.errors import BnlabError
 
 # Evaluation runs the test set through the stack in chunks whose largest activation takes at
 # most this many bytes, so its memory is bounded whatever the test set's size.
 EVAL_CHUNK_BYTES = 64 * 2**20
-DEVICE_ENV = "BNLAB_DEVICE"
-
-
-def resolve_device(name: str) -> torch.device:
-    """ "cpu", "cuda", or "auto" as a torch.device. "auto" is $BNLAB_DEVICE when set (how
-    `bnlab reproduce --device` reaches every stack it trains), else CUDA when present."""
-    if name == "auto":
-        name = os.environ.get(DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BnlabError("device: CUDA was asked for, but it is not available here")
-    return torch.device(name)
+# Parameters and their gradients are strided views of the (K, P) buffers `model.flat` and
+# `model.flat_grad`, on purpose (one-op optimizer updates); torch warns, once per process,
+# that such gradients break its layout contract. Silenced only around the backward pass.
+GRAD_LAYOUT_WARNING = "grad and param do not obey the gradient layout contract"
 
 
 @dataclass
@@ -100,14 +93,6 @@ class Probe:
         raise NotImplementedError
 
 
-def run_id(cfg: TrainConfig, norm: str) -> str:
-    return f"{cfg.preset}/{norm}"
-
-
-def checkpoint_path(out_dir: Path, rid: str) -> Path:
-    return Path(out_dir) / "checkpoints" / (rid.replace("/", "__") + ".pt")
-
-
 def build_stack(cfg: TrainConfig, norm: str, data: TrainData) -> Stack:
     """A stack of `cfg.members` models, on the device that holds `data`."""
     keep_freed_memory()  # a stack's activations are big: reuse their memory between steps
@@ -135,7 +120,9 @@ def train_step(model: StackedModel, optimizer, xb: Tensor, yb: Tensor) -> tuple[
     K, B, C = logits.shape
     loss = F.cross_entropy(logits.reshape(K * B, C), yb.reshape(K * B), reduction="none")
     loss = loss.view(K, B).mean(1)  # (K,): member k's loss depends on member k only
-    loss.sum().backward()  # so d(sum)/d(theta_k) = d(loss_k)/d(theta_k)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=GRAD_LAYOUT_WARNING)
+        loss.sum().backward()  # so d(sum)/d(theta_k) = d(loss_k)/d(theta_k)
     optimizer.step()
     correct = logits.detach().argmax(-1) == yb  # (K, B)
     return loss.detach(), correct.to(loss.dtype).mean(1)
@@ -238,49 +225,11 @@ def train_stack(
     bar.close()
 
 
-def _identity(config: dict) -> dict:
-    """The fields that define a run: all but where it runs (it resumes on any device).
-
-    The config is read back through `from_dict`, so a field added to bnlab after the run was
-    stored takes its default: new options default to what bnlab did before them, and a run
-    from an earlier version resumes (or is found finished) instead of being refused.
-    """
-    normalized = json.loads(json.dumps(to_dict(from_dict(TrainConfig, config))))
-    return {k: v for k, v in normalized.items() if k != "device"}
-
-
-def _check_out_dir(cfg: TrainConfig, store: Store, resume: bool) -> None:
-    """Before any work: a fresh run needs a fresh directory; a resumed one the same config."""
-    config = _identity(json.loads(json.dumps(to_dict(cfg))))
-    for norm in cfg.norms:
-        rid = run_id(cfg, norm)
-        stored = store.run_config(rid)
-        if stored is None:
-            continue
-        if not resume:
-            raise BnlabError(
-                f"--out: {store.path.parent} already holds run {rid!r}; "
-                "pass --resume to continue it or choose another --out"
-            )
-        if _identity(json.loads(stored)) != config:
-            raise BnlabError(f"--resume: the config of run {rid!r} differs from the stored one")
-
-
 def _resume_or_create(stack: Stack, store: Store, out_dir: Path) -> bool:
     """Restore `stack` from its checkpoint if it has one; returns False if it is finished."""
     runs = {r["run_id"]: r for r in store.runs()}
     if stack.run_id not in runs:
-        members = [
-            (k, stack.cfg.member_seed(k), stack.cfg.member_lr(k)) for k in range(stack.cfg.members)
-        ]
-        store.create_run(
-            stack.run_id,
-            stack.cfg.preset,
-            stack.norm,
-            to_dict(stack.cfg),
-            stack.model.layer_names,
-            members,
-        )
+        create_run(store, stack.cfg, stack.norm, stack.model.layer_names)
         return True
     if runs[stack.run_id]["status"] == "done":
         return False
@@ -294,25 +243,29 @@ def _resume_or_create(stack: Stack, store: Store, out_dir: Path) -> bool:
 def train(
     cfg: TrainConfig,
     out_dir: str | Path,
+    ctx: RunContext | None = None,
     resume: bool = False,
-    progress: bool = True,
     probes: Sequence[Probe] = (),
 ) -> Path:
     """Validate, then train every stack of `cfg` into `out_dir`; returns the directory.
 
-    `probes` take measurements between steps (see `Probe`); their rows are stored as metrics.
+    `ctx` says where and how (device, torch threads, progress, executor; see
+    `bnlab.engine.context`); the default trains here, on CUDA when present. `probes` take
+    measurements between steps (see `Probe`); their rows are stored as metrics.
     """
+    ctx = ctx or RunContext()
     validate(cfg)
+    if ctx.executor is not None:
+        return ctx.executor.train(cfg, Path(out_dir), ctx, resume, tuple(probes))
+    device = resolve_device(ctx.device)  # CUDA asked for but absent fails before any write
     out_dir = Path(out_dir)
-    with Store(out_dir) as store:
-        _check_out_dir(cfg, store, resume)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        data = load_data(cfg.data).to(resolve_device(cfg.device))
+    with Store(out_dir) as store, torch_threads(resolve_threads(ctx, cfg)):
+        check_out_dir(cfg, store, resume)
+        data = load_data(cfg.data).to(device)
         for norm in cfg.norms:
             stack = build_stack(cfg, norm, data)
             if _resume_or_create(stack, store, out_dir):
-                train_stack(stack, data, store, out_dir, progress, probes)
+                train_stack(stack, data, store, out_dir, ctx.progress, probes)
                 store.set_status(stack.run_id, "done")
     return out_dir
 
@@ -323,7 +276,6 @@ __all__ = [
     "build_stack",
     "eval_chunk",
     "evaluate",
-    "resolve_device",
     "train",
     "train_stack",
     "train_step",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from bnlab.errors import BnlabError
 from bnlab.report._html import render_html
 from bnlab.report._markdown import render_markdown
 from bnlab.report.document import FigureBlock, Page
@@ -13,7 +14,7 @@ from bnlab.report.document import FigureBlock, Page
 def _check(out_dir: Path, pages: Sequence[Page]) -> None:
     """Fail before writing anything: a half-written report is worse than none."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out_dir: {out_dir} exists and is not a directory, expected a folder")
+        raise BnlabError(f"out_dir: {out_dir} exists and is not a directory, expected a folder")
     stems = [p.stem for p in pages]
     if len(set(stems)) != len(stems):
         raise ValueError(f"pages: stems {stems} repeat, expected one file per page")

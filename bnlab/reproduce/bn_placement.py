@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlab.engine import HookConfig, TrainConfig, get_preset
+from bnlab.engine import HookConfig, RunContext, TrainConfig, get_preset
+from bnlab.errors import ResultsNotFoundError
 from bnlab.report import (
     ReportFigure,
     Role,
@@ -132,14 +133,14 @@ def cell_dir(out_dir: Path, activation: str, position: str) -> Path:
     return Path(out_dir) / f"{activation}_{position}"
 
 
-def run(out_dir: Path, seeds: Seeds, quick: bool, progress: bool) -> None:
+def run(out_dir: Path, seeds: Seeds, quick: bool, ctx: RunContext) -> None:
     n = pre.seeds_of(seeds, NAME)
     for act in ACTIVATIONS:  # the two placements of one activation side by side
         jobs = [
             (f"{act}/{pos}", config(n, quick, act, pos), cell_dir(out_dir, act, pos))
             for pos in POSITIONS
         ]
-        train_side_by_side(NAME, jobs, progress, parallel=not quick)
+        train_side_by_side(NAME, jobs, ctx, parallel=not quick)
 
 
 def shapes(res: Results) -> np.ndarray:
@@ -176,7 +177,7 @@ def analyze(out_dir: Path) -> ExperimentResult:
         for pos in POSITIONS:
             directory = cell_dir(out_dir, act, pos)
             if not directory.is_dir():
-                raise FileNotFoundError(
+                raise ResultsNotFoundError(
                     f"DIR: {directory} is missing; rerun `bnlab reproduce {NAME}`"
                 )
             with Results(directory) as res:

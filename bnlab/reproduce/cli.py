@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -15,22 +14,21 @@ DEFAULT_QUICK_OUT = Path("results") / "reproduce-quick"
 
 def run_reproduce(args: argparse.Namespace) -> int:
     from bnlab.engine import executors
+    from bnlab.engine.cli import run_context
     from bnlab.reproduce.publish import build_report, print_scorecard, record_wall_clock
     from bnlab.reproduce.runner import resolve_names, run_experiment, seeds_for
 
     start = time.monotonic()
 
-    executor = executors.from_args(args)  # a missing Ray fails here, before any work
-    if args.device is not None:
-        set_device(args.device)  # CUDA asked for but absent fails here, before any work
+    ctx = run_context(args)  # a missing Ray or CUDA fails here, before any work
     names = resolve_names(args.experiment)
     plan = [(n, seeds_for(n, args.seeds, args.quick)) for n in names]  # validate all first
     root = Path(args.out) if args.out else DEFAULT_QUICK_OUT if args.quick else DEFAULT_OUT
     if args.quick:
         print(f"bnlab reproduce: {QUICK_BANNER}", flush=True)
-    with executors.using(executor):
+    with executors.connected(ctx.executor):  # Ray is started or joined once for them all
         for name, seeds in plan:
-            run_experiment(name, root, seeds, args.quick, progress=not args.quiet)
+            run_experiment(name, root, seeds, args.quick, ctx)
     written, rows = build_report(root)
     record_wall_clock(root, f"reproduce {args.experiment}", time.monotonic() - start)
     print_scorecard(rows)
@@ -48,17 +46,8 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def set_device(name: str) -> None:
-    """Make "auto" mean `name` for every stack of this run, in this process and its workers."""
-    from bnlab.engine.train import DEVICE_ENV, resolve_device
-
-    resolve_device(name)  # raises for CUDA where there is none
-    os.environ[DEVICE_ENV] = name
-
-
 def add_parser(subparsers) -> None:
-    from bnlab.engine import executors
-    from bnlab.engine.config import DEVICES
+    from bnlab.engine.cli import add_run_arguments
     from bnlab.reproduce.registry import experiments
 
     names = ", ".join(experiments())
@@ -81,13 +70,12 @@ def add_parser(subparsers) -> None:
     rep.add_argument(
         "--out", help=f"results directory (default {DEFAULT_OUT}, or {DEFAULT_QUICK_OUT})"
     )
-    rep.add_argument("--quiet", action="store_true", help="no progress bars (lines remain)")
-    rep.add_argument(
-        "--device",
-        choices=DEVICES,
-        help="where every stack trains: cpu, cuda, or auto (CUDA when present; the default)",
+    add_run_arguments(
+        rep,
+        "torch threads per stack (default 0: 1, or cores / variants where the variants of a "
+        "config train side by side); the thread count changes the order of CPU sums",
+        quiet_help="no progress bars (progress lines remain)",
     )
-    executors.add_arguments(rep)
     rep.set_defaults(func=run_reproduce)
     report = subparsers.add_parser(
         "report",

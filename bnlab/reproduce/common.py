@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from bnlab.engine import Probe, Store, TrainConfig, executors, train
+from bnlab.engine import Probe, RunContext, Store, TrainConfig, train
 from bnlab.engine.store import code_version
+from bnlab.errors import ResultsNotFoundError
 from bnlab.report import Estimate, Row, Rule, Section, diff_ci
 from bnlab.reproduce.experiment import Experiment, ExperimentResult, Seeds
 from bnlab.reproduce.preregistered import seeds_of
@@ -57,7 +57,7 @@ def write_manifest(out_dir: Path, manifest: Manifest) -> None:
 def read_manifest(out_dir: Path) -> Manifest:
     path = Path(out_dir) / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(
+        raise ResultsNotFoundError(
             f"DIR: no {MANIFEST} in {out_dir}; expected a directory written by `bnlab reproduce`"
         )
     return Manifest(**json.loads(path.read_text()))
@@ -82,74 +82,75 @@ def train_variants(
     name: str,
     cfg: TrainConfig,
     out_dir: Path,
-    progress: bool,
+    ctx: RunContext,
     parallel: bool = True,
     probes: Sequence[Probe] = (),
 ) -> None:
-    """Train each norm variant of `cfg` as one stack into `out_dir`, with progress lines.
+    """Train each norm variant of `cfg` as one stack into `out_dir` under the run context
+    `ctx`, with progress lines.
 
     With two or more cores the variants train side by side, one process each with
     cores / variants torch threads; in one process, stacks train one after another with one
     thread. A stack of a few small models is bound by per-op overhead, and measured on two
     cores one thread is 5-10x faster than two threads competing with another process.
-    `parallel=False` (quick runs) trains in this process: starting processes would cost
-    more than it saves. Resumes what a previous call left; the engine refuses a changed
-    config, so a directory never mixes two protocols. `probes` measure during training
-    (e.g. `bnlab.analysis.AnalysisProbe`); each process gets its own copy.
+    `ctx.threads`, when set, replaces both choices. `parallel=False` (quick runs) trains in
+    this process: starting processes would cost more than it saves. With an executor in
+    `ctx` (Ray), the variants are its parallel tasks instead. Resumes what a previous call
+    left; the engine refuses a changed config, so a directory never mixes two protocols.
+    `probes` measure during training (e.g. `bnlab.analysis.AnalysisProbe`); each process
+    gets its own copy.
     """
     total = f"{cfg.epochs} epochs" if cfg.epochs else f"{cfg.steps:,} steps"
-    jobs = [(name, replace(cfg, norms=(norm,)), Path(out_dir), tuple(probes)) for norm in cfg.norms]
-    cores = os.cpu_count() or 1
     for norm in cfg.norms:
         say(name, f"{NORM_LABELS.get(norm, norm)}: {cfg.members} members x {total}")
-    if executors.current().name != "local":  # `--executor ray`: variants as parallel tasks
-        executors.current().train(cfg, Path(out_dir), resume=True, progress=True, probes=probes)
+    if ctx.executor is not None:  # its own progress lines, --quiet or not
+        train(cfg, Path(out_dir), replace(ctx, progress=True), resume=True, probes=probes)
         return
+    jobs = [(name, replace(cfg, norms=(norm,)), Path(out_dir), tuple(probes)) for norm in cfg.norms]
+    cores = os.cpu_count() or 1
     if cores < 2 or len(jobs) < 2 or not parallel:
         for job in jobs:
-            _train_job(*job, threads=1, bar=progress)
+            _train_job(*job, replace(ctx, threads=ctx.threads or 1))
         return
-    threads = max(1, cores // len(jobs))
-    ctx = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
-    with ProcessPoolExecutor(len(jobs), mp_context=ctx) as pool:
-        futures = [pool.submit(_train_job, *job, threads, False) for job in jobs]
+    side_by_side = replace(ctx, threads=ctx.threads or max(1, cores // len(jobs)), progress=False)
+    spawn = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
+    with ProcessPoolExecutor(len(jobs), mp_context=spawn) as pool:
+        futures = [pool.submit(_train_job, *job, side_by_side) for job in jobs]
         for future in futures:
             future.result()  # re-raises a stack's error here
 
 
 def train_side_by_side(
-    name: str, jobs: Sequence[tuple[str, TrainConfig, Path]], progress: bool, parallel: bool = True
+    name: str,
+    jobs: Sequence[tuple[str, TrainConfig, Path]],
+    ctx: RunContext,
+    parallel: bool = True,
 ) -> None:
-    """Train several one-stack configs (label, cfg, out_dir), two at a time side by side in
-    processes when two cores are present (as `train_variants` trains a config's variants),
-    else one after another in this process."""
+    """Train several one-stack configs (label, cfg, out_dir) side by side in processes, one
+    per core with one thread each, as `train_variants` trains a config's variants; with one
+    core, an executor or `parallel=False`, one after another."""
     cores = os.cpu_count() or 1
-    if cores < 2 or len(jobs) < 2 or not parallel or executors.current().name != "local":
+    if cores < 2 or len(jobs) < 2 or not parallel or ctx.executor is not None:
         for label, cfg, out in jobs:
-            train_variants(f"{name} {label}", cfg, out, progress, parallel=False)
+            train_variants(f"{name} {label}", cfg, out, ctx, parallel=False)
         return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(cores, len(jobs)), mp_context=ctx) as pool:
+    side_by_side = replace(ctx, threads=ctx.threads or 1, progress=False)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(cores, len(jobs)), mp_context=spawn) as pool:
         futures = [
-            pool.submit(_train_job, f"{name} {label}", cfg, Path(out), (), 1, False)
+            pool.submit(_train_job, f"{name} {label}", cfg, Path(out), (), side_by_side)
             for label, cfg, out in jobs
         ]
         for future in futures:
             future.result()
 
 
-def _train_job(
-    name: str, cfg: TrainConfig, out_dir: Path, probes: tuple, threads: int, bar: bool
-) -> None:
-    """Train one stack with `threads` torch threads, restoring the caller's setting after."""
+def _train_job(name: str, cfg: TrainConfig, out_dir: Path, probes: tuple, ctx: RunContext) -> None:
+    """Train one stack under `ctx` (which restores the caller's torch threads after)."""
     label = NORM_LABELS.get(cfg.norms[0], cfg.norms[0])
-    before, start = torch.get_num_threads(), time.monotonic()
-    torch.set_num_threads(threads)
-    try:
-        probes = (ProgressLine(f"{name}: {label}"), *probes)
-        train(cfg, out_dir, resume=True, progress=bar, probes=probes)
-    finally:
-        torch.set_num_threads(before)
+    start = time.monotonic()
+    probes = (ProgressLine(f"{name}: {label}"), *probes)
+    train(cfg, out_dir, ctx, resume=True, probes=probes)
     say(f"{name}: {label}", f"done in {time.monotonic() - start:.1f} s")
 
 
@@ -184,7 +185,7 @@ class Results:
         self.runs = {r["norm"]: r for r in self.store.runs()}
         if not self.runs:
             self.store.close()
-            raise FileNotFoundError(f"DIR: {out_dir} holds no training runs")
+            raise ResultsNotFoundError(f"DIR: {out_dir} holds no training runs")
 
     def close(self) -> None:
         self.store.close()
@@ -402,9 +403,9 @@ def one_config_experiment(
     """An experiment of one config, `config(seeds, quick)`: each norm variant trained as a stack
     into `out_dir` by `train_variants`, and read back into one section by `part`."""
 
-    def run(out_dir: Path, seeds: Seeds, quick: bool, progress: bool) -> None:
+    def run(out_dir: Path, seeds: Seeds, quick: bool, ctx: RunContext) -> None:
         n = seeds_of(seeds, name)
-        train_variants(name, config(n, quick), out_dir, progress, parallel=not quick)
+        train_variants(name, config(n, quick), out_dir, ctx, parallel=not quick)
 
     def analyze(out_dir: Path) -> ExperimentResult:
         return analyze_dirs(name, out_dir, part)

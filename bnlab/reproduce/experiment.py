@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bnlab.engine import RunContext
 from bnlab.report import Row, Rule, Section
 
 # Seeds: one number for every setting, or the pre-registered plan, setting -> seeds
@@ -37,8 +38,10 @@ class ExperimentResult:
 class Experiment:
     """A named reproduction.
 
-    run(out_dir, seeds, quick, progress): train everything into `out_dir` (created by the
-        caller; resumable through the engine's checkpoints), printing progress.
+    run(out_dir, seeds, quick, ctx): train everything into `out_dir` (created by the
+        caller; resumable through the engine's checkpoints) under the run context `ctx`
+        (`bnlab.engine.RunContext`: device, threads, executor, progress bars), printing
+        progress lines.
     analyze(out_dir): read `out_dir` back and return the experiment's report contribution;
         figures are written under `out_dir`.
     rules(seeds): the decision rules of its claims for that many seeds, recorded before
@@ -49,7 +52,7 @@ class Experiment:
 
     name: str
     title: str
-    run: Callable[[Path, Seeds, bool, bool], None]
+    run: Callable[[Path, Seeds, bool, RunContext], None]
     analyze: Callable[[Path], ExperimentResult]
     rules: Callable[[Seeds], tuple[Rule, ...]]
     default_seeds: Seeds = 5

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlab.engine import HookConfig, TrainConfig, get_preset
+from bnlab.engine import HookConfig, RunContext, TrainConfig, get_preset
+from bnlab.errors import ResultsNotFoundError
 from bnlab.report import ReportFigure, Rule, Scale, Section, Table, claims, grid_points, spread
 from bnlab.reproduce import preregistered as pre
 from bnlab.reproduce.common import (
@@ -59,18 +60,16 @@ def config(seeds: int, quick: bool, std: float) -> TrainConfig:
     )
 
 
-def run(out_dir: Path, seeds: Seeds, quick: bool, progress: bool) -> None:
+def run(out_dir: Path, seeds: Seeds, quick: bool, ctx: RunContext) -> None:
     for std in QUICK_SCALES if quick else SCALES:
         cfg = config(pre.seeds_of(seeds, NAME), quick, std)
-        train_variants(
-            f"{NAME} std={std:g}", cfg, scale_dir(out_dir, std), progress, parallel=not quick
-        )
+        train_variants(f"{NAME} std={std:g}", cfg, scale_dir(out_dir, std), ctx, parallel=not quick)
 
 
 def _scales(out_dir: Path) -> list[float]:
     found = [float(p.name.removeprefix("std_")) for p in Path(out_dir).glob("std_*")]
     if not found:
-        raise FileNotFoundError(f"DIR: {out_dir} holds no std_* runs of {NAME}")
+        raise ResultsNotFoundError(f"DIR: {out_dir} holds no std_* runs of {NAME}")
     return sorted(found)
 
 

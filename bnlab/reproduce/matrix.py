@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlab.engine import HookConfig, TrainConfig, get_preset
+from bnlab.engine import HookConfig, RunContext, TrainConfig, get_preset
+from bnlab.errors import ResultsNotFoundError
 from bnlab.report import ReportFigure, Rule, Section, curve_band, histogram_grid
 from bnlab.reproduce import preregistered as pre
 from bnlab.reproduce.common import (
@@ -123,12 +124,12 @@ def config(seeds: int, quick: bool, dataset: str, arch: str) -> TrainConfig:
     return cfg
 
 
-def run(out_dir: Path, seeds: Seeds, quick: bool, progress: bool) -> None:
+def run(out_dir: Path, seeds: Seeds, quick: bool, ctx: RunContext) -> None:
     for dataset in DATASETS:
         for arch in ARCHS:
             cfg = config(pre.seeds_of(seeds, setting(dataset, arch)), quick, dataset, arch)
             out = cell_dir(out_dir, dataset, arch)
-            train_variants(f"{NAME} {dataset}/{arch}", cfg, out, progress, parallel=not quick)
+            train_variants(f"{NAME} {dataset}/{arch}", cfg, out, ctx, parallel=not quick)
 
 
 def _epoch_losses(res: Results, norm: str) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +263,7 @@ def analyze(out_dir: Path) -> ExperimentResult:
     cells = {cell_dir(out_dir, d, a): (d, a) for d in DATASETS for a in ARCHS}
     for out in cells:
         if not out.is_dir():
-            raise FileNotFoundError(f"DIR: {out} is missing; rerun `bnlab reproduce {NAME}`")
+            raise ResultsNotFoundError(f"DIR: {out} is missing; rerun `bnlab reproduce {NAME}`")
     return analyze_dirs(
         NAME, out_dir, lambda res, out, seeds: _cell(res, out, seeds, *cells[out]), list(cells)
     )

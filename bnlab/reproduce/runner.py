@@ -14,13 +14,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bnlab.engine import replay
+from bnlab.engine import RunContext, replay
 from bnlab.engine.store import code_version
-from bnlab.errors import BnlabError
-from bnlab.report import (
-    QUICK_BANNER,
-    registration,
-)
+from bnlab.errors import BnlabError, ResultsNotFoundError
+from bnlab.report import QUICK_BANNER, registration
 from bnlab.reproduce.common import MANIFEST, QUICK_SEEDS, new_manifest, read_manifest, say
 from bnlab.reproduce.experiment import ExperimentResult, Seeds
 from bnlab.reproduce.registry import experiments
@@ -59,9 +56,12 @@ def _check_existing(out: Path, seeds: Seeds, quick: bool) -> None:
         )
 
 
-def run_experiment(name: str, root: Path, seeds: Seeds, quick: bool, progress: bool) -> Path:
-    """Train one experiment into root/name and record how (manifest.json). Its decision
-    rules are registered before the first training step (`registration.register`)."""
+def run_experiment(
+    name: str, root: Path, seeds: Seeds, quick: bool, ctx: RunContext | None = None
+) -> Path:
+    """Train one experiment into root/name under the run context `ctx` (default: here, with
+    progress bars) and record how (manifest.json). Its decision rules are registered before
+    the first training step (`registration.register`)."""
     out = Path(root) / name
     _check_existing(out, seeds, quick)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def run_experiment(name: str, root: Path, seeds: Seeds, quick: bool, progress: b
         say(name, QUICK_BANNER)
     say(name, f"{seeds} seed(s) per setting, results in {out}")
     start = time.monotonic()
-    experiments()[name].run(out, seeds, quick, progress)
+    experiments()[name].run(out, seeds, quick, ctx or RunContext())
     wall = time.monotonic() - start
     # A resumed run adds its time to what the earlier, interrupted call measured.
     if (out / MANIFEST).is_file():
@@ -84,14 +84,14 @@ def experiment_dirs(root: Path) -> list[Path]:
     """The experiment directories under `root` (or `root` itself), in registry order."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"DIR: {root} is not a directory")
+        raise ResultsNotFoundError(f"DIR: {root} is not a directory")
     if (root / MANIFEST).is_file():
         return [root]
     order = list(experiments())
     found = [p for p in root.iterdir() if (p / MANIFEST).is_file()]
     found.sort(key=lambda p: order.index(p.name) if p.name in order else len(order))
     if not found:
-        raise FileNotFoundError(
+        raise ResultsNotFoundError(
             f"DIR: no experiment results in {root}; expected what `bnlab reproduce` writes"
         )
     return found

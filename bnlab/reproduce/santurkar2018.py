@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bnlab.analysis import AnalysisProbe, LandscapeConfig, ProbeConfig
-from bnlab.engine import HookConfig, TrainConfig, get_preset
+from bnlab.engine import HookConfig, RunContext, TrainConfig, get_preset
 from bnlab.engine.store import DB_NAME
 from bnlab.reproduce.common import analyze_dirs, quick_suffix, read_manifest, train_variants
 from bnlab.reproduce.experiment import Experiment, ExperimentResult, register
@@ -139,12 +139,12 @@ TITLES = {
 def _make(name: str) -> Experiment:
     settings = SETTINGS[name]
 
-    def run(out_dir: Path, seeds: int, quick: bool, progress: bool) -> None:
+    def run(out_dir: Path, seeds: int, quick: bool, ctx: RunContext) -> None:
         for setting in settings:
             cfg, probe = setting_config(setting, seeds, quick)
             probes = [AnalysisProbe(probe)] if probe is not None else []
             out = Path(out_dir) / setting.name
-            train_variants(f"{name} {setting.name}", cfg, out, progress, not quick, probes)
+            train_variants(f"{name} {setting.name}", cfg, out, ctx, not quick, probes)
 
     def analyze(out_dir: Path) -> ExperimentResult:
         dirs = [Path(out_dir) / s.name for s in settings if s.noise_scale is None]

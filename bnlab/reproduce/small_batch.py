@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlab.engine import DataConfig, ModelConfig, OptimConfig, TrainConfig
+from bnlab.engine import DataConfig, ModelConfig, OptimConfig, RunContext, TrainConfig
+from bnlab.errors import ResultsNotFoundError
 from bnlab.report import ReportFigure, Role, Rule, Scale, Section, Table, claims, grid_points
 from bnlab.reproduce import preregistered as pre
 from bnlab.reproduce.common import (
@@ -148,14 +149,14 @@ def _batch_sizes(out_dir: Path) -> tuple[int, ...]:
     """The batch sizes a results directory holds (all of them, or the quick run's)."""
     found = tuple(b for b in BATCH_SIZES if cell_dir(out_dir, b).is_dir())
     if not found:
-        raise FileNotFoundError(f"DIR: {out_dir} holds no batch-size runs of {NAME}")
+        raise ResultsNotFoundError(f"DIR: {out_dir} holds no batch-size runs of {NAME}")
     return found
 
 
-def run(out_dir: Path, seeds: Seeds, quick: bool, progress: bool) -> None:
+def run(out_dir: Path, seeds: Seeds, quick: bool, ctx: RunContext) -> None:
     for batch in QUICK_BATCH_SIZES if quick else BATCH_SIZES:
         cfg = config(pre.seeds_of(seeds, NAME), quick, batch)
-        train_variants(f"{NAME} B={batch}", cfg, cell_dir(out_dir, batch), progress, not quick)
+        train_variants(f"{NAME} B={batch}", cfg, cell_dir(out_dir, batch), ctx, not quick)
 
 
 def final_error(res, norm: str) -> np.ndarray:

@@ -25,10 +25,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bnlab.engine import Store, TrainConfig, build_stack, checkpoint, evaluate, precise_bn
+from bnlab.engine import (
+    RunContext,
+    Store,
+    TrainConfig,
+    build_stack,
+    checkpoint,
+    evaluate,
+    precise_bn,
+)
+from bnlab.engine.context import resolve_device, torch_threads
 from bnlab.engine.data import load_data
 from bnlab.engine.models import StackedModel
-from bnlab.engine.train import checkpoint_path, resolve_device, run_id
+from bnlab.engine.runs import checkpoint_path, run_id
+from bnlab.errors import ResultsNotFoundError
 from bnlab.report import ReportFigure, Role, Rule, Scale, Section, Table, claims, grid_points
 from bnlab.reproduce import preregistered as pre
 from bnlab.reproduce import small_batch
@@ -128,13 +138,14 @@ def batch_stats_accuracy(model: StackedModel, x: Tensor, y: Tensor, batch: int) 
     return correct / used
 
 
-def measure(cfg: TrainConfig, out: Path) -> None:
-    """Add the precise and batch-statistics accuracies of a trained stack (once)."""
+def measure(cfg: TrainConfig, out: Path, ctx: RunContext) -> None:
+    """Add the precise and batch-statistics accuracies of a trained stack (once), on the
+    device of `ctx`."""
     rid = run_id(cfg, "batch")
     with Store(out) as store:
         if store.metric_matrix(rid, PRECISE)[0].size:
             return  # measured by an earlier call
-        data = load_data(cfg.data).to(resolve_device(cfg.device))
+        data = load_data(cfg.data).to(resolve_device(ctx.device))
         stack = build_stack(cfg, "batch", data)
         stack.load_state_dict(checkpoint.load(checkpoint_path(out, rid)))
         model, dtype = stack.model, stack.model.flat.dtype
@@ -148,26 +159,23 @@ def measure(cfg: TrainConfig, out: Path) -> None:
         store.write(rid, [], rows)
 
 
-def run(out_dir: Path, seeds: Seeds, quick: bool, progress: bool) -> None:
+def run(out_dir: Path, seeds: Seeds, quick: bool, ctx: RunContext) -> None:
     sizes = QUICK_BATCH_SIZES if quick else BATCH_SIZES
     cfgs = {b: config(pre.seeds_of(seeds, NAME), quick, b) for b in sizes}
     for batch, cfg in cfgs.items():  # one stack per batch size: trained one after another
-        train_variants(f"{NAME} B={batch}", cfg, cell_dir(out_dir, batch), progress, False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small batches: one thread is faster (see train_variants)
-    try:
+        train_variants(f"{NAME} B={batch}", cfg, cell_dir(out_dir, batch), ctx, False)
+    # small batches: one thread is faster (see train_variants)
+    with torch_threads(ctx.threads or 1):
         for batch, cfg in cfgs.items():
             say(NAME, f"B={batch}: precise-BN and batch-statistics evaluations")
-            measure(cfg, cell_dir(out_dir, batch))
-    finally:
-        torch.set_num_threads(threads)
+            measure(cfg, cell_dir(out_dir, batch), ctx)
 
 
 def analyze(out_dir: Path) -> ExperimentResult:
     manifest = read_manifest(out_dir)
     sizes = tuple(b for b in BATCH_SIZES if cell_dir(out_dir, b).is_dir())
     if not sizes:
-        raise FileNotFoundError(f"DIR: {out_dir} holds no batch-size runs of {NAME}")
+        raise ResultsNotFoundError(f"DIR: {out_dir} holds no batch-size runs of {NAME}")
     acc: dict[int, dict[str, np.ndarray]] = {}  # batch -> mode -> (K,) percent
     configs: list[dict] = []
     for batch in sizes:
