@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from bnlab import exercises
+from bnlab import _grading, exercises
 
 AXES = (0, 2, 3)
 
@@ -82,13 +82,90 @@ def stub(*args):
     raise NotImplementedError
 
 
+# ------------------------------------------------------------ typical wrong answers
+
+
+def forward_variant(x, gamma, beta, eps, axes=None, ddof=0, std=None):
+    """forward() with one thing changed: the axes, the variance's ddof, or how std is formed."""
+    axes = axes or (0, *range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mu, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, ddof=ddof, keepdims=True)
+    sd = np.sqrt(var + eps) if std is None else std(var, eps)
+    return gamma.reshape(shape) * (x - mu) / sd + beta.reshape(shape)
+
+
+def layernorm_forward(x, gamma, beta, eps):
+    return forward_variant(x, gamma, beta, eps, axes=tuple(range(1, x.ndim)))
+
+
+def backward_fused(dy, x, gamma, eps, ddof=0, sign_hat=-1.0):
+    """The fused formula written out; ddof=1 is the unbiased-variance slip."""
+    inv_std = 1.0 / np.sqrt(x.var(0, ddof=ddof) + eps)
+    x_hat = (x - x.mean(0)) * inv_std
+    dx = gamma * inv_std * (dy - dy.mean(0) + sign_hat * x_hat * (dy * x_hat).mean(0))
+    return dx, (dy * x_hat).sum(0), dy.sum(0)
+
+
+def backward_no_gamma(dy, x, gamma, eps):
+    dx, dgamma, dbeta = backward_autograd(dy, x, gamma, eps)
+    return dx / gamma, dgamma, dbeta
+
+
+def backward_negated(dy, x, gamma, eps):
+    dx, dgamma, dbeta = backward_autograd(dy, x, gamma, eps)
+    return -dx, dgamma, dbeta
+
+
+def backward_reordered(dy, x, gamma, eps):
+    dx, dgamma, dbeta = backward_autograd(dy, x, gamma, eps)
+    return dgamma, dbeta, dx
+
+
+def running_stats_keepdims(rm, rv, mu, var, m, momentum):
+    new_mean, new_var = running_stats(rm, rv, mu, var, m, momentum)
+    return new_mean[None, :], new_var[None, :]  # (1, C)
+
+
+def fold_float32(linear, bn):
+    return fold(linear, bn).float()
+
+
+def fold_broken(linear, bn):
+    out = fold(linear, bn)
+    out.weight = nn.Parameter(torch.zeros(linear.out_features, linear.in_features - 1).double())
+    return out  # says 6 -> 4 but holds a (4, 5) weight: calling it raises
+
+
+def fold_bias_unscaled(linear, bn):
+    scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+    out = fold(linear, bn)
+    out.bias.copy_(linear.bias + bn.bias - scale * bn.running_mean)
+    return out
+
+
+def eval_after_keras(x, k, momentum):
+    mean, var = np.zeros(x.shape[1]), np.ones(x.shape[1])
+    for _ in range(k):  # Keras/TF: momentum weighs the old value
+        mean = momentum * mean + (1 - momentum) * x.mean(0)
+        var = momentum * var + (1 - momentum) * x.var(0, ddof=1)
+    return (x - mean) / np.sqrt(var + 1e-5)
+
+
+def eval_after_biased(x, k, momentum):
+    mean, var = np.zeros(x.shape[1]), np.ones(x.shape[1])
+    for _ in range(k):
+        mean = (1 - momentum) * mean + momentum * x.mean(0)
+        var = (1 - momentum) * var + momentum * x.var(0)
+    return (x - mean) / np.sqrt(var + 1e-5)
+
+
 # (checker, a correct answer, a typical wrong answer, words its message must contain)
 CASES = {
     "forward": (
         exercises.check_forward,
         forward,
         lambda x, g, b, eps: forward(x, g, b, eps) * 1.01,
-        "max |difference|",
+        "differ beyond the tolerance",
     ),
     "forward-per-N": (
         exercises.check_forward,
@@ -101,11 +178,67 @@ CASES = {
         ),
         "over N, H and W",
     ),
+    "forward-unbiased": (
+        exercises.check_forward,
+        forward,
+        lambda x, g, b, eps: forward_variant(x, g, b, eps, ddof=1),
+        "unbiased (1/(m-1))",
+    ),
+    "forward-eps-missing": (
+        exercises.check_forward,
+        forward,
+        lambda x, g, b, eps: forward_variant(x, g, b, eps, std=lambda v, e: np.sqrt(v)),
+        "eps is missing",
+    ),
+    "forward-eps-outside-sqrt": (
+        exercises.check_forward,
+        forward,
+        lambda x, g, b, eps: forward_variant(x, g, b, eps, std=lambda v, e: np.sqrt(v) + e),
+        "eps is outside the square root",
+    ),
+    "forward-layernorm": (exercises.check_forward, forward, layernorm_forward, "(LayerNorm)"),
+    "forward-swapped": (
+        exercises.check_forward,
+        forward,
+        lambda x, g, b, eps: forward(x, b, g, eps),
+        "gamma and beta are swapped",
+    ),
     "backward": (
         exercises.check_backward,
         backward_autograd,
         backward_naive,
         "treated as constants",
+    ),
+    "backward-no-gamma": (
+        exercises.check_backward,
+        backward_autograd,
+        backward_no_gamma,
+        "gamma is missing",
+    ),
+    "backward-sign": (exercises.check_backward, backward_fused, backward_negated, "wrong sign"),
+    "backward-sign-x-hat-term": (
+        exercises.check_backward,
+        backward_fused,
+        lambda dy, x, g, eps: backward_fused(dy, x, g, eps, sign_hat=1.0),
+        "x_hat * mean(dy * x_hat) is added",
+    ),
+    "backward-no-var-path": (
+        exercises.check_backward,
+        backward_fused,
+        lambda dy, x, g, eps: backward_fused(dy, x, g, eps, sign_hat=0.0),
+        "path through var is missing",
+    ),
+    "backward-order": (
+        exercises.check_backward,
+        backward_fused,
+        backward_reordered,
+        "wrong order: you return (dgamma, dbeta, dx)",
+    ),
+    "backward-unbiased": (
+        exercises.check_backward,
+        backward_fused,
+        lambda dy, x, g, eps: backward_fused(dy, x, g, eps, ddof=1),
+        "unbiased variance",
     ),
     "running-stats": (exercises.check_running_stats, running_stats, running_stats_keras, "Keras"),
     "running-stats-in-place": (
@@ -114,12 +247,44 @@ CASES = {
         running_stats_in_place,
         "running_mean was changed in place",
     ),
+    "running-stats-no-bessel": (
+        exercises.check_running_stats,
+        running_stats,
+        lambda rm, rv, mu, var, m, mom: ((1 - mom) * rm + mom * mu, (1 - mom) * rv + mom * var),
+        "Bessel",
+    ),
+    "running-stats-keepdims": (
+        exercises.check_running_stats,
+        running_stats,
+        running_stats_keepdims,
+        "got shape (1, 5), expected (5,) (the same values with extra axes of length 1",
+    ),
     "fold": (exercises.check_fold, fold, lambda lin, bn: fold(lin, bn, False), "eps is missing"),
+    "fold-bias-unscaled": (exercises.check_fold, fold, fold_bias_unscaled, "must be scaled too"),
+    "fold-float32": (exercises.check_fold, fold, fold_float32, "dtype=linear.weight.dtype"),
+    "fold-broken-layer": (
+        exercises.check_fold,
+        fold,
+        fold_broken,
+        "your function returned Linear(in_features=6, out_features=4, bias=True), which raised",
+    ),
     "eval-after-k": (
         exercises.check_eval_after_k_steps,
         eval_after,
         lambda x, k, momentum: forward(x, np.ones(x.shape[1]), np.zeros(x.shape[1]), 1e-5),
         "training-mode output",
+    ),
+    "eval-after-k-keras": (
+        exercises.check_eval_after_k_steps,
+        eval_after,
+        eval_after_keras,
+        "(Keras/TF convention)",
+    ),
+    "eval-after-k-biased": (
+        exercises.check_eval_after_k_steps,
+        eval_after,
+        eval_after_biased,
+        "Bessel's correction",
     ),
     "ghost": (
         exercises.check_ghost_bn,
@@ -132,6 +297,12 @@ CASES = {
         conv_stats,
         lambda x: (x.mean(axis=AXES), x.var(axis=AXES, ddof=1)),
         "unbiased",
+    ),
+    "conv-stats-keepdims": (
+        exercises.check_conv_stats,
+        conv_stats,
+        lambda x: (x.mean(axis=AXES, keepdims=True), x.var(axis=AXES, keepdims=True)),
+        "got shape (1, 3, 1, 1), expected (3,) (the same values with extra axes of length 1",
     ),
     "conv-stats-shape": (
         exercises.check_conv_stats,
@@ -179,3 +350,23 @@ def test_fold_leaves_the_global_rng_alone():
     torch.manual_seed(123)
     exercises.check_fold(fold)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_reported_element_is_the_one_outside_the_tolerance():
+    """Element 0 has the larger difference but lies within rtol * |expected|; element 1 fails."""
+    want = np.array([1000.0, 0.001])
+    message = _grading.difference("v", np.array([1000.0005, 0.0011]), want)
+    assert "1 of 2 values" in message and "index (1,): got 0.0011, expected 0.001" in message
+
+
+def test_a_near_miss_prints_digits_that_tell_got_from_expected():
+    message = _grading.difference("v", np.array([1.0000021]), np.array([1.0000001]))
+    assert "got 1.000002, expected 1" in message, message
+    message = _grading.difference("v", np.array([4.906464]), np.array([4.906459]))
+    assert "got 4.906464, expected 4.906459" in message, message
+
+
+def test_the_backward_reports_every_output_that_differs():
+    res = exercises.check_backward(lambda dy, x, g, eps: backward_fused(dy, x, g, eps, ddof=1))
+    assert res.message.startswith("dx: ") and "\ndgamma: " in res.message, res.message
+    assert "dbeta" not in res.message  # dbeta = sum(dy) does not depend on the variance

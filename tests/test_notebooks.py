@@ -36,6 +36,35 @@ def test_committed_notebook_is_the_executed_source(name):
     assert not errors, f"{name}.ipynb was committed with an error: {errors[0].ename}"
 
 
+@pytest.mark.parametrize("name", _builder().NOTEBOOKS)
+def test_no_heading_hides_in_a_code_cell(name):
+    """A markdown heading written as a comment inside a code cell renders as code."""
+    source = jupytext.read(NOTEBOOKS / f"{name}.py")
+    hidden = [
+        line for code in _code(source) for line in code.splitlines() if line.startswith("# #")
+    ]
+    assert not hidden, f"{name}.py: headings inside code cells (add '# %% [markdown]'): {hidden}"
+
+
+def _text(nb) -> str:
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
+
+
+def test_committed_tutorial_shows_its_checks():
+    """The executed tutorial printed what its asserts guard: every control met its floor, the
+    invariant held after each evaluation lesson, and Section 8 states each sign."""
+    text = _text(nbformat.read(NOTEBOOKS / "bn_tutorial.ipynb", as_version=4))
+    controls = [line for line in text.splitlines() if line.startswith("control, ")]
+    assert len(controls) >= 6 and all(line.endswith(": met") for line in controls), controls
+    assert text.count("invariant holds for") >= 6
+    assert "num_batches_tracked" in text and "its copy after the leak" in text
+    signs = [line for line in text.splitlines() if "log10(BN / baseline) = " in line]
+    words = ("-> BN smaller", "-> BN larger", "-> CI includes 0: no sign")
+    assert len(signs) == 7 and all(line.endswith(words) for line in signs), signs
+    assert text.count("lab, full scale [") >= 15
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _builder().NOTEBOOKS)
 def test_notebook_executes_without_error(name, tmp_path):

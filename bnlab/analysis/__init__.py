@@ -9,7 +9,9 @@ Tools that work on any bnlab stack, for every member at once:
 - `AnalysisProbe`, `ProbeConfig`: run them during `bnlab.engine.train` without disturbing it;
 - `preserved`: save and restore everything a measurement could change;
 - `module_landscape`, `module_ics`, `module_curvature`, `module_activation_stats`: the same
-  measurements on any `nn.Module` with a loss function and a batch (`any_module`).
+  measurements on any `nn.Module` with a loss function and a batch (`any_module`);
+- `LayerHealth`, `saturation`: per-layer health over training (makemore part 4): saturated
+  activations, grad:data and update:data ratios, on any `nn.Module` (`health`).
 
 The experiments that use them are `bnlab.reproduce.santurkar2018`; the "batch-noisy" norm
 layer they train (Sec. 2.1, Fig. 2) is `bnlab.engine.StackedNoisyBatchNorm`.
@@ -23,6 +25,7 @@ from bnlab.analysis.any_module import (
     module_landscape,
 )
 from bnlab.analysis.curvature import gradient_curvature, hvp
+from bnlab.analysis.health import LayerHealth, saturation
 from bnlab.analysis.ics import ics
 from bnlab.analysis.landscape import LandscapeConfig, along_gradient, landscape
 from bnlab.analysis.probes import AnalysisProbe, ProbeConfig
@@ -30,6 +33,7 @@ from bnlab.analysis.probes import AnalysisProbe, ProbeConfig
 __all__ = [
     "AnalysisProbe",
     "LandscapeConfig",
+    "LayerHealth",
     "ProbeConfig",
     "along_gradient",
     "gradient_curvature",
@@ -43,4 +47,5 @@ __all__ = [
     "module_ics",
     "module_landscape",
     "preserved",
+    "saturation",
 ]
