@@ -286,3 +286,30 @@ def _check_deep_linear(result) -> None:
     assert any("edge of stability" in n and "2/η = 667" in n for n in primary[0].notes)
     assert sweep.tables[0].columns[4:6] == ("BN diverged", "no BN diverged")
     assert all("Clopper-Pearson" in row[5] for row in sweep.tables[0].rows)
+
+
+class _Curvature:
+    """g^T H g / ||g||^2 at 3 probed steps of 2 seeds at lr 0.1 (2/η = 20): BN at 25, then 30,
+    then 10 (at or above the edge at 2 of 3 steps); no BN at 2 throughout."""
+
+    runs = ("batch", "none")  # `in` and iteration, as Results.runs
+
+    def metric(self, norm, name):
+        assert name == "curvature"
+        values = [[25.0, 30.0, 10.0]] * 2 if norm == "batch" else [[2.0] * 3] * 2
+        return np.array([100, 200, 300]), np.array(values)
+
+    def members(self, norm):
+        return [(0, 0, 0.1), (1, 1, 0.1)]
+
+
+def test_the_curvature_table_reads_each_network_against_two_over_its_rate():
+    from bnlab.reproduce.santurkar2018_curvature import curvature_part
+
+    table, note = curvature_part(_Curvature(), "s/x")
+    bn, base = table.rows
+    assert bn[0] == "BN" and bn[3] == "20" and bn[4].startswith("1.08") and bn[6] == "2 of 3"
+    assert base[4].startswith("0.10") and base[6] == "0 of 3"
+    assert "BN averages 21.7 along g, 1.08 × 2/η (2/η = 20; a seed's largest 30 = 1.50" in note
+    assert "BN reaches 2/η along the gradient at most probed steps" in note
+    assert "no BN reaches" not in note

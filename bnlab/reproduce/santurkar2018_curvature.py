@@ -71,17 +71,20 @@ def _seed_mean(values: np.ndarray) -> np.ndarray:
 
 
 def _clause(label: str, curvature, ratio, edge, at_edge: int) -> str:
+    """One network's numbers in words: the table's means over the seeds that did not
+    diverge (a seed's largest is its largest over the probed steps)."""
     finite = np.all(np.isfinite(curvature), axis=1)
     if not finite.any():
         return f"{label}: not measurable (every seed diverged)"
-    mean = float(curvature[finite].mean())
-    return (
-        f"{label} averages {mean:.3g} along g, {float(ratio[finite].mean()):.2f} × 2/η "
-        f"(2/η = {float(edge[finite].mean()):.3g}; largest {float(curvature[finite].max()):.3g} = "
-        f"{float(ratio[finite].max()):.2f} × 2/η), at or above 2/η at {at_edge} of "
-        f"{ratio.shape[1]} probed steps"
-        + (f" ({int((~finite).sum())} diverged seeds left out here)" if not finite.all() else "")
+    c, r = curvature[finite], ratio[finite]  # (seeds, T)
+    text = (
+        f"{label} averages {c.mean():.3g} along g, {r.mean():.2f} × 2/η (2/η = "
+        f"{edge[finite].mean():.3g}; a seed's largest {c.max(1).mean():.3g} = "
+        f"{r.max(1).mean():.2f} × 2/η), at or above 2/η at {at_edge} of {r.shape[1]} probed steps"
     )
+    if not finite.all():
+        text += f" ({int((~finite).sum())} diverged seeds left out here)"
+    return text
 
 
 def _reading(res: Results) -> str:
