@@ -12,11 +12,11 @@ import pytest
 from helpers import QUIET
 
 from bnlab.analysis import AnalysisProbe
-from bnlab.report import ReportMeta, Verdict, check_symmetric, write_report
+from bnlab.report import Verdict, check_symmetric, write_report
+from bnlab.report.pages import ExperimentPage, experiment_page
 from bnlab.reproduce import santurkar2018_steps
 from bnlab.reproduce.common import Results, train_variants
-from bnlab.reproduce.experiment import ExperimentResult
-from bnlab.reproduce.runner import print_scorecard
+from bnlab.reproduce.publish import print_scorecard
 from bnlab.reproduce.santurkar2018_sections import setting_part
 from bnlab.reproduce.santurkar2018_settings import SETTINGS, TITLES, setting_config
 from bnlab.reproduce.scoring import diverged
@@ -62,10 +62,9 @@ def test_a_diverged_member_is_counted_shown_and_never_averaged_over(
         assert "no BN diverged in 1/3 seeds (95% CI 1%–91%, Clopper-Pearson)" in row.gate_failed
         assert "BN diverged in 1/3 seeds" in row.divergence_text
     check_symmetric(rows)
-    meta = ReportMeta("divergence", "test", 1.0, quick=True)
-    _, md = write_report(tmp_path, [section], rows, meta)
-    text = md.read_text()
-    assert text.count("no BN diverged in 1/3 seeds") >= len(rows)
-    print_scorecard([ExperimentResult(NAME, (section,), tuple(rows), 1.0, quick=True)])
+    page = experiment_page(ExperimentPage(NAME, NAME, (section,), tuple(rows), 1.0, quick=True))
+    (md, _) = write_report(tmp_path, [page])
+    assert md.read_text().count("diverged in 1/3 seeds") >= len(rows)
+    print_scorecard(rows)
     printed = [x for x in capsys.readouterr().out.splitlines() if "not measurable" in x]
     assert len(printed) == len(rows) and all("diverged in 1/3 seeds" in x for x in printed)

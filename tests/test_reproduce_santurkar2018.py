@@ -21,10 +21,12 @@ from bnlab.report import (
     claims,
     measure_rule,
     proportion_ci,
+    registration,
 )
+from bnlab.report.verdicts import run_tests
 from bnlab.reproduce import experiments, santurkar2018_noisy_bn, santurkar2018_steps
 from bnlab.reproduce import preregistered as pre
-from bnlab.reproduce.common import Results
+from bnlab.reproduce.common import Results, check_protocol
 from bnlab.reproduce.runner import run_experiment
 from bnlab.reproduce.santurkar2018 import NOISE_SCALES, SETTINGS, setting_config
 from bnlab.reproduce.santurkar2018_noise_free import METRIC, reestimate_without_noise
@@ -231,10 +233,16 @@ def test_quick_run_end_to_end(name, tmp_path, fastpath_off, monkeypatch):
     monkeypatch.setattr(santurkar2018_noisy_bn, "trains_gate", lambda *a: "")
     result = experiments()[name].analyze(out)
     assert result.quick and [r.rule for r in result.scorecard] == list(declared)
+    record = registration.read(out)  # every rule recorded before the first training step
     check_symmetric(result.scorecard)
     _check_diagnostics(name, result.scorecard)
+    for row in result.scorecard:
+        assert record[row.rule.id]["fingerprint"] == row.rule.fingerprint() and row.seeds == 2
+        if row.tests is not None:  # the tests shown are the rule's on the effects shown
+            assert run_tests(row.rule, row.effects) == row.tests
     for section in result.sections:
-        assert "QUICK" in section.title
+        assert "QUICK" in section.title and section.configs
+        check_protocol(section)  # its protocol table is the configs its runs stored
         assert len({f.png for f in section.figures}) == len(section.figures)  # no overwrites
         assert all(f.png.is_file() and f.svg.is_file() for f in section.figures)
         if "sweep" not in section.title:  # every difference from the paper, one row each

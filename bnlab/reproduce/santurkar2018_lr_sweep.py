@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from bnlab.report import ReportFigure, Role, Section, Table, grid_points
-from bnlab.reproduce.common import NORM_LABELS, Results, data_source
+from bnlab.reproduce.common import (
+    NORM_LABELS,
+    Results,
+    data_source,
+    describe_runs,
+    stored_configs,
+)
 from bnlab.reproduce.santurkar2018_landscape import landscape_values
 from bnlab.reproduce.santurkar2018_sections import cell
 from bnlab.reproduce.santurkar2018_settings import Setting
@@ -37,7 +43,8 @@ SWEEP_LABELS = {
 
 
 def _read(directory: Path, setting: Setting):
-    """(lr, {measure: (seeds,) log2 ratios over every probed step}, table row, dataset)."""
+    """(lr, {measure: (seeds,) log2 ratios over every probed step}, table row, the stored
+    configs)."""
     with Results(directory) as res:
         lr = res.config("batch")["optim"]["lr"]
         probed, _ = res.metric("batch", "landscape/loss_variation")
@@ -57,7 +64,7 @@ def _read(directory: Path, setting: Setting):
             *(divergence_count(diverged(res, n)) for n in LANDSCAPE_ORDER),
             f"{int(used.sum())} of {used.size}",
         )
-        return lr, effects, row, res.config("batch")["data"]["dataset"]
+        return lr, effects, row, stored_configs(res)
 
 
 def lr_sweep_section(
@@ -103,15 +110,17 @@ def lr_sweep_section(
         "matched training loss. At a rate where seeds diverged, a diverged seed has no value, "
         "so the rows there are not measurable and the divergence counts are the outcome.",
     ]
+    configs = [c for r in read for c in r[3]]
     protocol = {
         "settings": ", ".join(Path(d).name for d in dirs) + " (sections above)",
-        "learning rates": ", ".join(f"{lr:g}" for lr in lrs) + ", both networks",
+        **describe_runs(configs),
     }
     return Section(
         f"{title} — learning-rate sweep",
         protocol,
-        data_source(read[0][3]),
+        data_source(configs[0]["data"]["dataset"]),
         [figure],
         [table],
         notes,
+        configs=configs,
     )

@@ -17,7 +17,15 @@ import torch
 
 from bnlab.analysis import ProbeConfig
 from bnlab.report import Section, Table, format_estimate, mean_ci
-from bnlab.reproduce.common import NORM_LABELS, Part, Results, data_source, describe, vs_source
+from bnlab.reproduce.common import (
+    NORM_LABELS,
+    Part,
+    Results,
+    data_source,
+    describe_runs,
+    stored_configs,
+    vs_source,
+)
 from bnlab.reproduce.experiment import Seeds
 from bnlab.reproduce.santurkar2018_curvature import curvature_part
 from bnlab.reproduce.santurkar2018_ics import ics_figures, ics_rows
@@ -68,7 +76,7 @@ def setting_part(
         "norms": ", ".join(NORM_LABELS[n] for n in NORM_LABELS if n in res.runs),
         "role": f"{setting.role.value}: {setting.why}",
         "planned seeds": str(rules.all()[0].seeds) if rules.all() else "—",
-        **describe(cfg),
+        **describe_runs(stored_configs(res)),
         **probe_protocol(setting.probe, cfg, res),
         **extra,
         **vs_source(PAPER, differences(res, setting.probe)),
@@ -80,6 +88,7 @@ def setting_part(
         figures,
         tables,
         notes,
+        configs=stored_configs(res),
     )
     return section, rows
 
