@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import QUIET
 
 from bnlab.engine import ModelConfig, build_model, precise_bn, validate
 from bnlab.engine.noisy_bn import StackedNoisyBatchNorm
@@ -218,7 +219,7 @@ def test_quick_run_end_to_end(name, tmp_path, fastpath_off, monkeypatch):
     """Every Santurkar experiment runs --quick through the same runner as `bnlab reproduce`:
     every row is one of the rules registered before the run, and every ℓ2 row carries the
     same diagnostics whatever its verdict."""
-    out = run_experiment(name, tmp_path, seeds=2, quick=True, progress=False)
+    out = run_experiment(name, tmp_path, seeds=2, quick=True, ctx=QUIET)
     declared = experiments()[name].rules(2)
     if name == "santurkar2018-deep-linear":  # 12 quick steps teach nothing: no row measurable
         rows = experiments()[name].analyze(out).scorecard

@@ -67,19 +67,32 @@ def ics_figures(res: Results, tag: str, out: Path) -> tuple[list[ReportFigure], 
     norms = [n for n in LANDSCAPE_ORDER if n in res.runs]
     names = layers(res)
     figures = []
-    for kind, ylabel in (("ics_l2", "ICS ℓ2 ||G − G'||"), ("ics_cos", "cos(G, G')")):
+    for kind, ylabel, hint in (
+        (
+            "ics_l2",
+            "ICS ℓ2 ||G − G'|| (gradient-norm units)",
+            "Compare the two networks layer by layer; the ℓ2 form also counts each network's "
+            "gradient scale.",
+        ),
+        (
+            "ics_cos",
+            "cos(G, G') (unitless, 1 = no shift)",
+            "Compare how far each network's points fall below 1, layer by layer.",
+        ),
+    ):
         # name: (seeds, L), the mean over training of each layer
         groups = {NORM_LABELS[n]: per_layer(res, n, kind, names).mean(2) for n in norms}
         files = grid_points(
             out / f"{out.name}_{kind}",
             list(range(1, len(names) + 1)),
             groups,
-            xlabel="layer (1 = first)",
+            xlabel="weight layer (index, 1 = first)",
             ylabel=ylabel,
             log_x=False,
+            hint=hint,
         )
-        caption = f"{tag}: {ylabel} per layer, mean over training (Fig. 5)"
-        figures.append(ReportFigure.from_files(files, caption))
+        caption = f"{tag}: {ylabel.split(' (')[0]} per layer, mean over training (Fig. 5)"
+        figures.append(ReportFigure.from_files(files, files.caption(caption)))
     cells = []
     for label, v in groups.items():  # cos(G, G'), (seeds, L)
         last = v[:, -1][np.isfinite(v[:, -1])]

@@ -93,15 +93,51 @@ def landscape_row(rule, metric: str, steps: Steps, values: dict, flags: dict) ->
     return replace(row, diagnostics=(twin_row, scale))
 
 
+STEP = "training step (updates)"
+RANGES = (  # stem, low and high metric, axis label, figure, what to look at
+    (
+        "loss",
+        "loss_min",
+        "loss_max",
+        "loss along the gradient (cross-entropy, nats)",
+        "4a",
+        "Compare the bands' heights: a narrower band is a loss that varies less along the step.",
+    ),
+    (
+        "grad",
+        "grad_change_min",
+        "grad_change_max",
+        "ℓ2 gradient change (gradient-norm units, log scale)",
+        "4b",
+        "Compare the bands' heights; BN also changes ||g|| itself, which the last figure "
+        "divides out.",
+    ),
+)
+CURVES = (  # stem, metric (None: change / ||g||), axis label, caption, what to look at
+    (
+        "beta",
+        "beta_smoothness",
+        "effective β-smoothness (gradient change per unit distance)",
+        "effective β-smoothness (Fig. 4c)",
+        "Compare the lines' levels: lower is smoother along the step.",
+    ),
+    (
+        "grad_relative",
+        None,
+        "max gradient change / ||g|| (unitless)",
+        "gradient change relative to ||g|| (scale-free)",
+        "Compare with the ℓ2 gradient change: what is left once the gradient's scale is "
+        "divided out.",
+    ),
+)
+
+
 def landscape_figures(res: Results, tag: str, out: Path) -> list[ReportFigure]:
     """Fig. 4a, 4b, 4c and the scale-free gradient change, over training (every probed step)."""
     norms = [n for n in LANDSCAPE_ORDER if n in res.runs]
     steps, _ = res.metric(norms[0], "landscape/loss_variation")
     figures = []
-    for what, lo, hi, ylabel in (
-        ("loss", "loss_min", "loss_max", "loss along the gradient"),
-        ("grad", "grad_change_min", "grad_change_max", "ℓ2 gradient change"),
-    ):
+    for stem, lo, hi, ylabel, fig, hint in RANGES:
         groups = {
             NORM_LABELS[n]: (
                 res.metric(n, f"landscape/{lo}")[1],
@@ -110,26 +146,27 @@ def landscape_figures(res: Results, tag: str, out: Path) -> list[ReportFigure]:
             for n in norms
         }
         files = range_band(
-            out / f"{out.name}_{what}_landscape",
+            out / f"{out.name}_{stem}_landscape",
             steps,
             groups,
-            xlabel="training step",
+            xlabel=STEP,
             ylabel=ylabel,
-            log_y=what == "grad",
+            log_y=stem == "grad",
+            hint=hint,
         )
-        caption = f"{tag}: {ylabel} over the step-size grid (Fig. 4{'ab'[what == 'grad']})"
-        figures.append(ReportFigure.from_files(files, caption))
-    for stem, ylabel, caption in (
-        ("beta", "effective β-smoothness", "effective β-smoothness (Fig. 4c)"),
-        ("grad_relative", "max gradient change / ||g||", "gradient change relative to ||g||"),
-    ):
-        metric = "beta_smoothness" if stem == "beta" else None
+        caption = f"{tag}: {ylabel.split(' (')[0]}, its range over the step-size grid (Fig. {fig})"
+        figures.append(ReportFigure.from_files(files, files.caption(caption)))
+    for stem, metric, ylabel, caption, hint in CURVES:
         curves = {NORM_LABELS[n]: _curve(res, n, metric) for n in norms}
         files = curve_band(
-            out / f"{out.name}_{stem}", steps, curves, xlabel="training step", ylabel=ylabel
+            out / f"{out.name}_{stem}", steps, curves, xlabel=STEP, ylabel=ylabel, hint=hint
         )
-        figures.append(ReportFigure.from_files(files, f"{tag}: {caption}"))
+        figures.append(ReportFigure.from_files(files, files.caption(f"{tag}: {caption}")))
     return figures
+
+
+def _metric(res: Results, norm: str, metric: str) -> np.ndarray:
+    return res.metric(norm, f"landscape/{metric}")[1]
 
 
 def _curve(res: Results, norm: str, metric: str | None) -> np.ndarray:

@@ -79,13 +79,17 @@ def lr_sweep_section(
         out / f"{name}_lr_sweep",
         lrs,
         groups,
-        xlabel="learning rate (both networks)",
-        ylabel="log2(BN / no BN), mean over probed steps",
+        xlabel="learning rate (SGD step size, both networks, log scale)",
+        ylabel="log2(BN / no BN) over every probed step (log2 units)",
+        hint="Below 0 is smaller with BN: compare each measure's points across the rates, "
+        "and the ℓ2 gradient change with the gradient change / ||g||.",
     )
     figure = ReportFigure.from_files(
         files,
-        f"{name}: BN/no-BN ratio of each landscape measure against the learning rate "
-        "(below 0: smoother with BN); every probed step",
+        files.caption(
+            f"{name}: BN/no-BN ratio of each landscape measure against the learning rate, "
+            "every probed step"
+        ),
     )
     labels = [NORM_LABELS[n] for n in LANDSCAPE_ORDER]
     table = Table(

@@ -108,13 +108,16 @@ def sweep_figure(
         stem,
         sweep.scales,
         {NORM_LABELS["batch-noisy"]: np.stack(list(sweep.of("train").values()), 1)},  # (S, G)
-        xlabel="noise scale (1 = the scored setting's noise)",
+        xlabel="noise scale (every noise parameter's multiple; 1 = the scored noise)",
         log_x=False,
         ylabel="training accuracy (%, last 100 steps)",
         references=dict(references),
+        hint="Compare BN + noise's points with the BN band as the noise weakens (leftwards).",
     )
     return ReportFigure.from_files(
         files,
-        f"{tag}: training accuracy of BN + noise against the noise strength (every noise "
-        "parameter times the scale); BN and no BN at scale 1 as reference bands",
+        files.caption(
+            f"{tag}: training accuracy of BN + noise against the noise strength; BN and no BN "
+            "at scale 1 as reference bands"
+        ),
     )

@@ -117,10 +117,13 @@ def _figures(res: Results, tag: str, out: Path):
         out / f"{out.name}_accuracy",
         steps,
         curves,
-        xlabel="training step",
+        xlabel="training step (updates)",
         ylabel="test accuracy (%)",
+        hint="Secondary: the noise is off here but the EMA statistics absorbed it; compare "
+        "with the training accuracy above.",
     )
-    yield ReportFigure.from_files(files, f"{tag}: test accuracy, EMA statistics (Fig. 2, left)")
+    caption = f"{tag}: test accuracy with the EMA statistics (Fig. 2, left)"
+    yield ReportFigure.from_files(files, files.caption(caption))
     hooks = res.config("batch")["hooks"]
     for recorded in hooks["layers"]:
         groups = {}
@@ -131,15 +134,16 @@ def _figures(res: Results, tag: str, out: Path):
             out / f"{out.name}_{recorded}_distribution",
             x,
             groups,
-            xlabel="training step",
-            ylabel=f"input to ReLU ({recorded}, channel 0)",
+            xlabel="training step (updates)",
+            ylabel=f"input to ReLU, {recorded} channel 0 (pre-activation, unitless)",
             percentiles=hooks["percentiles"],
+            hint="Compare how much each panel's percentile lines move over training.",
         )
-        yield ReportFigure.from_files(
-            files,
+        caption = (
             f"{tag}: distribution of one channel's activation input over training, layer "
-            f"{recorded}, seed-mean percentiles (Fig. 2, right)",
+            f"{recorded}, seed-mean percentiles (Fig. 2, right)"
         )
+        yield ReportFigure.from_files(files, files.caption(caption))
 
 
 def _train_accuracy_figure(res: Results, tag: str, out: Path) -> ReportFigure:
@@ -157,9 +161,10 @@ def _train_accuracy_figure(res: Results, tag: str, out: Path) -> ReportFigure:
         out / f"{out.name}_train_accuracy",
         ends,
         curves,
-        xlabel="training step",
+        xlabel="training step (updates)",
         ylabel=f"training accuracy (%, mean of {FINAL_STEPS}-step blocks)",
+        hint="Compare BN + noise's band with BN's and with no BN's at the end: the claims' "
+        "measure.",
     )
-    return ReportFigure.from_files(
-        files, f"{tag}: training accuracy as trained, noise on (the claims' measure)"
-    )
+    caption = f"{tag}: training accuracy as trained, noise on"
+    return ReportFigure.from_files(files, files.caption(caption))
