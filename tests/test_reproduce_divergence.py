@@ -1,23 +1,24 @@
 """Divergence is a result: a member trained at a huge learning rate diverges on purpose, and
-the analysis counts it, shows it in the scorecard and the report, and never crashes or drops
-a claim. Needs the CIFAR-10 subset (always present in the project's data set-up)."""
+the analysis counts it, shows it in the scorecard and the report, and never crashes, drops a
+claim or averages over the survivors: a diverged seed makes its rows not measurable, with the
+counts and their Clopper-Pearson intervals as the outcome. Needs the CIFAR-10 subset (always
+present in the project's data set-up)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import pytest
 from helpers import QUIET
 
 from bnlab.analysis import AnalysisProbe
-from bnlab.report import ReportMeta, write_report
-from bnlab.reproduce import santurkar2018_sections
+from bnlab.report import Verdict, check_symmetric, write_report
+from bnlab.report.pages import ExperimentPage, experiment_page
+from bnlab.reproduce import santurkar2018_steps
 from bnlab.reproduce.common import Results, train_variants
-from bnlab.reproduce.experiment import ExperimentResult
-from bnlab.reproduce.runner import print_scorecard
-from bnlab.reproduce.santurkar2018 import SETTINGS, TITLES, setting_config
+from bnlab.reproduce.publish import print_scorecard
 from bnlab.reproduce.santurkar2018_sections import setting_part
+from bnlab.reproduce.santurkar2018_settings import SETTINGS, TITLES, setting_config
 from bnlab.reproduce.scoring import diverged
 
 NAME = "santurkar2018-landscape"
@@ -37,37 +38,33 @@ def diverging_run(tmp_path_factory):
 
 
 @pytest.mark.usefixtures("fastpath_off")
-def test_a_diverged_member_is_counted_shown_and_left_out_never_dropped(
+def test_a_diverged_member_is_counted_shown_and_never_averaged_over(
     diverging_run, tmp_path, capsys, monkeypatch
 ):
     # a quick run is too short to pass the "both networks train" rule; waive it, so the
-    # surviving members are scored and the diverged one is what is left out
-    monkeypatch.setattr(santurkar2018_sections, "TRAINS_ABOVE_CHANCE_PP", -100.0)
+    # diverged member is what makes the rows not measurable
+    monkeypatch.setattr(santurkar2018_steps, "TRAINS_ABOVE_CHANCE_PP", -100.0)
+    setting = SETTINGS[NAME][0]
     with Results(diverging_run) as res:
         flags = {n: diverged(res, n) for n in ("batch", "none")}
-        section, rows = setting_part(TITLES[NAME], NAME, res, diverging_run)
+        section, rows = setting_part(TITLES[NAME], NAME, setting, res, diverging_run, seeds=3)
     for norm, f in flags.items():
         assert f.tolist() == [False, False, True], norm  # the lr 1e4 member, and only it
     claims = {r.claim.id for r in rows}
     assert claims == {
         "santurkar-loss-variation",
         "santurkar-gradient-predictiveness",
-        "santurkar-gradient-predictiveness-relative",
         "santurkar-beta-smoothness",
-    }  # every claim keeps its row
+    }  # every claim keeps its rows, declared and exploratory
     for row in rows:
         assert dict(row.diverged) == {"BN": 1, "no BN": 1} and row.seeds == 3
-        assert row.left_out == 1 and row.effect.n == 2  # no landscape after divergence
-        assert np.isfinite(row.effect.mean)
+        assert row.verdict is Verdict.NOT_MEASURABLE  # never a mean over the 2 survivors
+        assert "no BN diverged in 1/3 seeds (95% CI 1%–91%, Clopper-Pearson)" in row.gate_failed
         assert "BN diverged in 1/3 seeds" in row.divergence_text
-    meta = ReportMeta("divergence", "test", 1.0, quick=True)
-    _, md = write_report(tmp_path, [section], rows, meta)
-    text = md.read_text()
-    assert text.count("no BN diverged in 1/3 seeds") == len(rows)
-    assert "1/3 seeds not measurable, left out" in text
-    print_scorecard([ExperimentResult(NAME, (section,), tuple(rows), 1.0, quick=True)])
-    verdicts = ("reproduced", "not reproduced", "inconclusive")
-    printed = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith(verdicts)]
-    assert len(printed) == len(rows) and all(
-        "no BN diverged in 1/3 seeds" in line for line in printed
-    )
+    check_symmetric(rows)
+    page = experiment_page(ExperimentPage(NAME, NAME, (section,), tuple(rows), 1.0, quick=True))
+    (md, _) = write_report(tmp_path, [page])
+    assert md.read_text().count("diverged in 1/3 seeds") >= len(rows)
+    print_scorecard(rows)
+    printed = [x for x in capsys.readouterr().out.splitlines() if "not measurable" in x]
+    assert len(printed) == len(rows) and all("diverged in 1/3 seeds" in x for x in printed)

@@ -1,179 +1,157 @@
-"""Why a Santurkar claim was not reproduced in a setting: reasons computed from that setting's
-measurements, each naming where its evidence is shown. A reason is only attached to a
-NOT_REPRODUCED row (`bnlab.report.explained`), and its text follows the numbers: where the
-evidence does not support an explanation, the reason says so instead.
+"""The diagnostics of the Santurkar rows: checks that may explain a verdict, on every row of
+their claim, reproduced or not (`bnlab.report.diagnostics`). All were defined after the
+first full runs, so they are post hoc.
+
+- The ℓ2 claims (gradient predictiveness, β-smoothness, ICS ℓ2) count the gradient's scale,
+  which BN changes. Each of their rows carries its scale-free twin (the gradient change
+  divided by ||g||; for ICS, 1 − cos(G, G')) and the gradient-norm ratio log2(BN / no BN)
+  over the same steps, which says how much of the row's ℓ2 log ratio the gradient's scale
+  accounts for. For the gradient change, log2 ℓ2 = log2 (ℓ2 / ||g||) + log2 ||g|| at every
+  step, so twin and scale share the ℓ2 ratio (up to the averaging over steps); for ICS,
+  ||G − G'|| ≈ ||G|| sqrt(2 (1 − cos)) when ||G'|| ≈ ||G||, so half the twin's log ratio
+  plus the scale's (the whole network's ||g||: per-layer norms are not recorded); β divides
+  the scale out by construction.
+- Every noisy-BN row carries the noise-strength sweep: the row's effect recomputed with the
+  noise scaled down (`santurkar2018_noise`).
+
+`agrees` follows the row's test: the side of zero for a superiority claim, the margin for
+"similar or higher" (above −margin) and "similar" (within ±margin).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from bnlab.report import Estimate, ScorecardRow, Verdict, explained, format_estimate, mean_ci
-from bnlab.reproduce.common import paired_effect
-from bnlab.reproduce.santurkar2018_noise import NoiseSweep
+from bnlab.report import Diagnostic, Estimate, Row, Rule, agreement, format_estimate, mean_ci
+from bnlab.report.claims import Direction
+from bnlab.report.verdicts import paired_effects
 
-# Each paper measure that counts the gradient's scale (ℓ2), and its scale-free form (ours).
-SCALE_FREE_TWIN = {
-    "santurkar-gradient-predictiveness": "santurkar-gradient-predictiveness-relative",
-    "santurkar-ics-not-reduced": "santurkar-ics-cosine-not-reduced",
-}
-# β-smoothness divides the gradient change by the distance moved, η ||g||, as the relative
-# change divides it by ||g||: the gradient's scale cannot explain a difference between them.
-BETA = "santurkar-beta-smoothness"
-RELATIVE = "santurkar-gradient-predictiveness-relative"
+TWIN_GRADIENT = "scale-free twin: gradient change / ||g||"
+TWIN_ICS = "scale-free twin: 1 − cos(G, G')"
+GRADIENT_SCALE = "gradient-norm ratio"
+NOISE_SWEEP = "noise-strength sweep"
+SIGN = {Direction.HIGHER: 1, Direction.LOWER: -1}
 
 
-def scale_reasons(rows: Sequence[ScorecardRow], evidence: Mapping[str, str]) -> list[ScorecardRow]:
-    """`rows` (one setting's) with a reason on each not-reproduced ℓ2 row that has its
-    scale-free twin among them, and on β-smoothness. `evidence` maps a claim id to the
-    setting's further evidence for it (e.g. the gradient-norm ratio), quoted when the scale
-    explanation holds."""
-    by_id = {row.claim.id: row for row in rows}
-    out = []
-    for row in rows:
-        twin_id = RELATIVE if row.claim.id == BETA else SCALE_FREE_TWIN.get(row.claim.id)
-        twin = by_id.get(twin_id)
-        if twin is not None:
-            why = _beta_why(twin) if row.claim.id == BETA else _scale_why(twin, evidence)
-            row = explained(row, why)
-        out.append(row)
-    return out
+def agrees(rule: Rule, effect: Estimate | None) -> bool | None:
+    """Whether `effect` (on the rule's scale) points the way the rule's claim does: True,
+    False, or None when its 95% interval does not decide it (or it is missing)."""
+    direction = rule.claim.direction
+    if direction in SIGN:
+        return agreement(effect, SIGN[direction])
+    if effect is None or not effect.has_ci:
+        return None
+    m = rule.margin
+    if direction is Direction.NOT_LOWER:
+        return True if effect.low > -m else False if effect.high < -m else None
+    if -m < effect.low and effect.high < m:  # SIMILAR
+        return True
+    return False if effect.low > m or effect.high < -m else None
 
 
-def _twin_text(twin: ScorecardRow) -> str:
-    return f'"{twin.claim.statement}" ({twin.effect_text})'
+def log2_ratio(bn: np.ndarray, base: np.ndarray) -> Estimate | None:
+    """The paired log2(BN / no BN) over the seeds where both are positive (None if < 2)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.log2(np.asarray(bn, dtype=float) / np.asarray(base, dtype=float))
+    d = d[np.isfinite(d)]
+    return mean_ci(d) if d.size >= 2 else None
 
 
-def _scale_why(twin: ScorecardRow, evidence: Mapping[str, str]) -> str:
-    if twin.verdict is not Verdict.REPRODUCED:
-        return (
-            f"The scale-free form is not reproduced in this setting either "
-            f"({twin.verdict.value}): {_twin_text(twin)}, so the gradient's scale does not "
-            "explain it; no tested explanation."
+def twin(rule: Rule, name: str, bn: np.ndarray, base: np.ndarray, what: str) -> Diagnostic:
+    """The scale-free twin of an ℓ2 row: per-seed values of BN and no BN (S,) each."""
+    effect = log2_ratio(bn, base)
+    detail = f"log2(BN / no BN) of {what} over the row's steps"
+    return Diagnostic(name, effect, " log2", detail, agrees(rule, effect))
+
+
+# How an ℓ2 measure holds the gradient's scale ||g||, for `gradient_scale`:
+CHANGE = "change"  # ℓ2 = (ℓ2 / ||g||) x ||g|| at every step: the twin has weight 1
+ICS = "ics"  # ||G - G'|| ~ ||G|| sqrt(2 (1 - cos)) when ||G'|| ~ ||G||: weight 1/2
+BETA = "beta"  # β divides by the distance moved, η ||g||: the scale cancels
+WHOLE_GRADIENT = "the whole network's ||g|| at the probed steps (per-layer norms are not recorded)"
+
+
+def gradient_scale(
+    rule: Rule, row: Row, twin_effect: Estimate | None, norm: Estimate | None, kind: str
+) -> Diagnostic:
+    """log2(BN / no BN) of ||g|| over the row's steps (`norm`), with how much of the row's
+    ℓ2 log ratio it accounts for; `kind` says how the row's measure holds ||g||."""
+    if kind == BETA:
+        detail = (
+            "β divides the gradient change by the distance moved, η ||g||, so the gradient's "
+            "scale cancels: it accounts for none of β's ratio by construction (β and the "
+            "relative change differ in which grid step counts)"
         )
-    extra = evidence.get(twin.claim.id, "")
-    return (
-        f"Most likely BN's change of the gradient's scale, which the ℓ2 measure counts: the "
-        f"scale-free form is reproduced in the same setting, {_twin_text(twin)}."
-        + (f" {extra}" if extra else "")
-    )
-
-
-def _beta_why(relative: ScorecardRow) -> str:
-    said = (
-        "β-smoothness divides the gradient change by the distance moved (η ||g||), so BN's "
-        "change of the gradient's scale does not explain it"
-    )
-    if relative.verdict is Verdict.REPRODUCED:
-        return (
-            f"{said}: the gradient change relative to ||g|| is reproduced in the same setting, "
-            f"{_twin_text(relative)}, and the two differ only in which step of the grid counts "
-            "(β: the largest change per unit distance; the relative change: the largest "
-            "change); no tested explanation."
-        )
-    return (
-        f"{said}; the gradient change relative to ||g|| is not reproduced either "
-        f"({relative.verdict.value}): {_twin_text(relative)}; no tested explanation."
-    )
-
-
-def grad_norm_ratio(bn: np.ndarray, base: np.ndarray) -> str:
-    """The setting's gradient-scale evidence from per-seed (S,) log2 mean ||g|| over the
-    probed steps: 'log2(BN / no BN) of ||g|| = ...' with its interval; '' if not measurable."""
-    effect, left_out = paired_effect(bn, base)
-    if effect is None:
-        return ""
-    text = f"log2(BN / no BN) of ||g|| = {format_estimate(effect, 2)}"
-    if left_out:  # a diverged seed has no ratio: say so where the interval is narrower
-        text += f" ({left_out} of {np.asarray(bn).size} seeds not measurable, left out)"
-    return text
-
-
-def noisy_bn_why(
-    like_bn: ScorecardRow,
-    train_loss: Mapping[str, np.ndarray],
-    noise: Mapping[str, float],
-    sweep: NoiseSweep | None = None,
-) -> str:
-    """Why noisy BN did not train about as well as BN. `train_loss` maps "batch" and
-    "batch-noisy" to (S,) final training losses; `noise` is the model config's noise ranges;
-    `sweep` the noise-strength sweep where it was trained.
-
-    Only where noisy BN is worse than BN (else ''). With the sweep, the reason is its test:
-    noise strength is the cause if weaker noise narrows the gap to BN (the weakest scale's
-    accuracy minus scale 1's, paired by seed, has its interval above 0), and is ruled out
-    otherwise. Without it, the untested explanation (noise as strong as BN's unit-variance
-    output corrupts each example's signal) where noisy BN also fits the training data worse."""
-    worse = like_bn.effect.has_ci and like_bn.effect.high < 0
-    if not worse:
-        return ""
-    if sweep is not None and len(sweep.scales) > 1:
-        return _noise_sweep_why(sweep, noise, like_bn.claim.margin or 0.0)
-    bn, noisy = (train_loss[n][np.isfinite(train_loss[n])] for n in ("batch", "batch-noisy"))
-    if bn.size == 0 or noisy.size == 0 or not noisy.mean() > bn.mean():
-        return ""
-    loss = (
-        f"final training loss BN + noise {format_estimate(mean_ci(noisy), 3)} vs BN "
-        f"{format_estimate(mean_ci(bn), 3)}"
-    )
-    return (
-        f"Most likely our noise is stronger than the paper's: {_noise_text(noise)}, are "
-        "comparable to BN's unit-variance output, so the noise corrupts each example's signal, "
-        "not only the distribution of the layer's input: noisy BN fits the training data worse "
-        f"({loss}; this setting's table), and the activation-distribution figures show the "
-        "noise. The paper's noise values could not be read; no noise-strength sweep was run, "
-        "so this is not tested."
-    )
-
-
-def _noise_text(noise: Mapping[str, float]) -> str:
-    return (
-        f"its per-channel std, U({noise['noise_std_min']:g}, {noise['noise_std_max']:g}), and "
-        f"mean, U(-{noise['noise_mean_max']:g}, {noise['noise_mean_max']:g})"
-    )
-
-
-def _noise_sweep_why(sweep: NoiseSweep, noise: Mapping[str, float], margin: float) -> str:
-    """The reason the noise-strength sweep supports (see `noisy_bn_why`); `margin` (pp) is
-    the claim's "about as well"."""
-    weakest = sweep.scales[0]
-    gaps = []
-    for scale, acc in zip(sweep.scales, sweep.noisy, strict=True):
-        gap, _ = paired_effect(acc, sweep.bn)
-        gaps.append(f"{_pp(gap)} at scale {scale:g}")
-    closest, _ = paired_effect(sweep.at(weakest), sweep.bn)
-    gained, _ = paired_effect(sweep.at(weakest), sweep.at(1.0))
-    said = (
-        "A noise-strength sweep tests whether our noise is too strong (every noise parameter "
-        f"times a scale; scale 1 is the scored setting's, {_noise_text(noise)}): final test "
-        f"accuracy BN + noise − BN, paired by seed, is {'; '.join(reversed(gaps))} (this "
-        f"setting's noise-sweep table and figure); scale {weakest:g} minus scale 1 is "
-        f"{_pp(gained)}."
-    )
-    if gained is None or not (gained.has_ci and gained.low > 0):
-        return (
-            f"{said} Weaker noise does not close the gap, so the noise's strength does not "
-            "explain it; no tested explanation."
-        )
-    if closest is not None and closest.has_ci and closest.high >= -margin:
-        cause = (
-            f"at scale {weakest:g} the gap's interval reaches the claim's ±{margin:g} pp "
-            "margin, so the tested cause is our noise's strength"
-        )
+    elif kind == ICS:
+        detail = f"{WHOLE_GRADIENT}; {scale_share(row.effect, twin_effect, norm, 0.5)}"
     else:
-        cause = (
-            f"a gap to BN remains at scale {weakest:g}, so our noise's strength explains part "
-            "of it (tested), not all"
-        )
-    return (
-        f"{said} The gap shrinks as the noise weakens; {cause}: noise as strong as BN's "
-        "unit-variance output corrupts each example's signal, not only the distribution of the "
-        "layer's input. The paper's noise values could not be read; the claim stays scored at "
-        "scale 1, the setting chosen before any run."
+        detail = scale_share(row.effect, twin_effect, norm, 1.0)
+    return Diagnostic(GRADIENT_SCALE, norm, " log2", detail, agrees(rule, norm))
+
+
+def scale_share(l2: Estimate, twin: Estimate | None, norm: Estimate | None, weight: float) -> str:
+    """How much of the ℓ2 log ratio `l2` the gradient-norm ratio `norm` accounts for, beside
+    the scale-free twin's part (`weight` x its log ratio); means of per-seed log2 ratios."""
+    if norm is None or not l2.n or math.isnan(l2.mean):
+        return "not measurable: no ℓ2 ratio or no gradient-norm ratio over every seed"
+    x, z = l2.mean, norm.mean
+    term = "scale-free" if weight == 1.0 else f"{weight:g} × scale-free"
+    parts = f"the ℓ2 log ratio {x:+.2f} ≈ {term} {_mean(twin)} + ||g|| {z:+.2f}"
+    if twin is not None:
+        parts += f" (sum {weight * twin.mean + z:+.2f})"
+    if abs(x) < 1e-9:
+        return f"{parts}; the ℓ2 ratio is 0, so there is nothing for the scale to account for"
+    share = z / x
+    if share < 0:
+        said = "none of it: the gradient's scale points the other way"
+    elif share < 0.8:
+        said = f"only part of it ({share:.0%}): the rest is not the gradient's scale"
+    elif share <= 1.25:
+        said = f"about all of it ({share:.0%})"
+    else:
+        said = f"more than all of it ({share:.0%}): the scale-free form points the other way"
+    return f"{parts}; the gradient's scale accounts for {z:+.2f} of {x:+.2f} log2 units, {said}"
+
+
+def _mean(effect: Estimate | None) -> str:
+    return "not measurable" if effect is None else f"{effect.mean:+.2f}"
+
+
+def noise_sweep(
+    rule: Rule,
+    scales: Sequence[float],
+    treatment: Mapping[float, np.ndarray],
+    comparison: np.ndarray,
+) -> Diagnostic:
+    """The row's effect at each noise scale (`treatment`: scale -> BN + noise's per-seed
+    values; scale 1 is the row's own); the diagnostic's effect is the weakest noise's."""
+    if len(scales) < 2:
+        detail = "not measurable: no weaker noise was trained in these results"
+        return Diagnostic(NOISE_SWEEP, None, rule.unit, detail, None)
+    effects = {s: _effect(rule, treatment[s], comparison) for s in scales}
+    said = "; ".join(
+        f"{_estimate(effects[s], rule)} at scale {s:g}" for s in sorted(scales, reverse=True)
     )
+    weakest = min(scales)
+    detail = (
+        f"{rule.effect_text}, recomputed with every noise parameter times a scale (1: this "
+        "row's noise): "
+        f"{said}; the diagnostic's value is scale {weakest:g}'s"
+    )
+    effect = effects[weakest]
+    return Diagnostic(NOISE_SWEEP, effect, rule.unit, detail, agrees(rule, effect))
 
 
-def _pp(effect: Estimate | None) -> str:
-    return format_estimate(effect, 2, unit=" pp") if effect is not None else "not measurable"
+def _effect(rule: Rule, treatment: np.ndarray, comparison: np.ndarray) -> Estimate | None:
+    d = paired_effects(rule, treatment, comparison)
+    d = d[np.isfinite(d)]
+    return mean_ci(d) if d.size >= 2 else None
+
+
+def _estimate(effect: Estimate | None, rule: Rule) -> str:
+    if effect is None:
+        return "not measurable"
+    return format_estimate(effect, digits=rule.digits, unit=rule.unit)

@@ -88,6 +88,13 @@ def final_train_loss(res: Results, norm: str) -> np.ndarray:
     return loss[:, -FINAL_STEPS:].mean(axis=1)
 
 
+def final_train_accuracy(res: Results, norm: str) -> np.ndarray:
+    """(K,) each member's training accuracy (%) over its last FINAL_STEPS logged steps, as
+    trained (training-mode forwards on the training batches): `FINAL_TRAIN_ACCURACY`."""
+    _, acc = res.train_series(norm, "train_accuracy")  # (K, T)
+    return 100.0 * acc[:, -FINAL_STEPS:].mean(axis=1)
+
+
 def final_accuracy(res: Results, norm: str) -> np.ndarray:
     """(K,) last evaluated test accuracy of each member, in percent."""
     _, acc = res.metric(norm, "test_accuracy")  # (K, T)

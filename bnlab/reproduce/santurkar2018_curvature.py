@@ -1,0 +1,108 @@
+"""The curvature along the gradient, g^T H g / ||g||^2, read against the edge of stability.
+
+Plain gradient descent at rate η is unstable along any direction whose curvature exceeds
+2/η, and networks trained at a fixed rate tend to settle where the sharpness reaches it (the
+edge of stability, Cohen et al. 2021). The curvature along g is at most the Hessian's
+largest eigenvalue, so a ratio curvature / (2/η) at or above 1 says that training runs at (or
+past) that edge along the direction it moves; there the loss change along a step is set by
+the learning rate as much as by the architecture, which bears on how a landscape measure
+along the gradient is read. Each member is compared with its own rate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bnlab.report import Table
+from bnlab.reproduce.common import NORM_LABELS, Results
+from bnlab.reproduce.santurkar2018_steps import LANDSCAPE_ORDER
+from bnlab.reproduce.scoring import fmt
+
+
+def edge_ratio(res: Results, norm: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(curvature (seeds, T), its ratio to 2/η (seeds, T), 2/η (seeds,)) of one network."""
+    _, curvature = res.metric(norm, "curvature")  # (seeds, T)
+    lrs = np.array([lr for _, _, lr in res.members(norm)], dtype=float)  # (seeds,)
+    edge = 2.0 / lrs
+    return curvature, curvature / edge[:, None], edge
+
+
+def curvature_part(res: Results, tag: str) -> tuple[Table, str]:
+    """The curvature table (per network: mean and largest over the probed steps, 2/η, their
+    ratios, and the steps at or above the edge) and the note that reads it."""
+    rows, said = [], []
+    for norm in (n for n in LANDSCAPE_ORDER if n in res.runs):
+        curvature, ratio, edge = edge_ratio(res, norm)
+        at_edge = int(np.sum(_seed_mean(ratio) >= 1.0))  # steps, over the seed mean
+        rows.append(
+            (
+                NORM_LABELS[norm],
+                fmt(curvature.mean(1), 3),
+                fmt(curvature.max(1), 3),
+                ", ".join(f"{e:.4g}" for e in sorted(set(edge.round(6)))),
+                fmt(ratio.mean(1), 2),
+                fmt(ratio.max(1), 2),
+                f"{at_edge} of {ratio.shape[1]}",
+            )
+        )
+        said.append(_clause(NORM_LABELS[norm], curvature, ratio, edge, at_edge))
+    table = Table(
+        "Curvature along the gradient, g^T H g / ||g||^2, against the edge of stability 2/η "
+        "(per seed over the probed steps; mean ± 95% CI over seeds)",
+        (
+            "network",
+            "mean curvature",
+            "largest curvature",
+            "2/η",
+            "mean / (2/η)",
+            "largest / (2/η)",
+            "probed steps with seed-mean ≥ 2/η",
+        ),
+        rows,
+    )
+    return table, f"{tag}: edge of stability. " + "; ".join(said) + ". " + _reading(res)
+
+
+def _seed_mean(values: np.ndarray) -> np.ndarray:
+    """(seeds, T) -> (T,): the mean over the seeds with a finite value (NaN if none has)."""
+    finite = np.isfinite(values)
+    total = np.where(finite, values, 0.0).sum(0)
+    return np.where(finite.any(0), total / np.maximum(finite.sum(0), 1), np.nan)
+
+
+def _clause(label: str, curvature, ratio, edge, at_edge: int) -> str:
+    """One network's numbers in words: the table's means over the seeds that did not
+    diverge (a seed's largest is its largest over the probed steps)."""
+    finite = np.all(np.isfinite(curvature), axis=1)
+    if not finite.any():
+        return f"{label}: not measurable (every seed diverged)"
+    c, r = curvature[finite], ratio[finite]  # (seeds, T)
+    text = (
+        f"{label} averages {c.mean():.3g} along g, {r.mean():.2f} × 2/η (2/η = "
+        f"{edge[finite].mean():.3g}; a seed's largest {c.max(1).mean():.3g} = "
+        f"{r.max(1).mean():.2f} × 2/η), at or above 2/η at {at_edge} of {r.shape[1]} probed steps"
+    )
+    if not finite.all():
+        text += f" ({int((~finite).sum())} diverged seeds left out here)"
+    return text
+
+
+def _reading(res: Results) -> str:
+    """What the ratios say about the landscape verdicts, from the numbers."""
+    at = {}
+    for norm in (n for n in LANDSCAPE_ORDER if n in res.runs):
+        _, ratio, _ = edge_ratio(res, norm)
+        at[NORM_LABELS[norm]] = float(np.mean(_seed_mean(ratio) >= 1.0))
+    edge = [label for label, share in at.items() if share >= 0.5]
+    if not edge:
+        return (
+            "Neither network reaches 2/η along the gradient at most probed steps, so along the "
+            "direction each step moves neither trains at the edge of stability; the Hessian's "
+            "largest eigenvalue, which this does not measure, may still reach it."
+        )
+    who = " and ".join(edge)
+    return (
+        f"{who} reach{'es' if len(edge) == 1 else ''} 2/η along the gradient at most probed "
+        "steps: there the curvature along the step is held at the edge by the learning rate, "
+        "so the loss variation and β-smoothness along g say as much about the rate as about BN."
+    )
