@@ -45,7 +45,9 @@ def add_parser(subparsers) -> None:
     p_fetch.set_defaults(func=cmd_fetch)
 
     p_verify = sub.add_parser(
-        "verify", help="re-hash datasets; exit status 1 if any is missing or fails"
+        "verify",
+        help="re-hash datasets from their source files (not the kept copies); exit status 1 "
+        "if any is missing or fails",
     )
     p_verify.add_argument("names", nargs="*", metavar="NAME", help="default: every dataset")
     _add_data_dir(p_verify)
@@ -91,7 +93,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     names = resolve_names(args.names) if args.names else list(registry.DATASETS)
     failed = 0
     for name in names:
-        s = status(name, args.data_dir)
+        s = status(name, args.data_dir, verify_sources=True)
         if s.verified:
             sizes = ", ".join(f"{k} {v:,}" for k, v in s.sizes.items())
             print(f"ok      {name}: {sizes} -- {s.source}")

@@ -147,7 +147,7 @@ def add_parser(subparsers) -> None:
         "--threads",
         type=int,
         default=1,
-        help="torch threads (default 1, as `bnlab reproduce` trains each stack on 2 cores; "
-        "the thread count changes the order of CPU sums, so it must match the stored run)",
+        help="torch threads for runs that did not store their count (default 1, as `bnlab "
+        "reproduce` trains each stack on 2 cores); a run that stored it replays with it",
     )
     replay.set_defaults(func=run_replay)

@@ -383,8 +383,15 @@ def _validate_data(d: DataConfig) -> None:
     _check_choice("data.transform", d.transform, TRANSFORMS)
     _check_positive("data.train_subset", d.train_subset, allow_zero=True)
     _check_positive("data.test_subset", d.test_subset, allow_zero=True)
-    if d.dataset in data.DATASETS and data.status(d.dataset, d.data_dir or None).present:
-        return  # only the dataset asked for is checked (loads of verified copies are cheap)
+    if d.dataset in data.DATASETS:  # only the dataset asked for is checked (cheap when kept)
+        status = data.status(d.dataset, d.data_dir or None)
+        if status.present and not status.verified:
+            raise ConfigError(
+                f"data.dataset: {d.dataset!r} failed verification: "
+                f"{status.note or 'a split is missing'}; see `bnlab data verify {d.dataset}`"
+            )
+        if status.present:
+            return
     present = [s.name for s in data.available(d.data_dir or None) if s.present]
     if d.dataset not in present:
         raise ConfigError(

@@ -16,7 +16,7 @@ def member_records(out_dir: str | Path) -> list[dict]:
     """One dict per member of every run in `out_dir`: config fields and final metrics."""
     if not (Path(out_dir) / DB_NAME).exists():
         raise ResultsNotFoundError(f"DIR: no {DB_NAME} in {out_dir}; run `bnlab train --out DIR`")
-    with Store(out_dir) as store:
+    with Store(out_dir, "r") as store:
         return [rec for run in store.runs() for rec in _run_records(store, run)]
 
 

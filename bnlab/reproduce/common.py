@@ -9,6 +9,7 @@ many seeds, whether the run was --quick, and the wall time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlab.engine import Probe, RunContext, Store, TrainConfig, train
+from bnlab.engine import Probe, RunContext, Store, TrainConfig, lock, train
 from bnlab.engine.store import code_version
 from bnlab.errors import ResultsNotFoundError
 from bnlab.report import Estimate, ScorecardRow, Section, diff_ci
@@ -113,18 +114,29 @@ def train_variants(
         return
     side_by_side = replace(ctx, threads=ctx.threads or max(1, cores // len(jobs)), progress=False)
     spawn = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
-    with ProcessPoolExecutor(len(jobs), mp_context=spawn) as pool:
-        futures = [pool.submit(_train_job, *job, side_by_side) for job in jobs]
+    # this process holds the directory's lock for both children (see bnlab.engine.lock)
+    with lock.hold(out_dir) as token, ProcessPoolExecutor(len(jobs), mp_context=spawn) as pool:
+        futures = [pool.submit(_train_job, *job, side_by_side, token) for job in jobs]
         for future in futures:
             future.result()  # re-raises a stack's error here
 
 
-def _train_job(name: str, cfg: TrainConfig, out_dir: Path, probes: tuple, ctx: RunContext) -> None:
-    """Train one stack under `ctx` (which restores the caller's torch threads after)."""
+def _train_job(
+    name: str,
+    cfg: TrainConfig,
+    out_dir: Path,
+    probes: tuple,
+    ctx: RunContext,
+    lock_token: str | None = None,
+) -> None:
+    """Train one stack under `ctx` (which restores the caller's torch threads after);
+    `lock_token`: the parent process holds `out_dir`'s lock for this one."""
     label = NORM_LABELS.get(cfg.norms[0], cfg.norms[0])
     start = time.monotonic()
     probes = (ProgressLine(f"{name}: {label}"), *probes)
-    train(cfg, out_dir, ctx, resume=True, probes=probes)
+    adopted = lock.adopt(out_dir, lock_token) if lock_token else contextlib.nullcontext()
+    with adopted:
+        train(cfg, out_dir, ctx, resume=True, probes=probes)
     say(f"{name}: {label}", f"done in {time.monotonic() - start:.1f} s")
 
 
@@ -155,7 +167,7 @@ class Results:
     order they were trained). Use it as a context manager: `with Results(d) as res:`."""
 
     def __init__(self, out_dir: Path):
-        self.store = Store(out_dir)
+        self.store = Store(out_dir, "r")
         self.runs = {r["norm"]: r for r in self.store.runs()}
         if not self.runs:
             self.store.close()
