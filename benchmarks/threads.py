@@ -11,8 +11,9 @@ a warm-up. Four conditions, run round-robin so that outside load hits them alike
 the state of a shared machine, or of `bnlab reproduce` training two stacks side by side.
 Printed per preset: the stack's FLOPs per step and activation elements per step (the size
 measures of bnlab.engine.threads), median ms per step in each condition, the 2-thread /
-1-thread ratios, and the thread count `choose_threads` picks on 2 cores. The load average
-before and after is printed too: other processes are outside load that no condition avoids.
+1-thread ratios, and the thread count `choose_threads` picks on 2 free cores (on a busy
+machine it picks 1 for every preset). The load average before and after is printed too:
+other processes are outside load that no condition avoids.
 
 On a machine shared with other work there is no idle core to measure on; `--nice -20` (root)
 runs every measurement and the spinner at the highest priority, so that other processes
@@ -54,7 +55,7 @@ def step_ms(preset: str, threads: int, seconds: float, warmup: int) -> float:
     from bnlab.engine.train import build_stack, train_step
 
     torch.set_num_threads(threads)
-    cfg = replace(get_preset(preset), seeds=MEMBERS, device="cpu")
+    cfg = replace(get_preset(preset), seeds=MEMBERS)
     data = load_data(cfg.data)
     stack = build_stack(cfg, "batch", data)
     for _ in range(warmup):
@@ -112,7 +113,7 @@ def run(presets: list[str], repeat: int, seconds: float, warmup: int) -> list[di
 def print_table(rows: list[dict]) -> None:
     print(
         "\n| preset | GFLOP/step | M act./step | 1t idle | 2t idle | 2t/1t idle "
-        "| 1t busy | 2t busy | 2t/1t busy | choose_threads |"
+        "| 1t busy | 2t busy | 2t/1t busy | choose_threads, 2 free cores |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: r["gflop"]):

@@ -58,12 +58,11 @@ def test_only_big_steps_on_two_free_cores_get_two_threads():
     assert chosen["cifar10-cnn"] == chosen["optstudy-convmlp"] == 2
 
 
-def test_a_busy_machine_one_core_and_the_users_choice():
+def test_a_busy_machine_and_one_core_get_one_thread():
     conv = replace(get_preset("cifar10-cnn"), seeds=5)
     assert choose_threads(conv, cores=2, load=1.0) == 1  # another process holds a core
     assert choose_threads(conv, cores=2, load=0.3) == 2  # background noise
     assert choose_threads(conv, cores=1) == 1
     assert choose_threads(conv, cores=16) == 2  # measured up to 2
-    assert choose_threads(replace(get_preset("smoke"), threads=3), cores=2, load=9.0) == 3
     cores, load = free_cores()
     assert cores >= 1 and load >= 0.0

@@ -67,14 +67,11 @@ def activations(cfg: TrainConfig, shape: tuple[int, int, int] | None = None) -> 
 
 def choose_threads(cfg: TrainConfig, cores: int, load: float = 0.0) -> int:
     """Torch threads for one stack of `cfg` on `cores` cores with `load` runnable processes
-    besides it (the 1-minute load average, say).
-
-    `cfg.threads` when set: the user's choice wins. Otherwise 2 threads only where two cores
-    are free and the step is big enough (MULTI_THREAD_FLOPS) to be split; every other stack
-    trains with 1.
+    besides it (the 1-minute load average, say): 2 only where two cores are free and the step
+    is big enough (MULTI_THREAD_FLOPS) to be split, else 1. A default for
+    `bnlab.engine.context.resolve_threads`, which gives a thread count the user set
+    (`--threads`, `RunContext.threads`) precedence.
     """
-    if cfg.threads:
-        return cfg.threads
     free = round(cores - load)
     if free < 2 or stack_flops(cfg) < MULTI_THREAD_FLOPS:
         return 1
