@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from bnlab.cli import main
-from bnlab.engine import RunContext, get_preset, train
-from bnlab.engine.export import COLUMNS, to_dataframe
+from bnlab.engine import RunContext, get_preset, to_dataframe, train
+from bnlab.engine.export import COLUMNS
 from bnlab.errors import BnlabError
 
 STEPS = 12

@@ -4,6 +4,7 @@
     train(replace(cfg, seeds=5), "results/ioffe")      # BN and baseline stacks, 5 seeds each
     train(cfg, "results/cpu", RunContext(device="cpu", threads=1))   # where and how: the context
     records = member_records("results/ioffe")          # one dict per member
+    frame = to_dataframe("results/ioffe")              # every logged value (pandas, long format)
 
 Building blocks for analyses: `build_model` (a `StackedModel` whose parameters are views of
 `model.flat`, (K, P)), `build_stack` / `train_step` / `evaluate`, `NORM_LAYERS` (the norm
@@ -49,6 +50,7 @@ __all__ = attach(
         "PRESETS": "bnlab.engine.presets",
         "get_preset": "bnlab.engine.presets",
         "member_records": "bnlab.engine.records",
+        "to_dataframe": "bnlab.engine.export",
         "Store": "bnlab.engine.store",
         **dict.fromkeys(
             ("Probe", "Stack", "build_stack", "evaluate", "train", "train_stack", "train_step"),
