@@ -32,6 +32,10 @@ from pathlib import Path
 import torch
 
 from bnlab.engine import checkpoint, lock
+
+# the command line's names and flags, where `--help` reads them without importing torch
+from bnlab.engine.choices import EXECUTORS, INSTALL_HINT
+from bnlab.engine.choices import add_executor_arguments as add_arguments  # noqa: F401
 from bnlab.engine.config import DataConfig, TrainConfig
 from bnlab.engine.context import (
     Executor,
@@ -46,9 +50,6 @@ from bnlab.engine.runs import check_out_dir, checkpoint_path, create_run, open_e
 from bnlab.engine.store import Store
 from bnlab.engine.train import build_stack, train_stack
 from bnlab.errors import BnlabError
-
-EXECUTORS = ("local", "ray")
-INSTALL_HINT = "pip install 'bnlab[ray]'"
 
 
 @dataclass(frozen=True)
@@ -301,23 +302,6 @@ def make_executor(
     if gpus < 0:
         raise BnlabError(f"--ray-gpus: got {gpus}, expected GPUs per task >= 0")
     return RayExecutor(address=address, cpus=cpus, gpus=gpus)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--executor, --ray-address, --ray-cpus, --ray-gpus."""
-    parser.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default="local",
-        help=f"where stacks train: this process (local) or Ray tasks (ray; {INSTALL_HINT})",
-    )
-    parser.add_argument(
-        "--ray-address",
-        help="an existing Ray cluster, e.g. ray://HEAD:10001 (default: $RAY_ADDRESS, "
-        "else a local Ray instance)",
-    )
-    parser.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per Ray task")
-    parser.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray task")
 
 
 def from_args(args: argparse.Namespace) -> Executor | None:

@@ -221,6 +221,11 @@ class Store:
         rows = self.db.execute(sql, (run_id, member, name)).fetchall()
         return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
+    def metric_rows(self, run_id: str) -> list[tuple[int, int, str, float | None]]:
+        """Every long-format row of one run: (member, step, name, value); NaN reads as None."""
+        sql = "SELECT member, step, name, value FROM metrics WHERE run_id = ? ORDER BY member, step"
+        return self.db.execute(sql, (run_id,)).fetchall()
+
     def metric_names(self, prefix: str = "") -> list[str]:
         """Names of the long-format metrics any run logged that start with `prefix`, sorted."""
         sql = "SELECT DISTINCT name FROM metrics WHERE name LIKE ? ORDER BY name"

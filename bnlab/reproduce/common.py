@@ -27,6 +27,7 @@ from bnlab.engine import Probe, RunContext, Store, TrainConfig, lock, train
 from bnlab.engine.store import code_version
 from bnlab.errors import ResultsNotFoundError
 from bnlab.report import Estimate, ScorecardRow, Section, diff_ci
+from bnlab.reproduce import overrides
 from bnlab.reproduce.experiment import Experiment, ExperimentResult
 
 MANIFEST = "manifest.json"
@@ -48,6 +49,7 @@ class Manifest:
     code_version: str
     created: str
     command: str = ""
+    overrides: tuple[str, ...] = ()  # `--set` items applied to every config (overrides.py)
 
 
 def write_manifest(out_dir: Path, manifest: Manifest) -> None:
@@ -65,12 +67,18 @@ def read_manifest(out_dir: Path) -> Manifest:
 
 def new_manifest(name: str, seeds: int, quick: bool, wall_time_s: float) -> Manifest:
     created = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    return Manifest(name, seeds, quick, wall_time_s, code_version(), created, " ".join(sys.argv))
+    command = " ".join(sys.argv)
+    return Manifest(
+        name, seeds, quick, wall_time_s, code_version(), created, command, overrides.current()
+    )
 
 
 def quick_suffix(manifest: Manifest) -> str:
-    """Appended to every section title of a --quick run."""
-    return " — QUICK smoke run" if manifest.quick else ""
+    """Appended to every section title of a --quick run, and of a run with `--set`."""
+    text = " — QUICK smoke run" if manifest.quick else ""
+    if manifest.overrides:
+        text += f" — {overrides.label(manifest.overrides)}"
+    return text
 
 
 def say(name: str, text: str) -> None:
@@ -100,6 +108,7 @@ def train_variants(
     `probes` measure during training (e.g. `bnlab.analysis.AnalysisProbe`); each process
     gets its own copy.
     """
+    cfg = overrides.apply(cfg)  # `bnlab reproduce --set`: every config the experiment trains
     total = f"{cfg.epochs} epochs" if cfg.epochs else f"{cfg.steps:,} steps"
     for norm in cfg.norms:
         say(name, f"{NORM_LABELS.get(norm, norm)}: {cfg.members} members x {total}")
@@ -308,6 +317,11 @@ def experiment_result(
     sections = [replace(s, title=s.title + quick_suffix(manifest)) for s in sections]
     first = sections[0]
     protocol = {**first.protocol, "code version": manifest.code_version}
+    if manifest.overrides:
+        protocol["--set"] = (
+            f"{' '.join(manifest.overrides)}, applied to every config this experiment "
+            f"trained: {overrides.NOT_PUBLISHED}"
+        )
     sections[0] = replace(first, wall_time_s=manifest.wall_time_s, protocol=protocol)
     return ExperimentResult(
         name, tuple(sections), tuple(rows), manifest.wall_time_s, manifest.quick
