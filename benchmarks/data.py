@@ -1,6 +1,14 @@
-"""Batches per second: StackedBatches vs torch.utils.data.DataLoader, same data, same run.
+"""Batches per second: StackedBatches vs torch.utils.data.DataLoader, same data, same run;
+and start-up: what loading a split costs, and what checking the kept copy's bytes adds.
 
     .venv/bin/python benchmarks/data.py [--seconds 1.0]
+
+Start-up loads MNIST train (60,000 images) three ways, in this process, files in the page
+cache, median of 7 round-robin repetitions: from the kept copy as `load` does it (sha256 of
+the two `.npy` files, then a memory map), from the kept copy trusting its stamp alone (sizes
+and times: what the cache did before it checked content), and from the source files (sha256
+of the decompressed bytes, headers: a first load, or `bnlab data verify`). Each load is
+followed by a full read of the images (a sum), as training reads them.
 
 MNIST train (binarized float32 in memory; falls back to digits when MNIST is absent).
 For K = 1 and 16 models and batch 60 (Ioffe & Szegedy's MNIST batch) and 128: the
@@ -13,14 +21,17 @@ stacked step feeds 16 models.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import platform
+import statistics
 import time
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from bnlab.data import StackedBatches, load, to_tensor
+from bnlab.data import StackedBatches, load, prepared, to_tensor
 from bnlab.data.errors import MissingDataError
+from bnlab.data.locate import find
 
 
 def rate(step, seconds: float) -> tuple[float, int]:
@@ -50,6 +61,54 @@ def dataloader_rate(x, y, batch: int, seconds: float) -> float:
     return rate(step, seconds)[0]
 
 
+def startup(name: str, repeats: int = 7) -> None:
+    """Milliseconds to load `name`'s train split and read it once, three ways (docstring)."""
+    load(name, "train")  # the kept copy exists and is current
+    found = find(name, "train")
+
+    def kept_checked():
+        prepared._digests.clear()  # as a new process: nothing hashed yet
+        return load(name, "train").images
+
+    def kept_stamp_only():
+        return prepared.read(found, check_content=False)[0]
+
+    def sources():
+        return load(name, "train", verify_sources=True).images
+
+    ways = {
+        "kept copy, content checked (default)": kept_checked,
+        "kept copy, stamp only": kept_stamp_only,
+        "source files verified, kept again": sources,
+    }
+    times = {label: [] for label in ways}
+    for _ in range(repeats):
+        for label, way in ways.items():
+            t0 = time.perf_counter()
+            int(way().sum(dtype="int64"))  # read every byte, as training does
+            times[label].append(time.perf_counter() - t0)
+    base = statistics.median(times["kept copy, stamp only"])
+    print(f"start-up, {name} train: load + one full read, median of {repeats}")
+    for label, ts in times.items():
+        ms = statistics.median(ts) * 1e3
+        print(f"  {label:<38} {ms:8.1f} ms  ({ms / 1e3 / base:.2f}x stamp only)")
+    hashes(prepared._paths(found)[0], repeats)
+
+
+def hashes(path, repeats: int) -> None:
+    """The content check's hash (sha256) against blake2b, over the kept images file."""
+    data = path.read_bytes()
+    print(f"hashing {path.name} ({len(data) / 2**20:.0f} MiB), median of {repeats}")
+    for name in ("sha256", "blake2b"):
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            hashlib.new(name, data).hexdigest()
+            ts.append(time.perf_counter() - t0)
+        ms = statistics.median(ts) * 1e3
+        print(f"  {name:<8} {ms:7.1f} ms  ({len(data) / 2**30 / (ms / 1e3):.2f} GiB/s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
@@ -57,6 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         ds = load("mnist", "train")
+        startup("mnist")
     except MissingDataError:
         ds = load("digits", "train")
     x, y = to_tensor(ds, "binarize")

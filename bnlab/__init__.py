@@ -38,60 +38,44 @@ import circle (tests/test_import_order.py).
 
 __version__ = "0.1.0"
 
-from bnlab import exercises, reference
-from bnlab._checks import BatchNormShapeError
-from bnlab.convert import convert
-from bnlab.fold import FoldReport, FoldTraceError, fold_batchnorm
-from bnlab.functional import batch_norm, normalize, update_running_stats
-from bnlab.modules import BatchNorm1d, BatchNorm2d, BatchNorm3d
-from bnlab.norms import (
-    BatchRenorm1d,
-    BatchRenorm2d,
-    GhostBatchNorm1d,
-    GhostBatchNorm2d,
-    GroupNorm,
-    InstanceNorm1d,
-    InstanceNorm2d,
-    InstanceNorm3d,
-    LayerNorm,
-    RenormWarmup,
-    flax_to_torch,
-    keras_to_torch,
-    precise_bn,
-    torch_to_flax,
-    torch_to_keras,
-)
-from bnlab.sync import SyncBatchNorm
+from bnlab._lazy import attach
 
+# Imported on first use (bnlab._lazy), so that `bnlab --help` starts without torch.
+_EXPORTS = {
+    "BatchNormShapeError": "bnlab._checks",
+    "convert": "bnlab.convert",
+    "FoldReport": "bnlab.fold",
+    "FoldTraceError": "bnlab.fold",
+    "fold_batchnorm": "bnlab.fold",
+    "batch_norm": "bnlab.functional",
+    "normalize": "bnlab.functional",
+    "update_running_stats": "bnlab.functional",
+    "BatchNorm1d": "bnlab.modules",
+    "BatchNorm2d": "bnlab.modules",
+    "BatchNorm3d": "bnlab.modules",
+    **dict.fromkeys(
+        (
+            "BatchRenorm1d",
+            "BatchRenorm2d",
+            "GhostBatchNorm1d",
+            "GhostBatchNorm2d",
+            "GroupNorm",
+            "InstanceNorm1d",
+            "InstanceNorm2d",
+            "InstanceNorm3d",
+            "LayerNorm",
+            "RenormWarmup",
+            "flax_to_torch",
+            "keras_to_torch",
+            "precise_bn",
+            "torch_to_flax",
+            "torch_to_keras",
+        ),
+        "bnlab.norms",
+    ),
+    "SyncBatchNorm": "bnlab.sync",
+}
 __all__ = [
-    "BatchNorm1d",
-    "BatchNorm2d",
-    "BatchNorm3d",
-    "BatchNormShapeError",
-    "BatchRenorm1d",
-    "BatchRenorm2d",
-    "FoldReport",
-    "FoldTraceError",
-    "GhostBatchNorm1d",
-    "GhostBatchNorm2d",
-    "GroupNorm",
-    "InstanceNorm1d",
-    "InstanceNorm2d",
-    "InstanceNorm3d",
-    "LayerNorm",
-    "RenormWarmup",
-    "SyncBatchNorm",
+    *attach(__name__, _EXPORTS, submodules=("exercises", "norms", "reference")),
     "__version__",
-    "batch_norm",
-    "convert",
-    "exercises",
-    "flax_to_torch",
-    "fold_batchnorm",
-    "keras_to_torch",
-    "normalize",
-    "precise_bn",
-    "reference",
-    "torch_to_flax",
-    "torch_to_keras",
-    "update_running_stats",
 ]

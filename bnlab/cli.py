@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from bnlab import __version__
+from bnlab.engine.choices import HelpFormatter
 from bnlab.errors import BnlabError
 
 # Each entry is a module with `add_parser(subparsers)`; order is the order in `--help`.
@@ -23,11 +24,20 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "bnlab.reproduce.cli",
 )
 
+EXAMPLES = """examples:
+  bnlab verify                                  # BN core vs torch.nn, one screen
+  bnlab train --preset smoke && bnlab results results/smoke
+  bnlab reproduce ioffe2015-mnist --quick       # a scaled-down reproduction and its report
+
+`bnlab COMMAND --help` shows each command's options and examples."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bnlab",
         description="bnlab: see, verify and measure what Batch Normalization does.",
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"bnlab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -19,6 +19,15 @@ Per channel, with n_r values on rank r, local mean mu_r and M2_r = sum_i (x_i - 
 Uneven shards, even empty ones, are weighted by their counts. In eval mode the running
 statistics normalize, with no collective. Any torch.distributed backend with all_gather and
 all_reduce works: gloo on CPU tensors (which torch.nn.SyncBatchNorm refuses), nccl on CUDA.
+
+Failures. A collective waits for every rank: a rank that stops (SIGSTOP, a debugger, a
+deadlock elsewhere) or skips a forward leaves its peers blocked until the process group's
+timeout, `init_process_group(..., timeout=timedelta(seconds=...))` (torch's default for gloo:
+30 minutes); then they raise a RuntimeError saying which layer's collective failed. Ranks
+whose inputs differ in dtype or channel count would send buffers of different sizes (gloo
+aborts the process: "Received data size doesn't match"), so the first training forward of
+each layer first gathers every rank's (dtype, channels) and raises a ValueError on every
+rank naming the mismatch.
 """
 
 from __future__ import annotations
@@ -32,7 +41,46 @@ from bnlab._checks import BatchNormShapeError, finite_stats
 from bnlab.functional import update_running_stats
 from bnlab.modules import _BatchNorm
 
-__all__ = ["SyncBatchNorm", "global_stats"]
+__all__ = ["SyncBatchNorm", "check_ranks_agree", "global_stats"]
+
+
+# dtype codes for the first-forward agreement check (-1: any other dtype)
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _collective(what: str, op, *args, **kwargs) -> None:
+    """Run one collective; a failure (a peer gone or stopped past the timeout) says which."""
+    try:
+        op(*args, **kwargs)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"SyncBatchNorm: the {what} over the process group failed ({err}); a rank that "
+            "stopped, died or skipped this layer's forward leaves its peers waiting until the "
+            "group's timeout (init_process_group(timeout=...))"
+        ) from err
+
+
+def check_ranks_agree(x: Tensor, group=None) -> None:
+    """Raise ValueError on every rank unless all ranks' inputs share dtype and channels.
+
+    One all_gather of (dtype code, channels) per rank: mismatched buffers in the statistics'
+    collectives would abort the process instead of raising.
+    """
+    code = _DTYPES.index(x.dtype) if x.dtype in _DTYPES else -1
+    mine = torch.tensor([code, x.shape[1]], dtype=torch.int64, device=x.device)
+    gathered = [torch.empty_like(mine) for _ in range(_world_size(group))]
+    _collective("dtype check (all_gather)", dist.all_gather, gathered, mine, group=group)
+    seen = [tuple(int(v) for v in g) for g in gathered]  # (dtype code, channels) per rank
+    if len(set(seen)) > 1:
+        names = [str(_DTYPES[c]) if c >= 0 else "other" for c, _ in seen]
+        ranks = ", ".join(
+            f"rank {r}: {n}, {c} channels"
+            for r, (n, (_, c)) in enumerate(zip(names, seen, strict=True))
+        )
+        raise ValueError(
+            f"SyncBatchNorm: every rank must give an input of one dtype and channel count, "
+            f"got {ranks}"
+        )
 
 
 def _world_size(group) -> int:
@@ -60,7 +108,7 @@ def global_stats(x: Tensor, dims: tuple[int, ...], group=None) -> tuple[Tensor, 
     count = torch.full((1,), float(n_local), dtype=dtype, device=x.device)
     local = torch.cat([count, mu_local, m2_local])  # (1 + 2C,)
     gathered = [torch.empty_like(local) for _ in range(_world_size(group))]
-    dist.all_gather(gathered, local, group=group)
+    _collective("all_gather of the batch statistics", dist.all_gather, gathered, local, group=group)
     stats = torch.stack(gathered)  # (R, 1 + 2C)
     channels = xs.shape[1]
     counts, mus, m2s = stats[:, :1], stats[:, 1 : 1 + channels], stats[:, 1 + channels :]
@@ -102,7 +150,7 @@ class _SyncBatchNormTrain(torch.autograd.Function):
         dx = dweight = dbias = None
         if ctx.needs_input_grad[0]:
             sums = torch.stack([sum_dy, sum_dy_xc])  # (2, C): one collective for both
-            dist.all_reduce(sums, group=ctx.group)
+            _collective("all_reduce of the gradient sums", dist.all_reduce, sums, group=ctx.group)
             mean_dy = sums[0].view(mu.shape) / ctx.n
             mean_dy_xc = sums[1].view(mu.shape) / ctx.n
             scale = inv_std if weight is None else weight * inv_std
@@ -128,7 +176,9 @@ class SyncBatchNorm(_BatchNorm):
         process_group: the ranks whose batches form one batch; None for the default group.
 
     Warning: every rank of the group must call forward (and backward) together, with an
-    input of the same rank and channel count, as for any collective.
+    input of the same rank and channel count, as for any collective. A rank that does not
+    blocks the others until the process group's `timeout` (see the module docstring); a
+    dtype or channel mismatch is caught at the first training forward (ValueError).
     """
 
     _ranks = tuple(range(2, 33))  # (N, C, *) of any rank, as torch.nn.SyncBatchNorm
@@ -146,6 +196,7 @@ class SyncBatchNorm(_BatchNorm):
     ) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.process_group = process_group
+        self._ranks_checked = False  # set after the first forward's dtype/channel agreement
 
     def forward(self, input: Tensor) -> Tensor:
         """Normalize `input` (N, C, *) with the statistics of every rank's batch."""
@@ -153,6 +204,9 @@ class SyncBatchNorm(_BatchNorm):
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
         if not (self.training and _world_size(self.process_group) > 1):
             return super().forward(input)
+        if not getattr(self, "_ranks_checked", False):  # first: then every rank raises
+            check_ranks_agree(input, self.process_group)
+            self._ranks_checked = True
         if input.shape[1] != self.num_features:
             raise BatchNormShapeError(
                 f"SyncBatchNorm({self.num_features}) got input with {input.shape[1]} channels "

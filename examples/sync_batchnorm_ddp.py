@@ -11,6 +11,11 @@ In float32 the two runs start equal to rounding (the sums are taken in a differe
 and SGD amplifies those differences over hundreds of steps (7e-3 apart after 200 steps
 here); in float64 they stay within 1e-15 (4.4e-16 measured over 200 steps).
 
+Every collective waits for all ranks: a rank that stops (or dies) would block the other
+until the process group's timeout, torch's default being 30 minutes for gloo. The script
+sets `timeout` on `init_process_group` (--timeout, default 60 s), after which the waiting
+rank raises an error naming SyncBatchNorm's collective.
+
 Needs MNIST: `bnlab data fetch mnist`.
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import socket
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -64,9 +70,13 @@ def train(model: nn.Module, x, y, steps: int, rank: int = 0, world: int = 1) -> 
     return losses
 
 
-def rank_main(rank, world: int, port: int, steps: int, sync: bool, out: str, dtype) -> None:
+def rank_main(rank, world, port, steps, sync, out, dtype, timeout_s: float) -> None:
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=timeout_s),  # how long a collective waits for a lost rank
     )
     x, y = mnist(dtype)
     torch.set_num_threads(1)
@@ -83,12 +93,13 @@ def mnist(dtype):
     return x.flatten(1).to(dtype), y  # (N, 784), (N,)
 
 
-def distributed(world: int, steps: int, sync: bool, dtype) -> list[float]:
+def distributed(world: int, steps: int, sync: bool, dtype, timeout_s: float) -> list[float]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as out:
-        mp.spawn(rank_main, args=(world, port, steps, sync, out, dtype), nprocs=world, join=True)
+        args = (world, port, steps, sync, out, dtype, timeout_s)
+        mp.spawn(rank_main, args=args, nprocs=world, join=True)
         return torch.load(Path(out) / "losses.pt")
 
 
@@ -97,14 +108,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--world-size", type=int, default=2)
     parser.add_argument("--float64", action="store_true", help="train in float64")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds a collective waits for a rank"
+    )
     args = parser.parse_args()
     if BATCH % args.world_size:
         parser.error(f"--world-size must divide the batch of {BATCH}, got {args.world_size}")
     dtype = torch.float64 if args.float64 else torch.float32
     x, y = mnist(dtype)
     single = train(mlp(bnlab.BatchNorm1d).to(dtype), x, y, args.steps)
-    synced = distributed(args.world_size, args.steps, True, dtype)
-    local = distributed(args.world_size, args.steps, False, dtype)
+    synced = distributed(args.world_size, args.steps, True, dtype, args.timeout)
+    local = distributed(args.world_size, args.steps, False, dtype, args.timeout)
     print(f"{'step':>5}  {'1 process':>10}  {'SyncBN':>10}  {'per-rank BN':>11}")
     for step in sorted({0, 1, 2, *range(0, args.steps, max(args.steps // 10, 1)), args.steps - 1}):
         print(f"{step:>5}  {single[step]:>10.6f}  {synced[step]:>10.6f}  {local[step]:>11.6f}")

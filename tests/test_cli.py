@@ -53,10 +53,10 @@ def test_any_other_exception_is_a_bug_and_shows_its_traceback(tmp_path):
     """A ValueError from inside bnlab is not a user's mistake: not caught, not shortened."""
     code = (
         "import sys\n"
-        "from bnlab.engine import cli\n"
+        "from bnlab.engine import results_table\n"
         "def broken(directory):\n"
         "    raise ValueError('an internal bug')\n"
-        "cli.member_records = broken\n"
+        "results_table.records_with_settings = broken\n"
         "from bnlab.cli import main\n"
         f"sys.exit(main(['results', {str(tmp_path)!r}]))\n"
     )

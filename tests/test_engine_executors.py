@@ -74,7 +74,9 @@ def test_ray_gives_the_local_results_written_by_the_driver_alone(
     train(CFG, "results", RAY)
     _assert_same_results(driver / "results", local_run)
     assert sorted(p.name for p in (driver / "results" / "checkpoints").iterdir()) == [
+        "smoke__batch.prev.pt",
         "smoke__batch.pt",
+        "smoke__none.prev.pt",
         "smoke__none.pt",
     ]
     # a worker trains in a scratch directory of its own, removed when the segment ends

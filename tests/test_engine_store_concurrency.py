@@ -1,6 +1,6 @@
-"""Two processes open one fresh results database at once and write to it, as the BN and
-baseline stacks of `bnlab reproduce` do. Before the fix, one of them could die with
-"database is locked" while switching the new database to WAL mode."""
+"""Two processes create one fresh results database at once and write to it, as the BN and
+baseline stacks of `bnlab reproduce` do (under the lock their parent holds). Neither may die
+with "database is locked" nor replace the database the other created."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bnlab.engine.store import Store
 
 def _writer(out_dir: str, run_id: str, barrier) -> None:
     barrier.wait()  # open the database at the same moment as the other process
-    store = Store(out_dir)
+    store = Store(out_dir, "c")
     try:
         store.create_run(run_id, "test", run_id, {"x": 1}, ["fc1"], [(0, 0, 0.1)])
         for step in range(1, 51):

@@ -17,6 +17,7 @@ import pytest
 from helpers import build_report
 
 from bnlab.report import QUICK_BANNER
+from bnlab.reproduce.overrides import NOT_PUBLISHED as NOT_THE_PROTOCOL
 
 PUBLISHED = Path(__file__).resolve().parent.parent / "docs" / "results" / "report.md"
 MIN_SEEDS = 5
@@ -35,6 +36,8 @@ def problems(report: Path) -> list[str]:
     found = []
     if QUICK_BANNER in text or "QUICK" in text:
         found.append("a QUICK smoke run, not a full run")
+    if NOT_THE_PROTOCOL in text:
+        found.append("a run with `bnlab reproduce --set`, not the published protocol")
     small = sorted({int(n) for n in SEEDS_ROW.findall(text) if int(n) < MIN_SEEDS})
     for line in text.splitlines():  # n < 5 only where the same line counts seeds left out
         counted = [int(k) for k in OF_SEEDS.findall(line)]
@@ -93,6 +96,7 @@ def test_the_checks_catch_a_quick_run_few_seeds_and_missing_figures(tmp_path):
     (root / "checkpoints" / "run.pt").write_bytes(b"")
     report = root / "report.md"
     report.write_text(
+        "## ioffe2015-mnist — --set lr=1: not the published protocol\n"
         "| seeds | 3 |\n\n3.1 pp ± 0.4 (95% CI, n=5)\n\n2.9 (95% CI, n=4); 1 of 5 not measurable\n"
         "1.0 (95% CI, n=2)\n\n"
         "![a](figs/a.png) ![b](figs/b.png) ![c](figs/c.png) ![d](../d.png)\n\n"
@@ -100,6 +104,7 @@ def test_the_checks_catch_a_quick_run_few_seeds_and_missing_figures(tmp_path):
         "| code version | 0.1+git.b |\n"
     )
     assert problems(report) == [
+        "a run with `bnlab reproduce --set`, not the published protocol",
         "numbers over fewer than 5 seeds: n = [2, 3]",
         "figure figs/b.png has no SVG beside it",
         "figure figs/c.png is missing",

@@ -9,34 +9,32 @@
 the shared CIFAR-10 subset); `fetch` (or `bnlab data fetch NAME`) obtains missing data.
 """
 
-from bnlab.data.augment import Augment, crop_flip
-from bnlab.data.batches import StackedBatches
-from bnlab.data.errors import ChecksumError, DataError, MissingDataError
-from bnlab.data.fetch import FetchReport, fetch
-from bnlab.data.load import Dataset, DatasetStatus, available, load, status
-from bnlab.data.pipeline import Subset, first_n, per_class, pixel_zero, to_tensor
-from bnlab.data.registry import DATASETS, SPLITS, DatasetSpec
+from bnlab._lazy import attach
 
-__all__ = [
-    "DATASETS",
-    "SPLITS",
-    "Augment",
-    "ChecksumError",
-    "DataError",
-    "Dataset",
-    "DatasetSpec",
-    "DatasetStatus",
-    "FetchReport",
-    "MissingDataError",
-    "StackedBatches",
-    "Subset",
-    "available",
-    "crop_flip",
-    "fetch",
-    "first_n",
-    "load",
-    "per_class",
-    "pixel_zero",
-    "status",
-    "to_tensor",
-]
+# Imported on first use (bnlab._lazy): `bnlab data --help` needs only the registry.
+__all__ = attach(
+    __name__,
+    {
+        "Augment": "bnlab.data.augment",
+        "crop_flip": "bnlab.data.augment",
+        "StackedBatches": "bnlab.data.batches",
+        "ChecksumError": "bnlab.data.errors",
+        "DataError": "bnlab.data.errors",
+        "MissingDataError": "bnlab.data.errors",
+        "FetchReport": "bnlab.data.fetch",
+        "fetch": "bnlab.data.fetch",
+        "Dataset": "bnlab.data.load",
+        "DatasetStatus": "bnlab.data.load",
+        "available": "bnlab.data.load",
+        "load": "bnlab.data.load",
+        "status": "bnlab.data.load",
+        "Subset": "bnlab.data.pipeline",
+        "first_n": "bnlab.data.pipeline",
+        "per_class": "bnlab.data.pipeline",
+        "pixel_zero": "bnlab.data.pipeline",
+        "to_tensor": "bnlab.data.pipeline",
+        "DATASETS": "bnlab.data.registry",
+        "SPLITS": "bnlab.data.registry",
+        "DatasetSpec": "bnlab.data.registry",
+    },
+)

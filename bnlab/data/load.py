@@ -5,8 +5,9 @@ MissingDataError naming the exact command to run (`bnlab data fetch NAME`): a de
 user wants to know when 50 MB are about to be downloaded, so only `fetch` downloads.
 A split is verified (checksums of the decompressed bytes, headers) the first time it is read
 from a source; the verified arrays are then kept with a stamp of their sources
-(`bnlab.data.prepared`), and a later load maps them directly unless a source file, an
-expected checksum or the kept copy changed, in which case it verifies again.
+(`bnlab.data.prepared`), and a later load maps them directly unless a source file's size or
+time, an expected checksum or the kept copy's bytes changed, in which case it verifies again.
+`verify_sources=True` (`bnlab data verify`) always verifies from the sources.
 """
 
 from __future__ import annotations
@@ -101,10 +102,10 @@ def _cifar_from_blobs(found: Found, blobs: dict, where: dict) -> tuple[np.ndarra
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def _read_found(found: Found) -> Dataset:
+def _read_found(found: Found, verify_sources: bool = False) -> Dataset:
     spec = registry.DATASETS[found.name]
     is_subset = found.kind == "cifar-subset"
-    arrays = prepared.read(found)  # verified before, sources unchanged since
+    arrays = None if verify_sources else prepared.read(found)  # verified before
     if arrays is None:
         arrays = _read_and_verify(found)
         prepared.write(found, *arrays)
@@ -150,13 +151,20 @@ def _load_digits(split: str) -> Dataset:
     )  # fmt: skip
 
 
-def load(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+def load(
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    verify_sources: bool = False,
+) -> Dataset:
     """Load one verified split: images uint8 (N, C, H, W), labels int64 (N,).
 
     Sources are searched in order (explicit dir / BNLAB_DATA_DIR, user cache, system
     copies, the shared CIFAR-10 subset); the first that holds the split is read and
     verified, and a bad file there is an error (it is not skipped in favour of a later
     source, which would hide the damage). Raises MissingDataError when none holds it.
+    `verify_sources` verifies the source files even when a kept copy is current (and keeps
+    a fresh copy).
     """
     registry.get_spec(name)
     registry.check_split(split)
@@ -169,7 +177,7 @@ def load(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Da
             + (f" --data-dir {data_dir}" if data_dir is not None else "")
             + " (searched: --data-dir/BNLAB_DATA_DIR, the user cache, system copies)"
         )
-    return _read_found(found)
+    return _read_found(found, verify_sources)
 
 
 def load_from(name: str, split: str, directory: os.PathLike, label: str = "data dir") -> Dataset:
@@ -181,14 +189,17 @@ def load_from(name: str, split: str, directory: os.PathLike, label: str = "data 
     return _read_found(Found(name, split, kind, paths, label, Path(directory)))
 
 
-def status(name: str, data_dir: str | os.PathLike | None = None) -> DatasetStatus:
-    """Load and verify both splits of `name`; never raises for missing or bad data."""
+def status(
+    name: str, data_dir: str | os.PathLike | None = None, verify_sources: bool = False
+) -> DatasetStatus:
+    """Load and verify both splits of `name` (see `load`); never raises for missing or bad
+    data."""
     sizes: dict[str, int] = {}
     sources, notes = [], []
     verified = True
     for split in registry.SPLITS:
         try:
-            ds = load(name, split, data_dir)
+            ds = load(name, split, data_dir, verify_sources)
         except MissingDataError:
             verified = False
             continue

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from bnlab.data.errors import DatasetNameError
+from bnlab.errors import did_you_mean
 
 SPLITS: tuple[str, ...] = ("train", "test")
 
@@ -153,7 +154,8 @@ def get_spec(name: str) -> DatasetSpec:
     """The spec of `name`, or a DatasetNameError that lists the known names."""
     if name not in DATASETS:
         raise DatasetNameError(
-            f"name={name!r} is not a known dataset; expected one of {sorted(DATASETS)}"
+            f"name={name!r} is not a known dataset; {did_you_mean(name, DATASETS)}"
+            f"expected one of {sorted(DATASETS)}"
         )
     return DATASETS[name]
 

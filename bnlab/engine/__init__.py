@@ -4,6 +4,7 @@
     train(replace(cfg, seeds=5), "results/ioffe")      # BN and baseline stacks, 5 seeds each
     train(cfg, "results/cpu", RunContext(device="cpu", threads=1))   # where and how: the context
     records = member_records("results/ioffe")          # one dict per member
+    frame = to_dataframe("results/ioffe")              # every logged value (pandas, long format)
 
 Building blocks for analyses: `build_model` (a `StackedModel` whose parameters are views of
 `model.flat`, (K, P)), `build_stack` / `train_step` / `evaluate`, `NORM_LAYERS` (the norm
@@ -13,60 +14,48 @@ equal-weight average over batches, Wu & Johnson 2021),
 `ActivationRecorder` / `activation_stats`, and `Store` (the results database).
 """
 
-from bnlab.engine.config import (
-    ConfigError,
-    DataConfig,
-    HookConfig,
-    ModelConfig,
-    OptimConfig,
-    TrainConfig,
-    apply_overrides,
-    validate,
-)
-from bnlab.engine.context import RunContext
-from bnlab.engine.hooks import ActivationRecorder, activation_stats
-from bnlab.engine.models import StackedModel, build_model
-from bnlab.engine.noisy_bn import NoiseConfig, StackedNoisyBatchNorm
-from bnlab.engine.norms import NORM_LAYERS, NormSpec, StackedBatchNorm
-from bnlab.engine.optim import StackedAdam, StackedSGD, make_optimizer
-from bnlab.engine.precise_bn import precise_bn
-from bnlab.engine.presets import PRESETS, get_preset
-from bnlab.engine.records import member_records
-from bnlab.engine.store import Store
-from bnlab.engine.train import Probe, Stack, build_stack, evaluate, train, train_stack, train_step
+from bnlab._lazy import attach
 
-__all__ = [
-    "NORM_LAYERS",
-    "PRESETS",
-    "ActivationRecorder",
-    "ConfigError",
-    "DataConfig",
-    "HookConfig",
-    "ModelConfig",
-    "NoiseConfig",
-    "NormSpec",
-    "OptimConfig",
-    "Probe",
-    "RunContext",
-    "Stack",
-    "StackedAdam",
-    "StackedBatchNorm",
-    "StackedModel",
-    "StackedNoisyBatchNorm",
-    "StackedSGD",
-    "Store",
-    "TrainConfig",
-    "activation_stats",
-    "apply_overrides",
-    "build_model",
-    "build_stack",
-    "evaluate",
-    "get_preset",
-    "make_optimizer",
-    "member_records",
-    "precise_bn",
-    "train",
-    "train_stack",
-    "train_step",
-    "validate",
-]
+# Imported on first use (bnlab._lazy): `bnlab train --help` starts without torch.
+__all__ = attach(
+    __name__,
+    {
+        **dict.fromkeys(
+            (
+                "ConfigError",
+                "DataConfig",
+                "HookConfig",
+                "ModelConfig",
+                "OptimConfig",
+                "TrainConfig",
+                "apply_overrides",
+                "validate",
+            ),
+            "bnlab.engine.config",
+        ),
+        "RunContext": "bnlab.engine.context",
+        "ActivationRecorder": "bnlab.engine.hooks",
+        "activation_stats": "bnlab.engine.hooks",
+        "StackedModel": "bnlab.engine.models",
+        "build_model": "bnlab.engine.models",
+        "NoiseConfig": "bnlab.engine.noisy_bn",
+        "StackedNoisyBatchNorm": "bnlab.engine.noisy_bn",
+        "NORM_LAYERS": "bnlab.engine.norms",
+        "NormSpec": "bnlab.engine.norms",
+        "StackedBatchNorm": "bnlab.engine.norms",
+        "StackedAdam": "bnlab.engine.optim",
+        "StackedSGD": "bnlab.engine.optim",
+        "make_optimizer": "bnlab.engine.optim",
+        "precise_bn": "bnlab.engine.precise_bn",
+        "PRESETS": "bnlab.engine.presets",
+        "get_preset": "bnlab.engine.presets",
+        "member_records": "bnlab.engine.records",
+        "to_dataframe": "bnlab.engine.export",
+        "Store": "bnlab.engine.store",
+        **dict.fromkeys(
+            ("Probe", "Stack", "build_stack", "evaluate", "train", "train_stack", "train_step"),
+            "bnlab.engine.train",
+        ),
+    },
+    submodules=("checkpoint", "executors", "replay"),
+)

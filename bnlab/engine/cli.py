@@ -1,5 +1,10 @@
-"""`bnlab train`, `bnlab results` and `bnlab replay`: train stacks of models; read back what they
-measured; check that this code still trains what a results directory holds."""
+"""`bnlab train`, `results`, `export`, `replay` and `config`: train stacks of models; read back
+what they measured, as statistics or as files for other tools; check that this code still
+trains a results directory; see a resolved config.
+
+Only argparse and the names of bnlab.engine.choices are imported here: each command imports
+what it runs, so `--help` answers without loading torch.
+"""
 
 from __future__ import annotations
 
@@ -8,35 +13,33 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from bnlab.engine import executors
-from bnlab.engine.config import TrainConfig, apply_overrides
-from bnlab.engine.context import DEVICES, RunContext, resolve_device
-from bnlab.engine.presets import PRESETS, get_preset
-from bnlab.engine.records import member_records
-from bnlab.engine.store import DB_NAME
-from bnlab.engine.train import train as train_config
-from bnlab.errors import ResultsNotFoundError
+from bnlab.engine.choices import DEVICES, PRESET_NAMES, HelpFormatter, add_executor_arguments
 
-TABLE_COLUMNS = (
-    "run_id",
-    "member",
-    "seed",
-    "lr",
-    "steps",
-    "train_loss",
-    "test_loss",
-    "test_accuracy",
+SET_HELP = (
+    "override a config field (repeatable), e.g. lr=0.1 or model.hidden=64,64. A list on a "
+    "one-value field trains one run per value (batch_size=8,32); a list of rates, "
+    "optim.lr=0.01,0.1, is one lr-grid stack. A run is named after what --set changed "
+    "(PRESET+lr=0.1); preset=NAME names it NAME. `bnlab config show PRESET` lists every key"
 )
+MEMBER_COLUMNS = ("run_id", "member", "seed", "lr", "steps", "train_loss", "test_loss")
 
 
-def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """Preset, then --set overrides in order, then --seeds / --steps (`train` validates)."""
-    cfg = apply_overrides(get_preset(args.preset), args.set or [])
+def _raw(epilog: str) -> dict:
+    return {"epilog": epilog, "formatter_class": HelpFormatter}
+
+
+def resolve_configs(args: argparse.Namespace) -> list:
+    """Preset, then --set overrides (a list makes several runs), then --seeds / --steps;
+    each config named after what changed (`train` validates)."""
+    from bnlab.engine.presets import get_preset
+    from bnlab.engine.sweep import expand
+
+    configs = expand(get_preset(args.preset), args.set or [])
     if args.seeds is not None:
-        cfg = replace(cfg, seeds=args.seeds)
+        configs = [replace(c, seeds=args.seeds) for c in configs]
     if args.steps is not None:
-        cfg = replace(cfg, steps=args.steps, epochs=0)
-    return cfg
+        configs = [replace(c, steps=args.steps, epochs=0) for c in configs]
+    return configs
 
 
 def add_run_arguments(
@@ -51,22 +54,41 @@ def add_run_arguments(
     )
     parser.add_argument("--threads", type=int, default=0, help=threads_help)
     parser.add_argument("--quiet", action="store_true", help=quiet_help)
-    executors.add_arguments(parser)
+    add_executor_arguments(parser)
 
 
-def run_context(args: argparse.Namespace) -> RunContext:
+def run_context(args: argparse.Namespace):
     """The run context of `add_run_arguments`' flags; a missing Ray, or CUDA asked for
     where there is none, fails here, before any work."""
+    from bnlab.engine import executors
+    from bnlab.engine.context import RunContext, resolve_device
+
     ctx = RunContext(args.device, args.threads, not args.quiet, executors.from_args(args))
     resolve_device(ctx.device)
     return ctx
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from bnlab.engine.config import validate
+    from bnlab.engine.presets import get_preset
+    from bnlab.engine.store import DB_NAME
+    from bnlab.engine.sweep import sweep_label
+    from bnlab.engine.train import train as train_config
+
     ctx = run_context(args)
-    cfg = resolve_config(args)
-    out = Path(args.out) if args.out else Path("results") / cfg.preset
-    train_config(cfg, out, ctx, resume=args.resume)
+    configs = resolve_configs(args)
+    if len(configs) > 1:  # every run of a sweep, before any trains (`train` checks one)
+        configs = [validate(c) for c in configs]
+    if args.out:
+        out = Path(args.out)
+    elif len(configs) == 1:
+        out = Path("results") / configs[0].preset
+    else:
+        out = Path("results") / sweep_label(get_preset(args.preset), args.set)
+    for cfg in configs:
+        if len(configs) > 1:
+            print(f"run {cfg.preset}", flush=True)
+        train_config(cfg, out, ctx, resume=args.resume)
     print(f"results in {out} ({DB_NAME}); see `bnlab results {out}`")
     return 0
 
@@ -77,21 +99,44 @@ def _format(value) -> str:
     return "-" if value is None else str(value)
 
 
-def run_results(args: argparse.Namespace) -> int:
-    records = member_records(args.dir)
-    if args.json:
-        print(json.dumps(records, indent=2))
-        return 0
-    rows = [[_format(r[c]) for c in TABLE_COLUMNS] for r in records]
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(TABLE_COLUMNS)]
-    print("  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths, strict=True)))
+def _print_members(records: list[dict]) -> None:
+    columns = ("dir", *MEMBER_COLUMNS) if len({r["dir"] for r in records}) > 1 else MEMBER_COLUMNS
+    rows = [[_format(r[c]) for c in columns] for r in records]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def run_results(args: argparse.Namespace) -> int:
+    from bnlab.engine.results_table import records_with_settings
+    from bnlab.report.groups import NOTE, format_groups, group_records
+
+    records = records_with_settings(args.dir)
+    if args.json:  # one object per member, as before; `settings` says how they differ
+        print(json.dumps(records, indent=2, default=list))
+        return 0
+    if args.members:
+        _print_members(records)
+        return 0
+    keys, groups = group_records(records)
+    print(format_groups(keys, groups))
+    print(f"\n{NOTE}; --members for one line each")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from bnlab.engine.export import export
+
+    path = export(args.dir, args.format, args.out)
+    print(f"{args.format}: {path}")
     return 0
 
 
 def run_replay(args: argparse.Namespace) -> int:
     from bnlab.engine import replay
+    from bnlab.engine.store import DB_NAME
+    from bnlab.errors import ResultsNotFoundError
 
     dirs = list(replay.results_dirs(args.dir))
     if not dirs:
@@ -106,40 +151,111 @@ def run_replay(args: argparse.Namespace) -> int:
     return 1 if differ else 0
 
 
+def run_config_show(args: argparse.Namespace) -> int:
+    from bnlab.engine.config import validate
+    from bnlab.engine.config_view import format_config
+
+    args.seeds = args.steps = None
+    for i, cfg in enumerate(resolve_configs(args)):
+        validate(cfg, check_data=False)
+        print(("\n" if i else "") + f"# run {cfg.preset}\n{format_config(cfg)}")
+    return 0
+
+
+def run_config_list(args: argparse.Namespace) -> int:
+    from bnlab.engine.presets import PRESETS
+
+    width = max(map(len, PRESETS))
+    for name, make in PRESETS.items():
+        print(f"{name:<{width}}  {(make.__doc__ or '').strip().splitlines()[0]}")
+    return 0
+
+
 def add_parser(subparsers) -> None:
+    _add_train(subparsers)
+    _add_results(subparsers)
+    _add_export(subparsers)
+    _add_replay(subparsers)
+    _add_config(subparsers)
+
+
+TRAIN_EXAMPLES = """examples:
+  bnlab train --preset smoke                                # seconds: BN and baseline stacks
+  bnlab train --preset ioffe2015-mnist --seeds 5 --steps 5000 --out results/ioffe
+  bnlab train --preset smoke --set optim.lr=0.05,0.1,0.5    # an lr grid: one stack per norm
+  bnlab train --preset smoke --set batch_size=8,32          # two runs, one directory"""
+
+
+def _add_train(subparsers) -> None:
     train = subparsers.add_parser(
         "train",
         help="train a preset's stacks of models (BN and baseline, over seeds)",
         description="Train K models as one stacked computation; every step is logged to "
         "DIR/bnlab.sqlite and checkpoints allow --resume after a crash.",
+        **_raw(TRAIN_EXAMPLES),
     )
-    train.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
-    train.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. lr=0.1 or optim.lrs=0.1,0.5",
-    )
+    train.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESET_NAMES)}")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     train.add_argument("--seeds", type=int, help="members (seeds) per norm variant and lr")
     train.add_argument("--steps", type=int, help="optimizer steps (overrides epochs)")
-    train.add_argument("--out", help="results directory (default: results/PRESET)")
+    train.add_argument("--out", help="results directory (default: results/RUN-NAME)")
     train.add_argument("--resume", action="store_true", help="continue the runs in --out")
     add_run_arguments(train, "torch threads while a stack trains (default 0: torch's own)")
     train.set_defaults(func=run_train)
+
+
+def _add_results(subparsers) -> None:
     results = subparsers.add_parser(
         "results",
-        help="show the final metrics of every member in a results directory",
-        description="One line (or JSON object) per member: config fields and final metrics.",
+        help="final metrics over seeds: mean ± 95%% CI per group of members",
+        description="Group the members under DIR by every setting that differs between them "
+        "(norm, lr, batch size, dataset, ...) and print each group's final metrics as "
+        "mean ± 95% CI half-width with n. DIR may be a `bnlab reproduce` tree.",
+        **_raw(
+            "examples:\n  bnlab results results/smoke\n"
+            "  bnlab results results/reproduce/small-batch --members\n"
+            "  bnlab results results/smoke --json > members.json"
+        ),
     )
     results.add_argument("dir", metavar="DIR", help="a directory written by `bnlab train`")
-    results.add_argument("--json", action="store_true", help="print a JSON list instead")
+    results.add_argument("--members", action="store_true", help="one line per member instead")
+    results.add_argument(
+        "--json", action="store_true", help="a JSON list, one object per member, with its settings"
+    )
     results.set_defaults(func=run_results)
+
+
+def _add_export(subparsers) -> None:
+    export = subparsers.add_parser(
+        "export",
+        help="every logged value as CSV, Parquet or TensorBoard event files",
+        description="Write every value the runs under DIR logged, one row per (run, member, "
+        "step, metric): columns run, norm, member, seed, lr, step, metric, value (per-layer "
+        "gradient norms as grad_norm/LAYER). Needs the extra: pip install 'bnlab[export]'.",
+        **_raw(
+            "examples:\n  bnlab export results/smoke --format csv\n"
+            "  bnlab export results/smoke --format tensorboard && tensorboard --logdir "
+            "results/smoke/tensorboard"
+        ),
+    )
+    export.add_argument("dir", metavar="DIR", help="a results directory (or a tree of them)")
+    export.add_argument(
+        "--format", required=True, choices=("csv", "parquet", "tensorboard"), help="file type"
+    )
+    export.add_argument(
+        "--out", help="file (or TensorBoard log directory); default: DIR/export.FORMAT"
+    )
+    export.set_defaults(func=run_export)
+
+
+def _add_replay(subparsers) -> None:
     replay = subparsers.add_parser(
         "replay",
         help="check that this code still trains what a results directory holds",
         description="Re-train the first --steps steps of every stored run under DIR with this "
         "code and compare every logged value bit for bit; writes replay.json beside each "
         "results database (the report shows it). Exit status 1 if any run differs.",
+        **_raw("examples:\n  bnlab replay results/smoke\n  bnlab replay results/full --steps 20"),
     )
     replay.add_argument("dir", metavar="DIR", help="a results directory, searched recursively")
     replay.add_argument("--steps", type=int, default=50, help="steps to replay (default 50)")
@@ -147,7 +263,34 @@ def add_parser(subparsers) -> None:
         "--threads",
         type=int,
         default=1,
-        help="torch threads (default 1, as `bnlab reproduce` trains each stack on 2 cores; "
-        "the thread count changes the order of CPU sums, so it must match the stored run)",
+        help="torch threads for runs that did not store their count (default 1, as `bnlab "
+        "reproduce` trains each stack on 2 cores); a run that stored it replays with it",
     )
     replay.set_defaults(func=run_replay)
+
+
+def _add_config(subparsers) -> None:
+    config = subparsers.add_parser(
+        "config",
+        help="show a preset's resolved config, or list the presets",
+        description="`show`: every field of a preset after --set, with its unit or meaning "
+        "and the name the run would get. `list`: the presets.",
+        **_raw("examples:\n  bnlab config list\n  bnlab config show smoke --set lr=0.1"),
+    )
+    sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    config.set_defaults(func=lambda args: (config.print_help(), 0)[1])
+    show = sub.add_parser(
+        "show",
+        help="print a preset's resolved config",
+        **_raw(
+            "examples:\n  bnlab config show ioffe2015-mnist\n"
+            "  bnlab config show optstudy-convmlp --set dataset=cifar10 --set batch_size=64,128"
+        ),
+    )
+    show.add_argument("preset", metavar="PRESET", help=f"one of: {', '.join(PRESET_NAMES)}")
+    show.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    show.set_defaults(func=run_config_show)
+    listing = sub.add_parser(
+        "list", help="the presets, one line each", **_raw("example:\n  bnlab config list")
+    )
+    listing.set_defaults(func=run_config_list)

@@ -19,7 +19,7 @@ from bnlab.data.pipeline import TRANSFORMS
 from bnlab.engine.noisy_bn import NoiseConfig
 from bnlab.engine.norms import BN_KERNELS, NORM_LAYERS
 from bnlab.engine.stacked import Activation
-from bnlab.errors import BnlabError
+from bnlab.errors import BnlabError, did_you_mean
 
 # Choices are read from the code that implements them, so a new one is added in one place.
 ACTIVATIONS = tuple(Activation.FUNCTIONS)
@@ -196,6 +196,9 @@ def _resolve_key(key: str) -> tuple[str, ...]:
     matches = [k for k in paths if k.rsplit(".", 1)[-1] == key]
     if len(matches) == 1:
         return paths[matches[0]]
+    hint = did_you_mean(key, paths)
+    if hint:  # the near keys, not all of them: `bnlab config show` lists every key
+        raise ConfigError(f"unknown config key {key!r}; {hint}(`bnlab config show` lists all)")
     known = ", ".join(sorted(paths))
     raise ConfigError(f"unknown config key {key!r}; expected one of: {known}")
 
@@ -210,7 +213,8 @@ def _parse_scalar(key: str, text: str, kind: type):
     try:
         return kind(text)
     except ValueError:
-        raise ConfigError(f"{key}: expected {kind.__name__}, got {text!r}") from None
+        sweep = " (a list of values trains one run per value: `bnlab train`)" if "," in text else ""
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {text!r}{sweep}") from None
 
 
 def parse_value(key: str, text: str, hint):
@@ -239,7 +243,12 @@ def _hint_at(path: tuple[str, ...]):
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """Apply `key=value` strings in order; each value is parsed as its field's type."""
+    """Apply `key=value` strings in order; each value is parsed as its field's type.
+
+    A learning rate that would go unused is refused: with `optim.lrs` set, every member
+    takes its rate from the grid, so `optim.lr` set alongside it would be silently ignored.
+    """
+    lr_set = False
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
@@ -247,6 +256,13 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
         path = _resolve_key(key.strip())
         value = parse_value(".".join(path), text.strip(), _hint_at(path))
         cfg = _set_path(cfg, path, value)
+        lr_set = lr_set or path == ("optim", "lr")
+        if lr_set and cfg.optim.lrs:
+            raise ConfigError(
+                f"optim.lr: {cfg.optim.lr:g} would be ignored, since optim.lrs="
+                f"{','.join(f'{lr:g}' for lr in cfg.optim.lrs)} gives every member its rate; "
+                "set one of them (optim.lrs= clears the grid)"
+            )
     return cfg
 
 
@@ -377,14 +393,32 @@ def _validate_loop(cfg: TrainConfig) -> None:
     _check_choice("dtype", cfg.dtype, tuple(DTYPES))
 
 
+def _validate_dataset_name(d: DataConfig) -> None:
+    """A name bnlab does not know is refused at once (no `bnlab data fetch` can help)."""
+    from bnlab.data.registry import DATASETS
+
+    if d.dataset not in DATASETS:
+        raise ConfigError(
+            f"data.dataset: unknown dataset {d.dataset!r}; {did_you_mean(d.dataset, DATASETS)}"
+            f"bnlab knows: {', '.join(DATASETS)}"
+        )
+
+
 def _validate_data(d: DataConfig) -> None:
     from bnlab import data
 
     _check_choice("data.transform", d.transform, TRANSFORMS)
     _check_positive("data.train_subset", d.train_subset, allow_zero=True)
     _check_positive("data.test_subset", d.test_subset, allow_zero=True)
-    if d.dataset in data.DATASETS and data.status(d.dataset, d.data_dir or None).present:
-        return  # only the dataset asked for is checked (loads of verified copies are cheap)
+    if d.dataset in data.DATASETS:  # only the dataset asked for is checked (cheap when kept)
+        status = data.status(d.dataset, d.data_dir or None)
+        if status.present and not status.verified:
+            raise ConfigError(
+                f"data.dataset: {d.dataset!r} failed verification: "
+                f"{status.note or 'a split is missing'}; see `bnlab data verify {d.dataset}`"
+            )
+        if status.present:
+            return
     present = [s.name for s in data.available(d.data_dir or None) if s.present]
     if d.dataset not in present:
         raise ConfigError(
@@ -427,6 +461,7 @@ def validate(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
     _validate_optim(cfg.optim)
     _validate_hooks(cfg.hooks, cfg.model)
     _validate_loop(cfg)
+    _validate_dataset_name(cfg.data)
     if check_data:
         _validate_data(cfg.data)
         _validate_sizes(cfg)

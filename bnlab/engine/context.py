@@ -25,10 +25,9 @@ from typing import Protocol
 
 import torch
 
+from bnlab.engine.choices import DEVICES  # auto: CUDA when present, else the CPU
 from bnlab.engine.config import TrainConfig
 from bnlab.errors import BnlabError
-
-DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when present, else the CPU
 
 
 class Executor(Protocol):

@@ -31,7 +31,11 @@ from pathlib import Path
 
 import torch
 
-from bnlab.engine import checkpoint
+from bnlab.engine import checkpoint, lock
+
+# the command line's names and flags, where `--help` reads them without importing torch
+from bnlab.engine.choices import EXECUTORS, INSTALL_HINT
+from bnlab.engine.choices import add_executor_arguments as add_arguments  # noqa: F401
 from bnlab.engine.config import DataConfig, TrainConfig
 from bnlab.engine.context import (
     Executor,
@@ -41,13 +45,11 @@ from bnlab.engine.context import (
     torch_threads,
 )
 from bnlab.engine.data import TrainData, load_data
-from bnlab.engine.runs import check_out_dir, checkpoint_path, create_run, run_id
+from bnlab.engine.resume import restore_checkpoint, save_checkpoint
+from bnlab.engine.runs import check_out_dir, checkpoint_path, create_run, open_existing, run_id
 from bnlab.engine.store import Store
 from bnlab.engine.train import build_stack, train_stack
 from bnlab.errors import BnlabError
-
-EXECUTORS = ("local", "ray")
-INSTALL_HINT = "pip install 'bnlab[ray]'"
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,15 @@ class RayExecutor:
         # a task runs the local loop, on `cpus` torch threads unless the context sets them
         threads = ctx.threads or max(1, int(self.cpus))
         worker = replace(ctx, executor=None, progress=False, threads=threads)
-        with Store(out_dir) as store:
-            check_out_dir(cfg, store, resume)
-            with connected(self):
+        with lock.hold(out_dir):
+            existing = open_existing(out_dir)
+            try:
+                check_out_dir(cfg, existing, out_dir, resume, threads)
+            finally:
+                if existing is not None:
+                    existing.close()
+            # Ray first: a failed connection must not leave an empty database behind
+            with connected(self), Store(out_dir, "c") as store:
                 self._run(cfg, out_dir, store, worker, ctx.progress, probes)
         return out_dir
 
@@ -82,7 +90,11 @@ class RayExecutor:
         task = ray.remote(train_segment).options(
             num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries
         )
-        jobs = [job for norm in cfg.norms if (job := _StackJob.start(cfg, norm, store, out_dir))]
+        jobs = [
+            job
+            for norm in cfg.norms
+            if (job := _StackJob.start(cfg, norm, store, out_dir, worker.threads))
+        ]
         pending = {task.remote(cfg, j.norm, j.state, worker, probes): j for j in jobs}
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
@@ -100,6 +112,7 @@ class _StackJob:
     norm: str
     state: dict | None
     created: bool
+    threads: int  # the torch threads each segment trains with (stored with a new run)
     started: float = field(default_factory=time.monotonic)
     done: bool = False
 
@@ -108,25 +121,28 @@ class _StackJob:
         return run_id(self.cfg, self.norm)
 
     @classmethod
-    def start(cls, cfg: TrainConfig, norm: str, store: Store, out_dir: Path):
-        """As the local engine resumes: None if finished, else from the last checkpoint."""
+    def start(cls, cfg: TrainConfig, norm: str, store: Store, out_dir: Path, threads: int):
+        """As the local engine resumes: None if finished, else from the last checkpoint the
+        store vouches for."""
         rid = run_id(cfg, norm)
+        path = checkpoint_path(out_dir, rid)
+        checkpoint.clean_temporaries(path)
         runs = {r["run_id"]: r for r in store.runs()}
         if rid not in runs:
-            return cls(cfg, norm, None, created=False)
+            return cls(cfg, norm, None, created=False, threads=threads)
         if runs[rid]["status"] == "done":
             return None
-        state = checkpoint.load(checkpoint_path(out_dir, rid))
-        store.truncate(rid, 0 if state is None else int(state["step"]))
-        return cls(cfg, norm, state, created=True)
+        state = restore_checkpoint(store, rid, path, cfg.log_every, cfg.members)
+        return cls(cfg, norm, state, created=True, threads=threads)
 
     def absorb(self, segment: dict, store: Store, out_dir: Path, progress: bool) -> None:
         """Rows first, then the checkpoint, as the local engine orders them."""
         if not self.created:
-            create_run(store, self.cfg, self.norm, segment["layers"])
+            create_run(store, self.cfg, self.norm, segment["layers"], self.threads)
             self.created = True
-        store.write(self.run_id, segment["train_rows"], segment["metric_rows"])
-        checkpoint.save_atomic(segment["state"], checkpoint_path(out_dir, self.run_id))
+        rows = (segment["train_rows"], segment["metric_rows"])
+        path = checkpoint_path(out_dir, self.run_id)
+        save_checkpoint(store, self.run_id, segment["state"], rows, path)
         self.state = segment["state"]
         step, total = segment["step"], segment["total_steps"]
         if step >= total:
@@ -148,15 +164,15 @@ class _SegmentDone(Exception):
 class _Capture:
     """Stands in for the Store inside a task: takes the rows of the first checkpoint flush.
 
-    The engine flushes metric rows at each checkpoint step, just before it checkpoints the
-    stack; the stack's state at that moment is the checkpoint, so it is taken here too and
-    the segment ends (the scratch checkpoint is never written).
+    The engine flushes metric rows at each checkpoint step, with the record of the checkpoint
+    it staged; the stack's state at that moment is the checkpoint, so it is taken here too and
+    the segment ends (the staged scratch checkpoint is discarded, never put in place).
     """
 
     def __init__(self, stack):
         self.stack, self.rows = stack, None
 
-    def write(self, run_id: str, train_rows: list, metric_rows: list) -> None:
+    def write(self, run_id: str, train_rows: list, metric_rows: list, checkpoint=None) -> None:
         self.rows = (train_rows, metric_rows, self.stack.state_dict())
         raise _SegmentDone
 
@@ -249,10 +265,17 @@ def connected(executor: Executor | None) -> Iterator[None]:
         yield
         return
     address = executor.address or os.environ.get("RAY_ADDRESS") or None
-    if address is None:  # a local instance for this run: no dashboard, quiet start-up
-        ray.init(include_dashboard=False, logging_level="warning")
-    else:
-        ray.init(address=address, logging_level="warning")
+    try:
+        if address is None:  # a local instance for this run: no dashboard, quiet start-up
+            ray.init(include_dashboard=False, logging_level="warning")
+        else:
+            ray.init(address=address, logging_level="warning")
+    except Exception as err:  # Ray raises many kinds here; each is this one failure
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise BnlabError(
+            f"--executor ray: cannot start or reach {where} ({type(err).__name__}: {err}); "
+            f"check --ray-address / RAY_ADDRESS (`ray://` addresses need {INSTALL_HINT})"
+        ) from None
     try:
         yield
     finally:
@@ -279,23 +302,6 @@ def make_executor(
     if gpus < 0:
         raise BnlabError(f"--ray-gpus: got {gpus}, expected GPUs per task >= 0")
     return RayExecutor(address=address, cpus=cpus, gpus=gpus)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--executor, --ray-address, --ray-cpus, --ray-gpus."""
-    parser.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default="local",
-        help=f"where stacks train: this process (local) or Ray tasks (ray; {INSTALL_HINT})",
-    )
-    parser.add_argument(
-        "--ray-address",
-        help="an existing Ray cluster, e.g. ray://HEAD:10001 (default: $RAY_ADDRESS, "
-        "else a local Ray instance)",
-    )
-    parser.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per Ray task")
-    parser.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray task")
 
 
 def from_args(args: argparse.Namespace) -> Executor | None:

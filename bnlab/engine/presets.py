@@ -17,6 +17,7 @@ from bnlab.engine.config import (
     OptimConfig,
     TrainConfig,
 )
+from bnlab.errors import did_you_mean
 
 
 def ioffe2015_mnist() -> TrainConfig:
@@ -244,6 +245,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
 def get_preset(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise ConfigError(
-            f"--preset: unknown preset {name!r}; expected one of {', '.join(PRESETS)}"
+            f"--preset: unknown preset {name!r}; {did_you_mean(name, PRESETS)}"
+            f"expected one of {', '.join(PRESETS)}"
         )
     return PRESETS[name]()

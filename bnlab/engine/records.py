@@ -12,11 +12,25 @@ from bnlab.engine.store import DB_NAME, Store
 from bnlab.errors import ResultsNotFoundError
 
 
+def results_dirs(root: str | Path) -> list[Path]:
+    """`root` if it holds a results database, else every directory under it that does (a
+    `bnlab reproduce` tree), sorted; a ResultsNotFoundError naming `root` if there is none."""
+    root = Path(root)
+    if (root / DB_NAME).exists():
+        return [root]
+    found = sorted(db.parent for db in root.rglob(DB_NAME)) if root.is_dir() else []
+    if not found:
+        raise ResultsNotFoundError(
+            f"DIR: no {DB_NAME} in or under {root}; run `bnlab train --out DIR` first"
+        )
+    return found
+
+
 def member_records(out_dir: str | Path) -> list[dict]:
     """One dict per member of every run in `out_dir`: config fields and final metrics."""
     if not (Path(out_dir) / DB_NAME).exists():
         raise ResultsNotFoundError(f"DIR: no {DB_NAME} in {out_dir}; run `bnlab train --out DIR`")
-    with Store(out_dir) as store:
+    with Store(out_dir, "r") as store:
         return [rec for run in store.runs() for rec in _run_records(store, run)]
 
 

@@ -12,10 +12,11 @@ Identical rows mean the stored run is what this code trains, so a report may cit
 this version's result. A replay does not re-run analysis probes (`bnlab.analysis`), whose
 rows the engine did not produce; they are compared only where the replay logged them too.
 
-The stored runs trained with one torch thread per stack (see
-`bnlab.reproduce.common.train_variants`); CPU kernels may sum in a different order with more
-threads, so a replay trains under the run context `ctx`, by default `REPLAY_CONTEXT`: one
-thread, on the CPU, where the full runs trained.
+CPU kernels may sum in a different order with another thread count, so a replay trains with
+the thread count each run stored, under the run context `ctx` otherwise: by default
+`REPLAY_CONTEXT`, on the CPU, where the full runs trained, and for runs stored before the
+count was recorded, one thread (they trained with one per stack, see
+`bnlab.reproduce.common.train_variants`).
 
     records = replay("results/full/cifar10-cnn", steps=50)
     records[0].identical      # True: the first 50 steps match bit for bit
@@ -33,7 +34,9 @@ from pathlib import Path
 
 from bnlab.engine.config import TrainConfig, from_dict
 from bnlab.engine.context import RunContext
+from bnlab.engine.runs import stored_threads
 from bnlab.engine.store import DB_NAME, code_version
+from bnlab.engine.store_file import open_reader
 from bnlab.engine.train import train
 from bnlab.errors import BnlabError
 
@@ -78,8 +81,9 @@ def replay(
 
 
 def _read_only(directory: Path) -> sqlite3.Connection:
-    """The results database of `directory`, opened so that nothing can write to it."""
-    return sqlite3.connect(f"file:{directory / DB_NAME}?mode=ro", uri=True)
+    """The results database of `directory`, checked and opened so that nothing can write to
+    it (`bnlab.engine.store_file`)."""
+    return open_reader(Path(directory) / DB_NAME)
 
 
 def _replay_run(
@@ -96,6 +100,7 @@ def _replay_run(
     steps = min(steps, logged)  # a run that stopped early is replayed as far as it went
     cfg = from_dict(TrainConfig, json.loads(config))
     cfg = replace(cfg, norms=(norm,), epochs=0, steps=max(steps, 1))
+    ctx = replace(ctx, threads=stored_threads(config) or ctx.threads)
     with tempfile.TemporaryDirectory(prefix="bnlab-replay-") as scratch:
         train(cfg, scratch, ctx)
         with closing(sqlite3.connect(Path(scratch) / DB_NAME)) as fresh:

@@ -8,40 +8,34 @@ Tables:
   norm, lr, and the per-layer gradient norms as a float64 blob (`runs.layers` names them).
 - `metrics`: long format (run, member, step, name, value) for everything else: test loss and
   accuracy, activation statistics.
+- `checkpoints`: one row per checkpoint file written: its step, the sha256 of its bytes, and
+  the row counts up to its step (`write`).
 
 Rows are only ever written in batches inside one transaction, and primary keys make a
 duplicated row an error rather than a silent double count. Resuming deletes the rows past
 the checkpoint's step (`truncate`) before training continues, so no row is lost or repeated.
+The file itself (created whole, opened read-only or for writing, checked on every open, its
+errors named) is `bnlab.engine.store_file`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-DB_NAME = "bnlab.sqlite"
-BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another process's transaction
+from bnlab.engine import store_file
+from bnlab.engine.store_file import StoreError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, preset TEXT, norm TEXT, config TEXT, code_version TEXT,
-    layers TEXT, status TEXT, created REAL);
-CREATE TABLE IF NOT EXISTS members (
-    run_id TEXT, member INTEGER, seed INTEGER, lr REAL, PRIMARY KEY (run_id, member));
-CREATE TABLE IF NOT EXISTS train_metrics (
-    run_id TEXT, member INTEGER, step INTEGER, train_loss REAL, train_accuracy REAL,
-    grad_norm REAL, lr REAL, layer_grad_norms BLOB,
-    PRIMARY KEY (run_id, member, step)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT, member INTEGER, step INTEGER, name TEXT, value REAL,
-    PRIMARY KEY (run_id, member, step, name)) WITHOUT ROWID;
-"""
+DB_NAME = "bnlab.sqlite"
+MODES = ("r", "w", "c")
 
 
 def code_version() -> str:
@@ -63,32 +57,33 @@ def code_version() -> str:
     return __version__
 
 
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """What the store knows of one checkpoint file: see `Store.write`."""
+
+    step: int
+    sha256: str
+    train_rows: int  # rows of train_metrics up to `step` when it was written
+    metric_rows: int  # rows of metrics up to `step`
+
+
 class Store:
-    """The results database of one directory. All writes are single transactions."""
+    """The results database of one directory. All writes are single transactions.
 
-    def __init__(self, out_dir: str | Path):
+    `mode`: "r" reads an existing database (SQLite `mode=ro`: nothing can be written),
+    "w" writes an existing one, "c" writes and creates it if missing. Every open checks the
+    file (`bnlab.engine.store_file`); writers are expected to hold the directory's lock
+    (`bnlab.engine.lock`), which `bnlab.engine.train` takes.
+    """
+
+    def __init__(self, out_dir: str | Path, mode: str = "r"):
+        if mode not in MODES:
+            raise ValueError(f"mode: got {mode!r}, expected one of {MODES}")
         self.path = Path(out_dir) / DB_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # explicit transactions; `timeout` waits out the other writer, since the BN and
-        # baseline stacks of an experiment train in parallel processes into one database
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
-        self._enable_wal()
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-
-    def _enable_wal(self) -> None:
-        # Switching a new database to WAL needs a moment of exclusive access, and a second
-        # process opening it in that moment gets "database is locked" without the busy
-        # handler being asked: retry for up to BUSY_TIMEOUT_S.
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
-        while True:
-            try:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as err:
-                if "locked" not in str(err) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        if mode == "r":
+            self.db = store_file.open_reader(self.path)
+        else:
+            self.db = store_file.open_writer(self.path, create=mode == "c")
 
     def close(self) -> None:
         self.db.close()
@@ -99,13 +94,14 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _transaction(self, statements: Iterable[tuple[str, list]]) -> None:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            for sql, rows in statements:
-                self.db.executemany(sql, rows)
+            yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error, StoreError):
+                self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
 
@@ -136,36 +132,62 @@ class Store:
             "running",
             time.time(),
         )
-        self._transaction(
-            [
-                ("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [run]),
-                ("INSERT INTO members VALUES (?, ?, ?, ?)", [(run_id, *m) for m in members]),
-            ]
-        )
+        with self._transaction() as db:
+            db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", run)
+            db.executemany(
+                "INSERT INTO members VALUES (?, ?, ?, ?)", [(run_id, *m) for m in members]
+            )
 
     def set_status(self, run_id: str, status: str) -> None:
-        self._transaction([("UPDATE runs SET status = ? WHERE run_id = ?", [(status, run_id)])])
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET status = ? WHERE run_id = ?", (status, run_id))
 
     def truncate(self, run_id: str, step: int) -> None:
-        """Delete every metric row of `run_id` logged after `step` (resume from a checkpoint)."""
-        self._transaction(
-            [
-                ("DELETE FROM train_metrics WHERE run_id = ? AND step > ?", [(run_id, step)]),
-                ("DELETE FROM metrics WHERE run_id = ? AND step > ?", [(run_id, step)]),
-            ]
+        """Delete every row of `run_id` logged after `step`, and the records of checkpoints
+        after it (resume from the checkpoint at `step`)."""
+        with self._transaction() as db:
+            for table in ("train_metrics", "metrics", "checkpoints"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, step))
+
+    def write(
+        self,
+        run_id: str,
+        train_rows: list[tuple],
+        metric_rows: list[tuple],
+        checkpoint: tuple[int, str] | None = None,
+    ) -> None:
+        """Append rows (without run_id) to train_metrics and metrics, in one transaction.
+
+        `checkpoint` (step, sha256) records, in the same transaction, the checkpoint file
+        about to be put in place, with the row counts up to its step: a resume trusts a
+        checkpoint only if its bytes and those counts still match (`bnlab.engine.resume`).
+        """
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO train_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, *r) for r in train_rows],
+            )
+            db.executemany(
+                "INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", [(run_id, *r) for r in metric_rows]
+            )
+            if checkpoint is not None:
+                step, sha256 = checkpoint
+                record = (run_id, step, sha256, *self.row_counts(run_id, step))
+                db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)", record)
+
+    def row_counts(self, run_id: str, step: int) -> tuple[int, int]:
+        """(train_metrics, metrics) rows of `run_id` at steps <= `step`."""
+        return tuple(
+            self.db.execute(
+                f"SELECT COUNT(*) FROM {table} WHERE run_id = ? AND step <= ?", (run_id, step)
+            ).fetchone()[0]
+            for table in ("train_metrics", "metrics")
         )
 
-    def write(self, run_id: str, train_rows: list[tuple], metric_rows: list[tuple]) -> None:
-        """Append rows (without run_id) to train_metrics and metrics, in one transaction."""
-        self._transaction(
-            [
-                (
-                    "INSERT INTO train_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(run_id, *r) for r in train_rows],
-                ),
-                ("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", [(run_id, *r) for r in metric_rows]),
-            ]
-        )
+    def checkpoints(self, run_id: str) -> dict[str, CheckpointRecord]:
+        """The recorded checkpoints of `run_id`, by the sha256 of their files."""
+        sql = "SELECT step, sha256, train_rows, metric_rows FROM checkpoints WHERE run_id = ?"
+        return {r[1]: CheckpointRecord(*r) for r in self.db.execute(sql, (run_id,))}
 
     # ------------------------------------------------------------ reading
 
@@ -198,6 +220,11 @@ class Store:
         )
         rows = self.db.execute(sql, (run_id, member, name)).fetchall()
         return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+    def metric_rows(self, run_id: str) -> list[tuple[int, int, str, float | None]]:
+        """Every long-format row of one run: (member, step, name, value); NaN reads as None."""
+        sql = "SELECT member, step, name, value FROM metrics WHERE run_id = ? ORDER BY member, step"
+        return self.db.execute(sql, (run_id,)).fetchall()
 
     def metric_names(self, prefix: str = "") -> list[str]:
         """Names of the long-format metrics any run logged that start with `prefix`, sorted."""

@@ -6,9 +6,12 @@
 2. if resuming, restore the checkpoint and delete metric rows logged after its step;
 3. loop: forward on (K, B, ...) batches, backward, one optimizer update for all members;
    metrics go into a preallocated buffer (no per-step host sync);
-4. at each checkpoint step: first flush the buffered metric rows in one transaction, then
-   write the checkpoint atomically. A crash between the two leaves rows past the checkpoint,
-   which step 2 deletes; rows are never written past the buffer, so none are lost.
+4. at each checkpoint step: flush the buffered metric rows and the checkpoint's record
+   (step, sha256) in one transaction, then put the checkpoint file in place
+   (`bnlab.engine.resume`). A crash between the two leaves rows past the checkpoint, which
+   step 2 deletes; rows are never written past the buffer, so none are lost.
+
+The results directory is locked for the whole call (`bnlab.engine.lock`): one writer at a time.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from bnlab.engine import checkpoint
+from bnlab.engine import checkpoint, lock
 from bnlab.engine.allocator import keep_freed_memory
 from bnlab.engine.config import DTYPES, TrainConfig, validate
 from bnlab.engine.context import RunContext, resolve_device, resolve_threads, torch_threads
@@ -33,7 +36,8 @@ from bnlab.engine.hooks import ActivationRecorder
 from bnlab.engine.metrics import MetricLog
 from bnlab.engine.models import StackedModel, build_model
 from bnlab.engine.optim import make_optimizer
-from bnlab.engine.runs import check_out_dir, checkpoint_path, create_run, run_id
+from bnlab.engine.resume import restore_checkpoint, save_checkpoint
+from bnlab.engine.runs import check_out_dir, checkpoint_path, create_run, open_existing, run_id
 from bnlab.engine.store import Store
 
 # Evaluation runs the test set through the stack in chunks whose largest activation takes at
@@ -168,10 +172,10 @@ def _eval_rows(stack: Stack, data: TrainData) -> list[tuple[int, int, str, float
 
 
 def _save(stack: Stack, log: MetricLog, store: Store, out_dir: Path) -> None:
-    """Metrics first (one transaction), then the checkpoint: see the module docstring."""
-    train_rows, metric_rows = log.drain()
-    store.write(stack.run_id, train_rows, metric_rows)
-    checkpoint.save_atomic(stack.state_dict(), checkpoint_path(out_dir, stack.run_id))
+    """Metrics and the checkpoint's record (one transaction), then the file: see the module
+    docstring."""
+    path = checkpoint_path(out_dir, stack.run_id)
+    save_checkpoint(store, stack.run_id, stack.state_dict(), log.drain(), path)
 
 
 def _progress_text(loss: Tensor, acc: Tensor) -> dict[str, str]:
@@ -225,18 +229,20 @@ def train_stack(
     bar.close()
 
 
-def _resume_or_create(stack: Stack, store: Store, out_dir: Path) -> bool:
-    """Restore `stack` from its checkpoint if it has one; returns False if it is finished."""
+def _resume_or_create(stack: Stack, store: Store, out_dir: Path, threads: int) -> bool:
+    """Restore `stack` from a checkpoint the store vouches for, or create its run (trained on
+    `threads` torch threads); returns False if it is finished."""
     runs = {r["run_id"]: r for r in store.runs()}
+    path = checkpoint_path(out_dir, stack.run_id)
+    checkpoint.clean_temporaries(path)
     if stack.run_id not in runs:
-        create_run(store, stack.cfg, stack.norm, stack.model.layer_names)
+        create_run(store, stack.cfg, stack.norm, stack.model.layer_names, threads)
         return True
     if runs[stack.run_id]["status"] == "done":
         return False
-    state = checkpoint.load(checkpoint_path(out_dir, stack.run_id))
+    state = restore_checkpoint(store, stack.run_id, path, stack.cfg.log_every, stack.cfg.members)
     if state is not None:
         stack.load_state_dict(state)
-    store.truncate(stack.run_id, stack.step)
     return True
 
 
@@ -258,15 +264,21 @@ def train(
     if ctx.executor is not None:
         return ctx.executor.train(cfg, Path(out_dir), ctx, resume, tuple(probes))
     device = resolve_device(ctx.device)  # CUDA asked for but absent fails before any write
-    out_dir = Path(out_dir)
-    with Store(out_dir) as store, torch_threads(resolve_threads(ctx, cfg)):
-        check_out_dir(cfg, store, resume)
-        data = load_data(cfg.data).to(device)
-        for norm in cfg.norms:
-            stack = build_stack(cfg, norm, data)
-            if _resume_or_create(stack, store, out_dir):
-                train_stack(stack, data, store, out_dir, ctx.progress, probes)
-                store.set_status(stack.run_id, "done")
+    out_dir, threads = Path(out_dir), resolve_threads(ctx, cfg)
+    with lock.hold(out_dir), torch_threads(threads):
+        store = open_existing(out_dir)  # a new run creates it once its data has loaded
+        try:
+            check_out_dir(cfg, store, out_dir, resume, threads)
+            data = load_data(cfg.data).to(device)
+            store = store or Store(out_dir, "c")
+            for norm in cfg.norms:
+                stack = build_stack(cfg, norm, data)
+                if _resume_or_create(stack, store, out_dir, threads):
+                    train_stack(stack, data, store, out_dir, ctx.progress, probes)
+                    store.set_status(stack.run_id, "done")
+        finally:
+            if store is not None:
+                store.close()
     return out_dir
 
 

@@ -9,6 +9,7 @@ many seeds, whether the run was --quick, and the wall time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
@@ -22,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlab.engine import Probe, RunContext, Store, TrainConfig, train
+from bnlab.engine import Probe, RunContext, Store, TrainConfig, lock, train
 from bnlab.engine.store import code_version
 from bnlab.errors import ResultsNotFoundError
 from bnlab.report import Estimate, Row, Rule, Section, diff_ci
+from bnlab.reproduce import overrides
 from bnlab.reproduce.experiment import Experiment, ExperimentResult, Seeds
 from bnlab.reproduce.preregistered import seeds_of
 
@@ -48,6 +50,7 @@ class Manifest:
     code_version: str
     created: str
     command: str = ""
+    overrides: tuple[str, ...] = ()  # `--set` items applied to every config (overrides.py)
 
 
 def write_manifest(out_dir: Path, manifest: Manifest) -> None:
@@ -65,12 +68,18 @@ def read_manifest(out_dir: Path) -> Manifest:
 
 def new_manifest(name: str, seeds: Seeds, quick: bool, wall_time_s: float) -> Manifest:
     created = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    return Manifest(name, seeds, quick, wall_time_s, code_version(), created, " ".join(sys.argv))
+    command = " ".join(sys.argv)
+    return Manifest(
+        name, seeds, quick, wall_time_s, code_version(), created, command, overrides.current()
+    )
 
 
 def quick_suffix(manifest: Manifest) -> str:
-    """Appended to every section title of a --quick run."""
-    return " — QUICK smoke run" if manifest.quick else ""
+    """Appended to every section title of a --quick run, and of a run with `--set`."""
+    text = " — QUICK smoke run" if manifest.quick else ""
+    if manifest.overrides:
+        text += f" — {overrides.label(manifest.overrides)}"
+    return text
 
 
 def say(name: str, text: str) -> None:
@@ -100,6 +109,7 @@ def train_variants(
     `probes` measure during training (e.g. `bnlab.analysis.AnalysisProbe`); each process
     gets its own copy.
     """
+    cfg = overrides.apply(cfg)  # `bnlab reproduce --set`: every config the experiment trains
     total = f"{cfg.epochs} epochs" if cfg.epochs else f"{cfg.steps:,} steps"
     for norm in cfg.norms:
         say(name, f"{NORM_LABELS.get(norm, norm)}: {cfg.members} members x {total}")
@@ -114,8 +124,9 @@ def train_variants(
         return
     side_by_side = replace(ctx, threads=ctx.threads or max(1, cores // len(jobs)), progress=False)
     spawn = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
-    with ProcessPoolExecutor(len(jobs), mp_context=spawn) as pool:
-        futures = [pool.submit(_train_job, *job, side_by_side) for job in jobs]
+    # this process holds the directory's lock for both children (see bnlab.engine.lock)
+    with lock.hold(out_dir) as token, ProcessPoolExecutor(len(jobs), mp_context=spawn) as pool:
+        futures = [pool.submit(_train_job, *job, side_by_side, token) for job in jobs]
         for future in futures:
             future.result()  # re-raises a stack's error here
 
@@ -136,21 +147,42 @@ def train_side_by_side(
         return
     side_by_side = replace(ctx, threads=ctx.threads or 1, progress=False)
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(cores, len(jobs)), mp_context=spawn) as pool:
+    with contextlib.ExitStack() as held:
+        # this process holds each directory's lock for its child (see bnlab.engine.lock)
+        tokens = [held.enter_context(lock.hold(out)) for _, _, out in jobs]
+        pool = held.enter_context(ProcessPoolExecutor(min(cores, len(jobs)), mp_context=spawn))
         futures = [
-            pool.submit(_train_job, f"{name} {label}", cfg, Path(out), (), side_by_side)
-            for label, cfg, out in jobs
+            pool.submit(
+                _train_job,
+                f"{name} {label}",
+                overrides.apply(cfg),
+                Path(out),
+                (),
+                side_by_side,
+                token,
+            )
+            for (label, cfg, out), token in zip(jobs, tokens, strict=True)
         ]
         for future in futures:
             future.result()
 
 
-def _train_job(name: str, cfg: TrainConfig, out_dir: Path, probes: tuple, ctx: RunContext) -> None:
-    """Train one stack under `ctx` (which restores the caller's torch threads after)."""
+def _train_job(
+    name: str,
+    cfg: TrainConfig,
+    out_dir: Path,
+    probes: tuple,
+    ctx: RunContext,
+    lock_token: str | None = None,
+) -> None:
+    """Train one stack under `ctx` (which restores the caller's torch threads after);
+    `lock_token`: the parent process holds `out_dir`'s lock for this one."""
     label = NORM_LABELS.get(cfg.norms[0], cfg.norms[0])
     start = time.monotonic()
     probes = (ProgressLine(f"{name}: {label}"), *probes)
-    train(cfg, out_dir, ctx, resume=True, probes=probes)
+    adopted = lock.adopt(out_dir, lock_token) if lock_token else contextlib.nullcontext()
+    with adopted:
+        train(cfg, out_dir, ctx, resume=True, probes=probes)
     say(f"{name}: {label}", f"done in {time.monotonic() - start:.1f} s")
 
 
@@ -181,7 +213,7 @@ class Results:
     order they were trained). Use it as a context manager: `with Results(d) as res:`."""
 
     def __init__(self, out_dir: Path):
-        self.store = Store(out_dir)
+        self.store = Store(out_dir, "r")
         self.runs = {r["norm"]: r for r in self.store.runs()}
         if not self.runs:
             self.store.close()
@@ -386,6 +418,11 @@ def experiment_result(
     sections = [replace(s, title=s.title + quick_suffix(manifest)) for s in sections]
     first = sections[0]
     protocol = {**first.protocol, "code version": manifest.code_version}
+    if manifest.overrides:
+        protocol["--set"] = (
+            f"{' '.join(manifest.overrides)}, applied to every config this experiment "
+            f"trained: {overrides.NOT_PUBLISHED}"
+        )
     sections[0] = replace(first, wall_time_s=manifest.wall_time_s, protocol=protocol)
     return ExperimentResult(
         name, tuple(sections), tuple(rows), manifest.wall_time_s, manifest.quick

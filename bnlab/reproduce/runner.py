@@ -16,8 +16,9 @@ from pathlib import Path
 
 from bnlab.engine import RunContext, replay
 from bnlab.engine.store import code_version
-from bnlab.errors import BnlabError, ResultsNotFoundError
+from bnlab.errors import BnlabError, ResultsNotFoundError, did_you_mean
 from bnlab.report import QUICK_BANNER, registration
+from bnlab.reproduce import overrides
 from bnlab.reproduce.common import MANIFEST, QUICK_SEEDS, new_manifest, read_manifest, say
 from bnlab.reproduce.experiment import ExperimentResult, Seeds
 from bnlab.reproduce.registry import experiments
@@ -29,7 +30,8 @@ def resolve_names(name: str) -> list[str]:
         return list(known)
     if name not in known:
         raise BnlabError(
-            f"EXPERIMENT: unknown {name!r}; expected all or one of: {', '.join(known)}"
+            f"EXPERIMENT: unknown {name!r}; {did_you_mean(name, known)}"
+            f"expected all or one of: {', '.join(known)}"
         )
     return [name]
 
@@ -53,6 +55,12 @@ def _check_existing(out: Path, seeds: Seeds, quick: bool) -> None:
         raise BnlabError(
             f"--out: {out} holds a run with seeds={old['seeds']}, quick={old['quick']}, "
             f"but this one has seeds={seeds}, quick={quick}; choose another --out"
+        )
+    stored, now = list(old.get("overrides", [])), list(overrides.current())
+    if stored != now:
+        raise BnlabError(
+            f"--out: {out} holds a run with --set {stored or 'none'}, but this one has "
+            f"--set {now or 'none'}; choose another --out"
         )
 
 

@@ -25,18 +25,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bnlab.engine import (
-    RunContext,
-    Store,
-    TrainConfig,
-    build_stack,
-    checkpoint,
-    evaluate,
-    precise_bn,
-)
+from bnlab.engine import RunContext, Store, TrainConfig, build_stack, evaluate, lock, precise_bn
 from bnlab.engine.context import resolve_device, torch_threads
 from bnlab.engine.data import load_data
 from bnlab.engine.models import StackedModel
+from bnlab.engine.resume import load_latest
 from bnlab.engine.runs import checkpoint_path, run_id
 from bnlab.errors import ResultsNotFoundError
 from bnlab.report import ReportFigure, Role, Rule, Scale, Section, Table, claims, grid_points
@@ -142,12 +135,12 @@ def measure(cfg: TrainConfig, out: Path, ctx: RunContext) -> None:
     """Add the precise and batch-statistics accuracies of a trained stack (once), on the
     device of `ctx`."""
     rid = run_id(cfg, "batch")
-    with Store(out) as store:
+    with lock.hold(out), Store(out, "w") as store:
         if store.metric_matrix(rid, PRECISE)[0].size:
             return  # measured by an earlier call
         data = load_data(cfg.data).to(resolve_device(ctx.device))
         stack = build_stack(cfg, "batch", data)
-        stack.load_state_dict(checkpoint.load(checkpoint_path(out, rid)))
+        stack.load_state_dict(load_latest(store, rid, checkpoint_path(out, rid)))
         model, dtype = stack.model, stack.model.flat.dtype
         by_batch = batch_stats_accuracy(model, data.x_test, data.y_test, cfg.batch_size)
         images = min(PRECISE_IMAGES, len(data.y_train))  # at most one epoch
