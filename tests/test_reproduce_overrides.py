@@ -23,15 +23,15 @@ def test_every_config_an_experiment_trains_gets_the_overrides(tmp_path, monkeypa
     trained = []
     monkeypatch.setattr(common, "_train_job", lambda name, cfg, *rest, **kw: trained.append(cfg))
     cells = [replace(TINY, batch_size=b) for b in (8, 16)]  # an experiment's two cells
-    with overrides.using(["lr=0.2", "model.init_std=0.05"]):
-        for cfg in cells:
-            common.train_variants("x", cfg, tmp_path, QUIET, parallel=False)
+    ctx = replace(QUIET, overrides=overrides.check(["lr=0.2", "model.init_std=0.05"]))
+    for cfg in cells:
+        common.train_variants("x", cfg, tmp_path, ctx, parallel=False)
     assert [(c.batch_size, c.optim.lr, c.model.init_std) for c in trained] == [
         (8, 0.2, 0.05),
         (16, 0.2, 0.05),
     ]
     common.train_variants("x", cells[0], tmp_path, QUIET, parallel=False)
-    assert trained[-1].optim.lr == TINY.optim.lr  # outside the block: the protocol as written
+    assert trained[-1].optim.lr == TINY.optim.lr  # without them: the protocol as written
 
 
 @pytest.fixture
@@ -39,13 +39,14 @@ def tiny_experiment(monkeypatch):
     def run(out, seeds, quick, ctx):
         common.train_variants("tiny", replace(TINY, seeds=seeds), out, ctx, parallel=False)
 
-    monkeypatch.setitem(EXPERIMENTS, "tiny", Experiment("tiny", "Tiny", run, lambda out: None))
+    monkeypatch.setitem(
+        EXPERIMENTS, "tiny", Experiment("tiny", "Tiny", run, lambda out: None, lambda seeds: ())
+    )
     return "tiny"
 
 
 def test_the_manifest_and_the_labels_say_so_and_a_directory_never_mixes(tmp_path, tiny_experiment):
-    with overrides.using(["lr=0.2"]):
-        out = run_experiment(tiny_experiment, tmp_path, 1, False, QUIET)
+    out = run_experiment(tiny_experiment, tmp_path, 1, False, replace(QUIET, overrides=("lr=0.2",)))
     manifest = common.read_manifest(out)
     assert list(manifest.overrides) == ["lr=0.2"]
     with Store(out) as store:

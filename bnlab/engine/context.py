@@ -49,6 +49,10 @@ class RunContext:
     threads: int = 0  # torch threads while a stack trains; 0 = leave torch's setting
     progress: bool = True  # a progress bar per stack (progress lines with Ray)
     executor: Executor | None = None  # None: every stack in this process, one after another
+    # `bnlab reproduce --set`: key=value changes applied to every config an experiment
+    # builds (`bnlab.reproduce.overrides`). Unlike the fields above they change what is
+    # trained, so they end up in each run's stored config and its experiment's manifest.
+    overrides: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:

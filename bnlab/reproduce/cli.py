@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bnlab.engine.choices import HelpFormatter
@@ -35,7 +36,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
     if changes:
         print(f"bnlab reproduce: {overrides.label(changes)}", flush=True)
     # Ray is started or joined once for them all
-    with executors.connected(ctx.executor), overrides.using(changes):
+    ctx = replace(ctx, overrides=changes)
+    with executors.connected(ctx.executor):
         for name, seeds in plan:
             run_experiment(name, root, seeds, args.quick, ctx)
     written, rows = build_report(root)

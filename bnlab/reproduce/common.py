@@ -66,11 +66,13 @@ def read_manifest(out_dir: Path) -> Manifest:
     return Manifest(**json.loads(path.read_text()))
 
 
-def new_manifest(name: str, seeds: Seeds, quick: bool, wall_time_s: float) -> Manifest:
+def new_manifest(
+    name: str, seeds: Seeds, quick: bool, wall_time_s: float, changes: Sequence[str] = ()
+) -> Manifest:
     created = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     command = " ".join(sys.argv)
     return Manifest(
-        name, seeds, quick, wall_time_s, code_version(), created, command, overrides.current()
+        name, seeds, quick, wall_time_s, code_version(), created, command, tuple(changes)
     )
 
 
@@ -109,7 +111,7 @@ def train_variants(
     `probes` measure during training (e.g. `bnlab.analysis.AnalysisProbe`); each process
     gets its own copy.
     """
-    cfg = overrides.apply(cfg)  # `bnlab reproduce --set`: every config the experiment trains
+    cfg = overrides.apply(cfg, ctx)  # `bnlab reproduce --set`: every config the experiment trains
     total = f"{cfg.epochs} epochs" if cfg.epochs else f"{cfg.steps:,} steps"
     for norm in cfg.norms:
         say(name, f"{NORM_LABELS.get(norm, norm)}: {cfg.members} members x {total}")
@@ -155,7 +157,7 @@ def train_side_by_side(
             pool.submit(
                 _train_job,
                 f"{name} {label}",
-                overrides.apply(cfg),
+                overrides.apply(cfg, ctx),
                 Path(out),
                 (),
                 side_by_side,

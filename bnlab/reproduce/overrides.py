@@ -7,35 +7,18 @@ not the protocol the report's claims were written for: its manifest records the 
 every section title and protocol table says so, and a results directory never mixes runs
 with and without them.
 
-    with overrides.using(["optim.lr=0.1"]):
-        run_experiment(...)        # train_variants applies them to every config
+    ctx = RunContext(overrides=overrides.check(["optim.lr=0.1"]))
+    run_experiment(..., ctx)       # train_variants applies them to every config
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
+from bnlab.engine import RunContext
 from bnlab.engine.config import TrainConfig, apply_overrides
 
 NOT_PUBLISHED = "not the published protocol"
-
-_current: list[tuple[str, ...]] = [()]
-
-
-def current() -> tuple[str, ...]:
-    """The overrides of the `using` block this runs in (none outside one)."""
-    return _current[-1]
-
-
-@contextlib.contextmanager
-def using(items: Sequence[str]) -> Iterator[None]:
-    """Apply `items` (key=value strings) to every config trained in the block."""
-    _current.append(tuple(items))
-    try:
-        yield
-    finally:
-        _current.pop()
 
 
 def check(items: Sequence[str]) -> tuple[str, ...]:
@@ -44,9 +27,9 @@ def check(items: Sequence[str]) -> tuple[str, ...]:
     return tuple(items)
 
 
-def apply(cfg: TrainConfig) -> TrainConfig:
-    """`cfg` with the current overrides applied, in order."""
-    return apply_overrides(cfg, list(current())) if current() else cfg
+def apply(cfg: TrainConfig, ctx: RunContext) -> TrainConfig:
+    """`cfg` with the run context's overrides applied, in order."""
+    return apply_overrides(cfg, list(ctx.overrides)) if ctx.overrides else cfg
 
 
 def label(items: Sequence[str]) -> str:

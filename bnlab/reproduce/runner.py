@@ -18,7 +18,6 @@ from bnlab.engine import RunContext, replay
 from bnlab.engine.store import code_version
 from bnlab.errors import BnlabError, ResultsNotFoundError, did_you_mean
 from bnlab.report import QUICK_BANNER, registration
-from bnlab.reproduce import overrides
 from bnlab.reproduce.common import MANIFEST, QUICK_SEEDS, new_manifest, read_manifest, say
 from bnlab.reproduce.experiment import ExperimentResult, Seeds
 from bnlab.reproduce.registry import experiments
@@ -45,7 +44,7 @@ def seeds_for(name: str, seeds: int | None, quick: bool) -> Seeds:
     return seeds
 
 
-def _check_existing(out: Path, seeds: Seeds, quick: bool) -> None:
+def _check_existing(out: Path, seeds: Seeds, quick: bool, changes: tuple[str, ...]) -> None:
     """A directory may be resumed by the same protocol only: fail before any training."""
     path = out / MANIFEST
     if not path.is_file():
@@ -56,7 +55,7 @@ def _check_existing(out: Path, seeds: Seeds, quick: bool) -> None:
             f"--out: {out} holds a run with seeds={old['seeds']}, quick={old['quick']}, "
             f"but this one has seeds={seeds}, quick={quick}; choose another --out"
         )
-    stored, now = list(old.get("overrides", [])), list(overrides.current())
+    stored, now = list(old.get("overrides", [])), list(changes)
     if stored != now:
         raise BnlabError(
             f"--out: {out} holds a run with --set {stored or 'none'}, but this one has "
@@ -70,20 +69,21 @@ def run_experiment(
     """Train one experiment into root/name under the run context `ctx` (default: here, with
     progress bars) and record how (manifest.json). Its decision rules are registered before
     the first training step (`registration.register`)."""
-    out = Path(root) / name
-    _check_existing(out, seeds, quick)
+    out, ctx = Path(root) / name, ctx or RunContext()
+    _check_existing(out, seeds, quick, ctx.overrides)
     out.mkdir(parents=True, exist_ok=True)
     registration.register(out, experiments()[name].rules(seeds), code_version())
     if quick:
         say(name, QUICK_BANNER)
     say(name, f"{seeds} seed(s) per setting, results in {out}")
     start = time.monotonic()
-    experiments()[name].run(out, seeds, quick, ctx or RunContext())
+    experiments()[name].run(out, seeds, quick, ctx)
     wall = time.monotonic() - start
     # A resumed run adds its time to what the earlier, interrupted call measured.
     if (out / MANIFEST).is_file():
         wall += read_manifest(out).wall_time_s
-    (out / MANIFEST).write_text(json.dumps(new_manifest(name, seeds, quick, wall).__dict__))
+    manifest = new_manifest(name, seeds, quick, wall, ctx.overrides)
+    (out / MANIFEST).write_text(json.dumps(manifest.__dict__))
     say(name, f"trained in {wall:.1f} s")
     return out
 
