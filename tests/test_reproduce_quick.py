@@ -117,6 +117,6 @@ def test_protocol_statements_follow_the_source_projects():
     no optimizer; the notebook keeps its last partial batch (84 steps per epoch)."""
     from bnlab.reproduce import ioffe2015_lr, ioffe2015_mnist, mnist_notebook
 
-    assert "N(0, 0.01^2) init" in ioffe2015_mnist.SEED_PROTOCOL
+    assert "N(0, 0.01^2) init" in ioffe2015_mnist.PROJECT_PROTOCOL
     assert any("names none" in d for d in ioffe2015_lr.DIFFERENCES)
     assert any("84 steps per epoch" in d for d in mnist_notebook.DIFFERENCES)

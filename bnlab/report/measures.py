@@ -67,7 +67,7 @@ def loss_smoothness(losses: Sequence[float] | np.ndarray, burn_in: float = BURN_
     """Standard deviation of step-to-step loss changes, std_t(L[t+1] - L[t]), after burn-in.
 
     Lower is smoother. Differencing removes the slow downward trend, so what remains is the
-    jitter the optimization-study seed calls "loss curves are more stable with BN". In the
+    jitter the optimization-study project calls "loss curves are more stable with BN". In the
     loss's own units (nats for cross-entropy), so only runs of the same task are comparable.
     """
     x = _after_burn_in(_series(losses, "losses"), burn_in, "losses", min_len=3)

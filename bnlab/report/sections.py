@@ -69,7 +69,7 @@ class Section:
     `protocol` maps a field to its value ("steps" -> "50,000", "optimizer" -> "SGD, lr 0.5");
     values are shown with str(). `data_source` says what data was used, including any subset
     ("CIFAR-10: 5,000-image subset"). `notes` hold, e.g., how the protocol differs from a
-    seed's whose number the scorecard shows.
+    source's whose number the scorecard shows.
     """
 
     title: str

@@ -1,5 +1,5 @@
 """`ioffe2015-lr`: learning-rate robustness (Ioffe & Szegedy 2015, Sec. 3.3; the reproduction
-seed's table at lr 0.01 / 0.05 / 0.1), on a grid wide enough that the baseline diverges.
+project's table at lr 0.01 / 0.05 / 0.1), on a grid wide enough that the baseline diverges.
 
 The `ioffe2015-mnist` network and data, every learning rate of the grid trained in one
 stack per variant (members = seeds x lrs). A run *diverged* when its training loss became
@@ -44,7 +44,7 @@ from bnlab.reproduce.experiment import Seeds, register
 from bnlab.reproduce.scoring import fmt, scored
 
 NAME = "ioffe2015-lr"
-# The seed's 0.01 / 0.05 / 0.1, then x4 steps up to where the sigmoid baseline breaks.
+# The project's 0.01 / 0.05 / 0.1, then x4 steps up to where the sigmoid baseline breaks.
 GRID = (0.01, 0.05, 0.1, 0.5, 2.0, 8.0, 32.0, 128.0)
 QUICK_GRID = (0.05, 0.5, 128.0)
 STEPS = 10_000  # a fifth of Sec. 4.1's 50,000: 2 x 5 x 8 = 80 members must fit in minutes
@@ -52,15 +52,15 @@ CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over 10 classes
 # Guessing the class frequencies scores ~0.002 below ln 10: "at chance" needs a tolerance.
 NEAR_CHANCE = CHANCE_LOSS - 0.05
 TRAINED_ACCURACY = 0.5  # well above chance (0.1): the run learned something
-SEED_TABLE = {0.01: (96.01, 11.35), 0.05: (96.48, 62.38), 0.1: (97.29, 93.10)}
-SOURCE = "reproduction seed's lr table"
+PROJECT_TABLE = {0.01: (96.01, 11.35), 0.05: (96.48, 62.38), 0.1: (97.29, 93.10)}
+SOURCE = "reproduction project's lr table"
 DIFFERENCES = (
-    "learning rates: 0.01 to 128 (8 rates); the seed's table has 0.01, 0.05 and 0.1",
-    "optimizer: plain SGD; the seed's table names none (its MNIST experiment uses SGD with "
+    "learning rates: 0.01 to 128 (8 rates); the project's table has 0.01, 0.05 and 0.1",
+    "optimizer: plain SGD; the project's table names none (its MNIST experiment uses SGD with "
     "momentum 0.9, under which a nominal lr is a 10x larger effective one)",
     "network and data: the ioffe2015-mnist net on binarized MNIST, N(0, 0.01^2) init; the "
-    "seed's table names neither network nor dataset",
-    f"length: {STEPS:,} steps per run; the seed's table does not state it",
+    "project's table names neither network nor dataset",
+    f"length: {STEPS:,} steps per run; the project's table does not state it",
     RUNS_VS_ONE,
 )
 
@@ -135,13 +135,13 @@ def _table(grid, out) -> Table:
             acc, div, stall = out[norm][1][:, j], out[norm][2][:, j], out[norm][3][:, j]
             shown = "all diverged" if div.all() else fmt(np.where(div, np.nan, acc))
             cells += [shown, f"{int(div.sum())}/{div.size} div., {int(stall.sum())} stalled"]
-        bn_ref, base_ref = SEED_TABLE.get(float(lr), (None, None))
+        bn_ref, base_ref = PROJECT_TABLE.get(float(lr), (None, None))
         cells.append(f"{bn_ref:.2f}% / {base_ref:.2f}%" if bn_ref else "—")
         columns = ("lr", "BN acc. (%)", "BN runs", "no BN acc. (%)", "no BN runs")
         rows.append(cells)
     return Table(
         "Final test accuracy (runs that did not diverge) and divergence, per learning rate",
-        (*columns, "seed: BN / no BN (1 run; optimizer not stated)"),
+        (*columns, "project: BN / no BN (1 run; optimizer not stated)"),
         rows,
     )
 
@@ -186,7 +186,7 @@ def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
         ],
         tables=[_table(grid, out)],
         notes=[
-            "The seed's learning-rate table names no optimizer and no network or dataset, one "
+            "The project's learning-rate table names no optimizer and no network or dataset, one "
             "run each; if it used its MNIST experiment's SGD with momentum 0.9, its effective "
             "rates are 10x the nominal ones. Ours is plain SGD, so the two lr axes need not "
             "line up.",

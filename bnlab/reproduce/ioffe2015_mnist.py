@@ -44,23 +44,23 @@ LAYER = "act3"  # the last hidden layer's sigmoid: its input is what Fig. 1b,c f
 LR_WHY = (
     "0.5, plain SGD. Sec. 4.1 gives no optimizer settings. The engine preset fixed lr 0.5 "
     "before any of these runs, as a rate at which the baseline, starting from the small "
-    "N(0, 0.01^2) init, can make progress within 50,000 steps (the seed's lr 0.01 with "
+    "N(0, 0.01^2) init, can make progress within 50,000 steps (the project's lr 0.01 with "
     "momentum 0.9 is an effective rate of 0.1). It is not tuned to a result; `ioffe2015-lr` "
     "measures final accuracy from lr 0.01 to 128."
 )
-SEED_PROTOCOL = (
-    "The reproduction seed reports 98.15% (BN) vs 94.92% (no BN), one run each, with SGD "
+PROJECT_PROTOCOL = (
+    "The reproduction project reports 98.15% (BN) vs 94.92% (no BN), one run each, with SGD "
     "momentum 0.9, lr 0.01, 50,000 steps, batch 60 and N(0, 0.01^2) init (as ours); its input "
     "scaling is unstated. Ours: plain SGD lr 0.5, binarized inputs, n seeds each. Both "
     "numbers are shown; we did not tune to match."
 )
-SOURCE = "paper Sec. 4.1 / reproduction seed"
+SOURCE = "paper Sec. 4.1 / reproduction project"
 DIFFERENCES = (
-    "optimizer: plain SGD, lr 0.5, no momentum; the seed uses SGD with momentum 0.9, lr 0.01; "
+    "optimizer: plain SGD, lr 0.5, no momentum; the project uses SGD with momentum 0.9, lr 0.01; "
     "the paper names no optimizer",
-    "inputs: binarized (pixel > 127), the paper's 'binary image'; the seed does not state "
+    "inputs: binarized (pixel > 127), the paper's 'binary image'; the project does not state "
     "its input scaling",
-    "the same as the seed: 3 x 100 sigmoid, BN before each sigmoid and no bias there, "
+    "the same as the project: 3 x 100 sigmoid, BN before each sigmoid and no bias there, "
     "N(0, 0.01^2) init, batch 60, 50,000 steps, BN momentum 0.1 and eps 1e-5",
     RUNS_VS_ONE,
 )
@@ -155,7 +155,7 @@ def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
         tables=[
             comparison_table("Per-seed measures, mean ± 95% CI over seeds", lines + stab_lines)
         ],
-        notes=[SEED_PROTOCOL, *notes],
+        notes=[PROJECT_PROTOCOL, *notes],
         configs=stored_configs(res),
     )
     return section, rows + stab_rows

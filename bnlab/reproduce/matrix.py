@@ -1,12 +1,12 @@
-"""`matrix`: the optimization-study seed's 2 datasets x 2 architectures, with and without BN.
+"""`matrix`: the optimization-study project's 2 datasets x 2 architectures, with and without BN.
 
-Fashion-MNIST and CIFAR-10 (here the 5,000-image subset) x the seed's MLP 512-256-128 and
+Fashion-MNIST and CIFAR-10 (here the 5,000-image subset) x the project's MLP 512-256-128 and
 ConvMLP (conv 32/64 + the same MLP), engine presets `optstudy-mlp` / `optstudy-convmlp`:
-SGD lr 0.01 momentum 0.9, batch 128 (the seed's "typically 128"), 5 epochs. Logged at step
+SGD lr 0.01 momentum 0.9, batch 128 (the project's "typically 128"), 5 epochs. Logged at step
 level (loss, accuracy, global and per-layer gradient norm, every step), at epoch level (test
 loss and accuracy after each epoch), and the input distribution of every activation layer
 and of its BN layer (mean, std, percentiles of 3 units and a histogram) every HOOK_EVERY
-steps. The histograms give the seed's activation-distribution figure: per layer, the
+steps. The histograms give the project's activation-distribution figure: per layer, the
 distribution before and after BN, and without BN, early, midway and late in training. Each
 cell is its own subdirectory."""
 
@@ -46,18 +46,18 @@ NAME = "matrix"
 DATASETS = ("fashion-mnist", "cifar10")
 ARCHS = {"mlp": "optstudy-mlp", "convmlp": "optstudy-convmlp"}
 HOOK_EVERY = 50  # steps between activation-distribution recordings
-SOURCE = "optimization-study seed"
+SOURCE = "optimization-study project"
 DIFFERENCES = (
-    "optimizer: SGD, lr 0.01, momentum 0.9 (our choice); the seed says 'standard SGD/Adam' "
+    "optimizer: SGD, lr 0.01, momentum 0.9 (our choice); the project says 'standard SGD/Adam' "
     "and gives no learning rate",
-    "length: 5 epochs (our choice); the seed does not state it",
-    "CIFAR-10: the subset present, 4,000 train / 1,000 test images; the seed uses the full set",
-    "ConvMLP: each conv is 3x3, then BN, ReLU and 2x2 max-pooling (our reading); the seed "
+    "length: 5 epochs (our choice); the project does not state it",
+    "CIFAR-10: the subset present, 4,000 train / 1,000 test images; the project uses the full set",
+    "ConvMLP: each conv is 3x3, then BN, ReLU and 2x2 max-pooling (our reading); the project "
     "gives only the channel counts 32, 64",
-    "BN: bnlab's engine BN, per channel after conv layers; the seed has its own "
+    "BN: bnlab's engine BN, per channel after conv layers; the project has its own "
     "from-scratch BatchNorm1D and does not state which BN its CNN uses",
-    "inputs standardized per channel, PyTorch's default init: the seed states neither",
-    "the same as the seed: MLP 512-256-128 (ReLU), batch 128, step- and epoch-level logging",
+    "inputs standardized per channel, PyTorch's default init: the project states neither",
+    "the same as the project: MLP 512-256-128 (ReLU), batch 128, step- and epoch-level logging",
     RUNS_VS_ONE,
 )
 HIST_BINS, HIST_RANGE = 100, 5.0  # histogram bins of width 0.1 over [-5, 5]
@@ -166,7 +166,7 @@ def _histograms(res: Results, norm: str, name: str) -> tuple[np.ndarray, np.ndar
 
 def _distribution_figure(res: Results, stem: Path, label: str) -> ReportFigure:
     """Per layer: the no-BN network's activation input, and the BN network's before and after
-    BN, at the first, middle and last recording (the seed's activation-distribution figure)."""
+    BN, at the first, middle and last recording (the project's activation-distribution figure)."""
     hooks = res.config("batch")["hooks"]
     edges = np.linspace(-hooks["hist_range"], hooks["hist_range"], hooks["histogram_bins"] + 1)
     panels = {}

@@ -1,4 +1,4 @@
-"""`mnist-notebook`: the notebook seed's protocol, over seeds.
+"""`mnist-notebook`: the notebook project's protocol, over seeds.
 
 MNIST, the first 5,000 training and 1,000 test images, MLP 784-128-64-10 with ReLU, Adam
 lr 1e-3, batch 60, 10 epochs, validation (test-subset) accuracy after every epoch: the
@@ -35,7 +35,7 @@ from bnlab.reproduce.scoring import (
 
 NAME = "mnist-notebook"
 PROTOCOL = "notebook protocol (5k/1k MNIST, ReLU, Adam)"
-SOURCE = "notebook seed"
+SOURCE = "notebook project"
 DIFFERENCES = (
     "BN network: the Linear layer before each BN has no bias (beta takes its role, Ioffe & "
     "Szegedy 2015, Sec. 3.2); the notebook keeps nn.Linear's bias there",
@@ -86,7 +86,7 @@ def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
         for e in range(curves["BN"].shape[1])
     ]
     section = Section(
-        title=f"{NAME}: the notebook seed's protocol",
+        title=f"{NAME}: the notebook project's protocol",
         protocol={**describe_runs(stored_configs(res)), **vs_source(SOURCE, DIFFERENCES)},
         data_source=data_source("mnist") + " (first 5,000 train / first 1,000 test used)",
         figures=[
