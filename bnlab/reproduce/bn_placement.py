@@ -217,8 +217,11 @@ def _section(out_dir: Path, act: str, curves: dict, drifts: dict, configs, decla
     )
     table_rows = [
         ("shape drift of the norm input (per recording)", *(fmt(drifts[p], 4) for p in POSITIONS)),
-        ("final test accuracy (%)", *(fmt(final[p]) for p in POSITIONS)),
-        (f"steps to {threshold:.2%} test accuracy", *(fmt(reach[p], 0) for p in POSITIONS)),
+        ("final test accuracy (%, ↑ better)", *(fmt(final[p]) for p in POSITIONS)),
+        (
+            f"steps to {threshold:.2%} test accuracy (↓ faster)",
+            *(fmt(reach[p], 0) for p in POSITIONS),
+        ),
     ]
     table = Table(
         f"{act} network: mean ± 95% CI over seeds",

@@ -140,7 +140,11 @@ def _part(res: Results, out_dir: Path, seeds: Seeds) -> Part:
         scored(stability, drifts["batch"], drifts["none"], "", divergence(res), trains(res))
     )
     lines.append(
-        (f"percentile drift ({LAYER}, 5 units)", fmt(drifts["batch"], 3), fmt(drifts["none"], 3))
+        (
+            f"percentile drift ({LAYER}, 5 units; ↓ more stable)",
+            fmt(drifts["batch"], 3),
+            fmt(drifts["none"], 3),
+        )
     )
     stab_rows, stab_lines = stability_rows(res, smooth, cv)
     section = Section(

@@ -155,8 +155,11 @@ def grad_level(g: np.ndarray) -> tuple[float, float]:
     return float(g[:, start : start + TREND_WINDOW].mean()), float(g[:, -TREND_WINDOW:].mean())
 
 
-SMOOTHNESS_LINE = "relative loss jitter (std of the step-to-step change of log loss)"
-JITTER_LINE = f"gradient-norm variation around its {TREND_WINDOW}-step moving average (trend-free)"
+SMOOTHNESS_LINE = "relative loss jitter (std of the step-to-step change of log loss; ↓ smoother)"
+JITTER_LINE = (
+    f"gradient-norm variation around its {TREND_WINDOW}-step moving average "
+    "(trend-free; ↓ steadier)"
+)
 LEVEL_LINE = f"gradient norm ({TREND_WINDOW}-step average): after burn-in → at the end"
 TREND_FREE = "trend-free gradient-norm variation"
 
@@ -232,7 +235,7 @@ def stability_rows(res: Results, smooth: Rule, cv: Rule, note: str = ""):
     ]
     lines = [
         (SMOOTHNESS_LINE, _fmt(loss["batch"], 4), _fmt(loss["none"], 4)),
-        ("gradient-norm CV", _fmt(cvs["batch"], 4), _fmt(cvs["none"], 4)),
+        ("gradient-norm CV (↓ steadier)", _fmt(cvs["batch"], 4), _fmt(cvs["none"], 4)),
         (JITTER_LINE, _fmt(jitter["batch"], 4), _fmt(jitter["none"], 4)),
         (LEVEL_LINE, *(_arrow(level[n]) for n in nets)),
         divergence_line(res),
@@ -251,14 +254,14 @@ def speed_rows(res: Results, accuracy: Rule, steps: Rule | None = None, note: st
     acc = {n: final_accuracy(res, n) for n in ("batch", "none")}
     gate, div = trains(res), divergence(res)
     rows = [scored(accuracy, acc["batch"], acc["none"], note, div, gate)]
-    lines = [("final test accuracy (%)", fmt(acc["batch"]), fmt(acc["none"]))]
+    lines = [("final test accuracy (%, ↑ better)", fmt(acc["batch"]), fmt(acc["none"]))]
     notes = []
     if steps is not None:
         reach, threshold = steps_to_common_accuracy(res, ("batch", "none"))
         rows.append(scored(steps, reach["batch"], reach["none"], note, div, gate))
         lines.append(
             (
-                f"steps to {threshold:.2%} test accuracy",
+                f"steps to {threshold:.2%} test accuracy (↓ faster)",
                 fmt(reach["batch"], 0),
                 fmt(reach["none"], 0),
             )
