@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,13 +30,31 @@ def _raw(epilog: str) -> dict:
     return {"epilog": epilog, "formatter_class": HelpFormatter}
 
 
-def resolve_configs(args: argparse.Namespace) -> list:
-    """Preset, then --set overrides (a list makes several runs), then --seeds / --steps;
-    each config named after what changed (`train` validates)."""
+def _bases(args: argparse.Namespace) -> list:
+    """The configs --set changes: the preset's, or, for --resume without --preset, those
+    stored in --out."""
     from bnlab.engine.presets import get_preset
+    from bnlab.engine.runs import stored_configs
+    from bnlab.errors import BnlabError
+
+    if args.preset is not None:
+        return [get_preset(args.preset)]
+    if not getattr(args, "resume", False):
+        raise BnlabError(
+            f"--preset: required (one of {', '.join(PRESET_NAMES)}), unless --resume "
+            "continues the runs stored in --out"
+        )
+    if not args.out:
+        raise BnlabError("--resume without --preset: expected --out DIR, the runs to continue")
+    return stored_configs(Path(args.out))
+
+
+def resolve_configs(args: argparse.Namespace) -> list:
+    """Preset (or the stored configs), then --set overrides (a list makes several runs),
+    then --seeds / --steps; each config named after what changed (`train` validates)."""
     from bnlab.engine.sweep import expand
 
-    configs = expand(get_preset(args.preset), args.set or [])
+    configs = [cfg for base in _bases(args) for cfg in expand(base, args.set or [])]
     if args.seeds is not None:
         configs = [replace(c, seeds=args.seeds) for c in configs]
     if args.steps is not None:
@@ -70,27 +90,73 @@ def run_context(args: argparse.Namespace):
 
 def run_train(args: argparse.Namespace) -> int:
     from bnlab.engine.config import validate
-    from bnlab.engine.presets import get_preset
+    from bnlab.engine.interrupt import Interrupted
+    from bnlab.engine.progress import Progress
+    from bnlab.engine.runs import check_resumable
     from bnlab.engine.store import DB_NAME
-    from bnlab.engine.sweep import sweep_label
     from bnlab.engine.train import train as train_config
 
     ctx = run_context(args)
     configs = resolve_configs(args)
     if len(configs) > 1:  # every run of a sweep, before any trains (`train` checks one)
         configs = [validate(c) for c in configs]
-    if args.out:
-        out = Path(args.out)
-    elif len(configs) == 1:
-        out = Path("results") / configs[0].preset
-    else:
-        out = Path("results") / sweep_label(get_preset(args.preset), args.set)
-    for cfg in configs:
-        if len(configs) > 1:
-            print(f"run {cfg.preset}", flush=True)
-        train_config(cfg, out, ctx, resume=args.resume)
-    print(f"results in {out} ({DB_NAME}); see `bnlab results {out}`")
+    out = _out_dir(args, configs)
+    if args.resume:
+        check_resumable(out, configs)
+    display = None
+    if ctx.progress and ctx.executor is None:  # Ray prints its own lines
+        display = Progress.for_configs(configs, lines=not sys.stdout.isatty())
+    stopped = None
+    try:
+        for cfg in configs:
+            if len(configs) > 1:
+                print(f"run {cfg.preset}", flush=True)
+            train_config(cfg, out, ctx, resume=args.resume, display=display)
+    except Interrupted as stop:
+        stopped = stop
+    finally:
+        if display is not None:
+            display.close()
+    if stopped is not None:
+        hint = _resume_command(args, out, len(configs))
+        print(f"bnlab train: {stopped}; resume with: {hint}", file=sys.stderr)
+        return stopped.exit_status
+    print(_groups_table(out))
+    print(f"\nresults in {out} ({DB_NAME}); see `bnlab results {out}`")
     return 0
+
+
+def _out_dir(args: argparse.Namespace, configs: list) -> Path:
+    from bnlab.engine.sweep import sweep_label
+
+    if args.out:
+        return Path(args.out)
+    if len(configs) == 1:
+        return Path("results") / configs[0].preset
+    return Path("results") / sweep_label(_bases(args)[0], args.set)
+
+
+def _resume_command(args: argparse.Namespace, out: Path, runs: int) -> str:
+    """The command that continues what `args` started: the stored configs say it all for
+    one run; a sweep may have runs not started yet, so its flags are repeated."""
+    words = ["bnlab", "train"]
+    if runs > 1 and args.preset is not None:
+        words += ["--preset", args.preset]
+        for item in args.set or []:
+            words += ["--set", item]
+        for flag in ("seeds", "steps"):
+            if getattr(args, flag) is not None:
+                words += [f"--{flag}", str(getattr(args, flag))]
+    return shlex.join([*words, "--resume", "--out", str(out)])
+
+
+def _groups_table(directory) -> str:
+    """`bnlab results DIR`'s table: every group's final metrics, mean ± 95% CI with n."""
+    from bnlab.engine.results_table import records_with_settings
+    from bnlab.report.groups import format_groups, group_records
+
+    keys, groups = group_records(records_with_settings(directory))
+    return format_groups(keys, groups)
 
 
 def _format(value) -> str:
@@ -110,17 +176,16 @@ def _print_members(records: list[dict]) -> None:
 
 def run_results(args: argparse.Namespace) -> int:
     from bnlab.engine.results_table import records_with_settings
-    from bnlab.report.groups import NOTE, format_groups, group_records
+    from bnlab.report.groups import NOTE
 
-    records = records_with_settings(args.dir)
-    if args.json:  # one object per member, as before; `settings` says how they differ
-        print(json.dumps(records, indent=2, default=list))
+    if args.json or args.members:
+        records = records_with_settings(args.dir)
+        if args.json:  # one object per member, as before; `settings` says how they differ
+            print(json.dumps(records, indent=2, default=list))
+        else:
+            _print_members(records)
         return 0
-    if args.members:
-        _print_members(records)
-        return 0
-    keys, groups = group_records(records)
-    print(format_groups(keys, groups))
+    print(_groups_table(args.dir))
     print(f"\n{NOTE}; --members for one line each")
     return 0
 
@@ -182,6 +247,8 @@ def add_parser(subparsers) -> None:
 TRAIN_EXAMPLES = """examples:
   bnlab train --preset smoke                                # seconds: BN and baseline stacks
   bnlab train --preset ioffe2015-mnist --seeds 5 --steps 5000 --out results/ioffe
+  bnlab train --resume --out results/ioffe                  # continue it (Ctrl-C checkpoints)
+  bnlab train --resume --out results/ioffe --steps 20000    # train it further
   bnlab train --preset smoke --set optim.lr=0.05,0.1,0.5    # an lr grid: one stack per norm
   bnlab train --preset smoke --set batch_size=8,32          # two runs, one directory"""
 
@@ -190,17 +257,38 @@ def _add_train(subparsers) -> None:
     train = subparsers.add_parser(
         "train",
         help="train a preset's stacks of models (BN and baseline, over seeds)",
-        description="Train K models as one stacked computation; every step is logged to "
-        "DIR/bnlab.sqlite and checkpoints allow --resume after a crash.",
+        description="Train K models as one stacked computation. Every step is logged to "
+        "DIR/bnlab.sqlite within seconds (`bnlab results DIR` follows it); Ctrl-C or SIGTERM "
+        "checkpoints the step it stops at, and --resume continues from the last checkpoint, "
+        "bit-identical. One progress bar covers every stack (plain lines where stdout is no "
+        "terminal); the results table ends the run.",
         **_raw(TRAIN_EXAMPLES),
     )
-    train.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESET_NAMES)}")
+    train.add_argument(
+        "--preset",
+        help=f"one of: {', '.join(PRESET_NAMES)}; with --resume, default: the configs "
+        "stored in --out",
+    )
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     train.add_argument("--seeds", type=int, help="members (seeds) per norm variant and lr")
-    train.add_argument("--steps", type=int, help="optimizer steps (overrides epochs)")
+    train.add_argument(
+        "--steps",
+        type=int,
+        help="optimizer steps (overrides epochs); with --resume, more than a finished run "
+        "trained continues it from its last checkpoint",
+    )
     train.add_argument("--out", help="results directory (default: results/RUN-NAME)")
-    train.add_argument("--resume", action="store_true", help="continue the runs in --out")
-    add_run_arguments(train, "torch threads while a stack trains (default 0: torch's own)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the runs in --out from their last checkpoints (an error if it holds "
+        "none); only steps, epochs and checkpoint_every may differ from the stored config",
+    )
+    add_run_arguments(
+        train,
+        "torch threads while a stack trains (default 0: a resumed run's own count, else 1, "
+        "or 2 for a big step on an idle machine: bnlab.engine.threads)",
+    )
     train.set_defaults(func=run_train)
 
 
