@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bnlab.engine import lock
+from bnlab.engine.checkpoint import PREV_SUFFIX
 from bnlab.engine.config import TrainConfig, from_dict, to_dict
 from bnlab.engine.resume import check_no_checkpoint
 from bnlab.engine.store import DB_NAME, Store
@@ -95,8 +97,17 @@ def stored_threads(config: str | dict) -> int:
 def stored_configs(out_dir: Path) -> list[TrainConfig]:
     """The configs the runs in `out_dir` were stored with, one per distinct config (a
     `bnlab train` stores one for all its norms, `bnlab reproduce` one per norm), in the
-    order they were created; an error if there is none (`--resume` without `--preset`)."""
+    order they were created; an error if there is none (`--resume` without `--preset`), or
+    if another process writes the directory now (what it holds may be half-written)."""
+    lock.check_free(out_dir)
     if not (Path(out_dir) / DB_NAME).is_file():
+        kept = sorted(Path(out_dir).glob("checkpoints/*.pt"), key=lambda p: PREV_SUFFIX in p.name)
+        if kept:  # as `check_no_checkpoint` says it for a new run
+            raise BnlabError(
+                f"--out: {kept[0]} exists but {out_dir} holds no {DB_NAME}: the database "
+                f"that went with it was lost or replaced. Restore it, or move {out_dir} away "
+                "to train the runs again"
+            )
         raise BnlabError(
             f"--resume: {out_dir} holds no {DB_NAME}, so no run to resume; "
             "drop --resume to start training there"
