@@ -91,10 +91,8 @@ def run_context(args: argparse.Namespace):
 def run_train(args: argparse.Namespace) -> int:
     from bnlab.engine.config import validate
     from bnlab.engine.interrupt import Interrupted
-    from bnlab.engine.progress import Progress
     from bnlab.engine.runs import check_resumable
     from bnlab.engine.store import DB_NAME
-    from bnlab.engine.train import train as train_config
 
     ctx = run_context(args)
     configs = resolve_configs(args)
@@ -103,27 +101,36 @@ def run_train(args: argparse.Namespace) -> int:
     out = _out_dir(args, configs)
     if args.resume:
         check_resumable(out, configs)
-    display = None
-    if ctx.progress and ctx.executor is None:  # Ray prints its own lines
-        display = Progress.for_configs(configs, lines=not sys.stdout.isatty())
-    stopped = None
     try:
-        for cfg in configs:
-            if len(configs) > 1:
-                print(f"run {cfg.preset}", flush=True)
-            train_config(cfg, out, ctx, resume=args.resume, display=display)
-    except Interrupted as stop:
-        stopped = stop
-    finally:
-        if display is not None:
-            display.close()
-    if stopped is not None:
+        _train_all(configs, out, ctx, args.resume)
+    except Interrupted as stopped:  # checkpointed where it stopped
         hint = _resume_command(args, out, len(configs))
         print(f"bnlab train: {stopped}; resume with: {hint}", file=sys.stderr)
         return stopped.exit_status
     print(_groups_table(out))
     print(f"\nresults in {out} ({DB_NAME}); see `bnlab results {out}`")
     return 0
+
+
+def _train_all(configs: list, out: Path, ctx, resume: bool) -> None:
+    """Every config into `out`, under one progress display: a bar on a terminal, plain lines
+    elsewhere (Ray prints its own lines)."""
+    from tqdm import tqdm
+
+    from bnlab.engine.progress import Progress
+    from bnlab.engine.train import train
+
+    display = None
+    if ctx.progress and ctx.executor is None:
+        display = Progress.for_configs(configs, lines=not sys.stdout.isatty())
+    try:
+        for cfg in configs:
+            if len(configs) > 1:
+                tqdm.write(f"run {cfg.preset}", file=sys.stdout)  # above the bar, if any
+            train(cfg, out, ctx, resume=resume, display=display)
+    finally:
+        if display is not None:
+            display.close()
 
 
 def _out_dir(args: argparse.Namespace, configs: list) -> Path:
