@@ -230,6 +230,15 @@ def test_a_signal_checkpoints_the_step_it_lands_on_then_resumes_bitwise(signum, 
     _assert_same_rows(out, straight)
 
 
+@MAIN_THREAD
+def test_a_signal_in_a_stacks_last_step_starts_no_other(tmp_path):
+    with pytest.raises(Interrupted) as stopped:
+        train(SMOKE, tmp_path, CTX, probes=[Signal(SMOKE.steps)])
+    assert (stopped.value.run_id, stopped.value.step) == ("smoke/batch", SMOKE.steps)
+    with Store(tmp_path) as store:
+        assert [(r["run_id"], r["status"]) for r in store.runs()] == [("smoke/batch", "done")]
+
+
 def test_a_second_signal_stops_at_once():
     flag = StopFlag()
     flag._handle(signal.SIGINT, None)

@@ -223,7 +223,8 @@ def _train_stacks(
     display: Progress | None,
     probes: Sequence[Probe],
 ) -> None:
-    """Every stack of `cfg`, one after another; a stop request between two ends the call."""
+    """Every stack of `cfg`, one after another; a stop request ends the call once the stack
+    in training has checkpointed."""
     with stop_requests() as stop:
         for norm in cfg.norms:
             stack = build_stack(cfg, norm, data)
@@ -235,7 +236,7 @@ def _train_stacks(
             elif display is not None:
                 display.skip(stack.total_steps)
             store.set_status(stack.run_id, "done")
-            if _stopping(stop) and norm != cfg.norms[-1]:
+            if _stopping(stop):  # it came during the last step: no other stack starts
                 raise Interrupted(stop.signum, stack.run_id, stack.step)
 
 
