@@ -24,6 +24,27 @@ def _raw(epilog: str) -> dict:
     return {"epilog": epilog, "formatter_class": HelpFormatter}
 
 
+def run_train(args: argparse.Namespace) -> int:
+    """`bnlab train` (`bnlab.engine.cli_train`), then the results table of its directory."""
+    from bnlab.engine.cli_train import train_runs
+    from bnlab.engine.store import DB_NAME
+
+    out, status = train_runs(args)
+    if status == 0:
+        print(_groups_table(out))
+        print(f"\nresults in {out} ({DB_NAME}); see `bnlab results {out}`")
+    return status
+
+
+def _groups_table(directory) -> str:
+    """`bnlab results DIR`'s table: every group's final metrics, mean ± 95% CI with n."""
+    from bnlab.engine.results_table import records_with_settings
+    from bnlab.report.groups import format_groups, group_records
+
+    keys, groups = group_records(records_with_settings(directory))
+    return format_groups(keys, groups)
+
+
 def _format(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -40,7 +61,7 @@ def _print_members(records: list[dict]) -> None:
 
 
 def run_results(args: argparse.Namespace) -> int:
-    from bnlab.engine.results_table import groups_table, records_with_settings
+    from bnlab.engine.results_table import records_with_settings
     from bnlab.report.groups import NOTE
 
     if args.json or args.members:
@@ -50,7 +71,7 @@ def run_results(args: argparse.Namespace) -> int:
         else:
             _print_members(records)
         return 0
-    print(groups_table(args.dir))
+    print(_groups_table(args.dir))
     print(f"\n{NOTE}; --members for one line each")
     return 0
 
@@ -102,7 +123,7 @@ def run_config_list(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
-    add_train(subparsers)
+    add_train(subparsers, run_train)
     _add_results(subparsers)
     _add_export(subparsers)
     _add_replay(subparsers)

@@ -1,6 +1,6 @@
-"""`bnlab train`: the presets' configs (or those stored in --out) after --set, trained under
-one progress display, then the results table; a signal's checkpoint ends in the command that
-resumes.
+"""`bnlab train`'s flags and work: the presets' configs (or those stored in --out) after
+--set, trained under one progress display; a signal's checkpoint ends in the command that
+resumes. `bnlab.engine.cli` runs it and prints the results table (the report layer's).
 
 Only argparse and the names of bnlab.engine.choices are imported here, so `--help` answers
 without loading torch.
@@ -82,12 +82,13 @@ def run_context(args: argparse.Namespace):
     return ctx
 
 
-def run_train(args: argparse.Namespace) -> int:
+def train_runs(args: argparse.Namespace) -> tuple[Path, int]:
+    """Train what `args` asks for: (the results directory, 0), or, stopped by a signal once
+    it checkpointed, the exit status after saying how to resume. `bnlab.engine.cli` prints
+    the results table."""
     from bnlab.engine.config import validate
     from bnlab.engine.interrupt import Interrupted
-    from bnlab.engine.results_table import groups_table
     from bnlab.engine.runs import check_resumable
-    from bnlab.engine.store import DB_NAME
 
     ctx = run_context(args)
     configs = resolve_configs(args)
@@ -101,10 +102,8 @@ def run_train(args: argparse.Namespace) -> int:
     except Interrupted as stopped:  # checkpointed where it stopped
         hint = _resume_command(args, out, len(configs))
         print(f"bnlab train: {stopped}; resume with: {hint}", file=sys.stderr)
-        return stopped.exit_status
-    print(groups_table(out))
-    print(f"\nresults in {out} ({DB_NAME}); see `bnlab results {out}`")
-    return 0
+        return out, stopped.exit_status
+    return out, 0
 
 
 def _train_all(configs: list, out: Path, ctx, resume: bool) -> None:
@@ -161,7 +160,7 @@ TRAIN_EXAMPLES = """examples:
   bnlab train --preset smoke --set batch_size=8,32          # two runs, one directory"""
 
 
-def add_train(subparsers) -> None:
+def add_train(subparsers, run_train) -> None:
     train = subparsers.add_parser(
         "train",
         help="train a preset's stacks of models (BN and baseline, over seeds)",

@@ -55,11 +55,3 @@ def records_with_settings(root: str | Path) -> list[dict]:
             head = {"preset": rec["preset"], "dir": rel, "norm": rec["norm"], "lr": rec["lr"]}
             out.append({**rec, "dir": rel, "settings": {**head, **settings[rec["run_id"]]}})
     return out
-
-
-def groups_table(directory: str | Path) -> str:
-    """`bnlab results DIR`'s table: every group's final metrics, mean ± 95% CI with n."""
-    from bnlab.report.groups import format_groups, group_records
-
-    keys, groups = group_records(records_with_settings(directory))
-    return format_groups(keys, groups)
