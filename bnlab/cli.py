@@ -57,9 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BnlabError as err:  # a user's mistake; any other exception is a bug: traceback
         print(f"bnlab {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C; training checkpoints first (engine.interrupt)
+        detail = f": {err}" if str(err) else ""
+        print(f"bnlab {args.command}: interrupted{detail}", file=sys.stderr)
+        return getattr(err, "exit_status", 130)
 
 
 if __name__ == "__main__":

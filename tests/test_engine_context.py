@@ -13,6 +13,7 @@ import torch
 from bnlab.engine import Probe, RunContext, get_preset, replay, train
 from bnlab.engine.config import ConfigError, apply_overrides
 from bnlab.engine.context import resolve_device, resolve_threads
+from bnlab.engine.threads import choose_threads, free_cores
 from bnlab.errors import BnlabError
 
 CFG = replace(get_preset("smoke"), steps=6, eval_every=6, checkpoint_every=6, norms=("batch",))
@@ -65,9 +66,10 @@ def test_two_trainings_in_one_process_each_get_their_own_context(tmp_path):
     assert out_dir == tmp_path / "second" and ctx is second
     assert torch.get_num_threads() == before, "the second training's threads leaked"
 
-    seen_default = Seen()  # the library default: torch's own threads, no executor
+    seen_default = Seen()  # the library default: threads by the step's size, no executor
     train(CFG, tmp_path / "third", RunContext(progress=False), probes=[seen_default])
-    assert seen_default.threads == {before} and len(recording.calls) == 1
+    assert seen_default.threads == {choose_threads(CFG, *free_cores())}
+    assert len(recording.calls) == 1
 
 
 def test_threads_are_restored_when_training_fails(tmp_path):
@@ -86,7 +88,7 @@ def test_threads_are_restored_when_training_fails(tmp_path):
 
 def test_the_thread_count_is_resolved_in_one_place():
     assert resolve_threads(RunContext(threads=3), CFG) == 3
-    assert resolve_threads(RunContext(), CFG) == torch.get_num_threads()  # 0: torch's own
+    assert resolve_threads(RunContext(), CFG) == choose_threads(CFG, *free_cores())  # 0: chosen
 
 
 @pytest.mark.parametrize(

@@ -142,6 +142,14 @@ def test_a_failed_driver_run_resumes_from_its_checkpoints(ray_session, local_run
     _assert_same_results(out, local_run)
 
 
+def test_a_finished_ray_run_trained_further_is_the_longer_run(ray_session, local_run, tmp_path):
+    """30 steps (evaluated at its end), then 60: the local 60-step run's rows, evaluated at
+    20, 40 and 60 only."""
+    out = train(replace(CFG, steps=30), tmp_path / "out", RAY)
+    train(CFG, out, RAY, resume=True)
+    _assert_same_results(out, local_run)
+
+
 def test_cli_train_and_results_with_the_ray_executor(ray_session, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["train", "--preset", "smoke", "--steps", "20", "--out", str(out),

@@ -348,7 +348,7 @@ def test_a_read_only_out(tmpfs, straight, capsys):
     assert status == 0, err
 
 
-def test_a_full_disk_stops_with_a_named_error_then_resumes(tmpfs, straight, capsys):
+def test_a_full_disk_stops_with_a_named_error_then_trains_again(tmpfs, straight, capsys):
     free = shutil.disk_usage(tmpfs).free
     filler = tmpfs / "filler"
     filler.write_bytes(b"\0" * (free - 48 * 1024))  # room for the lock and a few writes
@@ -357,6 +357,8 @@ def test_a_full_disk_stops_with_a_named_error_then_resumes(tmpfs, straight, caps
     assert "space" in err.lower() and "Traceback" not in err
     filler.unlink()
     status, err = _bnlab(capsys, "train", *ARGS, "--out", tmpfs / "run", "--resume")
+    assert status == 2 and "no run to resume" in err  # the database was never created
+    status, err = _bnlab(capsys, "train", *ARGS, "--out", tmpfs / "run")
     assert status == 0, err
     assert _rows(tmpfs / "run") == _rows(straight)
 

@@ -25,6 +25,11 @@ from bnlab.data.augment import Augment, crop_flip
 _AUGMENT_STREAM = 0xA06  # a second, independent stream per seed for augmentation draws
 
 
+def epoch_steps(n: int, batch_size: int, drop_last: bool = True) -> int:
+    """Batches in one epoch of `n` samples (module docstring: drop_last)."""
+    return n // batch_size if drop_last else math.ceil(n / batch_size)
+
+
 def _augment_seed(seed: int) -> int:
     """A seed for member `seed`'s augmentation generator, independent of its shuffle stream."""
     return int(np.random.SeedSequence([seed, _AUGMENT_STREAM]).generate_state(1, np.uint64)[0])
@@ -58,8 +63,7 @@ class StackedBatches:
         self.drop_last = bool(drop_last)
         self.augment = augment
         self._item_shape = tuple(x.shape[1:])  # (C, H, W)
-        n = x.shape[0]
-        self.steps_per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
+        self.steps_per_epoch = epoch_steps(x.shape[0], batch_size, drop_last)
         self._shuffle = [torch.Generator().manual_seed(s) for s in self.seeds]
         self._aug = [torch.Generator().manual_seed(_augment_seed(s)) for s in self.seeds]
         self.epoch_index = 0  # epochs started before the current one

@@ -1,6 +1,6 @@
-"""`bnlab train`, `results`, `export`, `replay` and `config`: train stacks of models; read back
-what they measured, as statistics or as files for other tools; check that this code still
-trains a results directory; see a resolved config.
+"""`bnlab train`, `results`, `export`, `replay` and `config`: train stacks of models
+(`bnlab.engine.cli_train`); read back what they measured, as statistics or as files for
+other tools; check that this code still trains a results directory; see a resolved config.
 
 Only argparse and the names of bnlab.engine.choices are imported here: each command imports
 what it runs, so `--help` answers without loading torch.
@@ -11,16 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
-from pathlib import Path
 
-from bnlab.engine.choices import DEVICES, PRESET_NAMES, HelpFormatter, add_executor_arguments
+from bnlab.engine.choices import PRESET_NAMES, HelpFormatter
+from bnlab.engine.cli_train import SET_HELP, add_train, resolve_configs
+from bnlab.engine.cli_train import add_run_arguments as add_run_arguments  # bnlab reproduce's
+from bnlab.engine.cli_train import run_context as run_context  # bnlab reproduce's
 
-SET_HELP = (
-    "override a config field (repeatable), e.g. lr=0.1 or model.hidden=64,64. A list on a "
-    "one-value field trains one run per value (batch_size=8,32); a list of rates, "
-    "optim.lr=0.01,0.1, is one lr-grid stack. A run is named after what --set changed "
-    "(PRESET+lr=0.1); preset=NAME names it NAME. `bnlab config show PRESET` lists every key"
-)
 MEMBER_COLUMNS = ("run_id", "member", "seed", "lr", "steps", "train_loss", "test_loss")
 
 
@@ -28,69 +24,25 @@ def _raw(epilog: str) -> dict:
     return {"epilog": epilog, "formatter_class": HelpFormatter}
 
 
-def resolve_configs(args: argparse.Namespace) -> list:
-    """Preset, then --set overrides (a list makes several runs), then --seeds / --steps;
-    each config named after what changed (`train` validates)."""
-    from bnlab.engine.presets import get_preset
-    from bnlab.engine.sweep import expand
-
-    configs = expand(get_preset(args.preset), args.set or [])
-    if args.seeds is not None:
-        configs = [replace(c, seeds=args.seeds) for c in configs]
-    if args.steps is not None:
-        configs = [replace(c, steps=args.steps, epochs=0) for c in configs]
-    return configs
-
-
-def add_run_arguments(
-    parser: argparse.ArgumentParser, threads_help: str, quiet_help: str = "no progress bars"
-) -> None:
-    """The flags of a run context: --device, --threads, --quiet and the executor's."""
-    parser.add_argument(
-        "--device",
-        choices=DEVICES,
-        default="auto",
-        help="where to train: cpu, cuda, or auto (CUDA when present; the default)",
-    )
-    parser.add_argument("--threads", type=int, default=0, help=threads_help)
-    parser.add_argument("--quiet", action="store_true", help=quiet_help)
-    add_executor_arguments(parser)
-
-
-def run_context(args: argparse.Namespace):
-    """The run context of `add_run_arguments`' flags; a missing Ray, or CUDA asked for
-    where there is none, fails here, before any work."""
-    from bnlab.engine import executors
-    from bnlab.engine.context import RunContext, resolve_device
-
-    ctx = RunContext(args.device, args.threads, not args.quiet, executors.from_args(args))
-    resolve_device(ctx.device)
-    return ctx
-
-
 def run_train(args: argparse.Namespace) -> int:
-    from bnlab.engine.config import validate
-    from bnlab.engine.presets import get_preset
+    """`bnlab train` (`bnlab.engine.cli_train`), then the results table of its directory."""
+    from bnlab.engine.cli_train import train_runs
     from bnlab.engine.store import DB_NAME
-    from bnlab.engine.sweep import sweep_label
-    from bnlab.engine.train import train as train_config
 
-    ctx = run_context(args)
-    configs = resolve_configs(args)
-    if len(configs) > 1:  # every run of a sweep, before any trains (`train` checks one)
-        configs = [validate(c) for c in configs]
-    if args.out:
-        out = Path(args.out)
-    elif len(configs) == 1:
-        out = Path("results") / configs[0].preset
-    else:
-        out = Path("results") / sweep_label(get_preset(args.preset), args.set)
-    for cfg in configs:
-        if len(configs) > 1:
-            print(f"run {cfg.preset}", flush=True)
-        train_config(cfg, out, ctx, resume=args.resume)
-    print(f"results in {out} ({DB_NAME}); see `bnlab results {out}`")
-    return 0
+    out, status = train_runs(args)
+    if status == 0:
+        print(_groups_table(out))
+        print(f"\nresults in {out} ({DB_NAME}); see `bnlab results {out}`")
+    return status
+
+
+def _groups_table(directory) -> str:
+    """`bnlab results DIR`'s table: every group's final metrics, mean ± 95% CI with n."""
+    from bnlab.engine.results_table import records_with_settings
+    from bnlab.report.groups import format_groups, group_records
+
+    keys, groups = group_records(records_with_settings(directory))
+    return format_groups(keys, groups)
 
 
 def _format(value) -> str:
@@ -110,17 +62,16 @@ def _print_members(records: list[dict]) -> None:
 
 def run_results(args: argparse.Namespace) -> int:
     from bnlab.engine.results_table import records_with_settings
-    from bnlab.report.groups import NOTE, format_groups, group_records
+    from bnlab.report.groups import NOTE
 
-    records = records_with_settings(args.dir)
-    if args.json:  # one object per member, as before; `settings` says how they differ
-        print(json.dumps(records, indent=2, default=list))
+    if args.json or args.members:
+        records = records_with_settings(args.dir)
+        if args.json:  # one object per member, as before; `settings` says how they differ
+            print(json.dumps(records, indent=2, default=list))
+        else:
+            _print_members(records)
         return 0
-    if args.members:
-        _print_members(records)
-        return 0
-    keys, groups = group_records(records)
-    print(format_groups(keys, groups))
+    print(_groups_table(args.dir))
     print(f"\n{NOTE}; --members for one line each")
     return 0
 
@@ -172,36 +123,11 @@ def run_config_list(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
-    _add_train(subparsers)
+    add_train(subparsers, run_train)
     _add_results(subparsers)
     _add_export(subparsers)
     _add_replay(subparsers)
     _add_config(subparsers)
-
-
-TRAIN_EXAMPLES = """examples:
-  bnlab train --preset smoke                                # seconds: BN and baseline stacks
-  bnlab train --preset ioffe2015-mnist --seeds 5 --steps 5000 --out results/ioffe
-  bnlab train --preset smoke --set optim.lr=0.05,0.1,0.5    # an lr grid: one stack per norm
-  bnlab train --preset smoke --set batch_size=8,32          # two runs, one directory"""
-
-
-def _add_train(subparsers) -> None:
-    train = subparsers.add_parser(
-        "train",
-        help="train a preset's stacks of models (BN and baseline, over seeds)",
-        description="Train K models as one stacked computation; every step is logged to "
-        "DIR/bnlab.sqlite and checkpoints allow --resume after a crash.",
-        **_raw(TRAIN_EXAMPLES),
-    )
-    train.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESET_NAMES)}")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
-    train.add_argument("--seeds", type=int, help="members (seeds) per norm variant and lr")
-    train.add_argument("--steps", type=int, help="optimizer steps (overrides epochs)")
-    train.add_argument("--out", help="results directory (default: results/RUN-NAME)")
-    train.add_argument("--resume", action="store_true", help="continue the runs in --out")
-    add_run_arguments(train, "torch threads while a stack trains (default 0: torch's own)")
-    train.set_defaults(func=run_train)
 
 
 def _add_results(subparsers) -> None:

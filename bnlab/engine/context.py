@@ -12,7 +12,8 @@ module state, so two trainings in one process can differ in every one of them.
 
 A run resumes under any context: a checkpoint holds CPU tensors and loads on any device.
 The thread count does change the order of CPU sums, so a run is replayed bit for bit only
-with the thread count it trained with (`bnlab replay --threads`).
+with the thread count it trained with (`bnlab replay --threads`), and a resumed run trains
+with the count it stored (`resolve_threads`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 
 from bnlab.engine.choices import DEVICES  # auto: CUDA when present, else the CPU
 from bnlab.engine.config import TrainConfig
+from bnlab.engine.threads import choose_threads, free_cores
 from bnlab.errors import BnlabError
 
 
@@ -46,7 +48,7 @@ class RunContext:
     """Where and how stacks train; the defaults suit a library call on one machine."""
 
     device: str = "auto"  # one of DEVICES
-    threads: int = 0  # torch threads while a stack trains; 0 = leave torch's setting
+    threads: int = 0  # torch threads while a stack trains; 0 = chosen (`resolve_threads`)
     progress: bool = True  # a progress bar per stack (progress lines with Ray)
     executor: Executor | None = None  # None: every stack in this process, one after another
     # `bnlab reproduce --set`: key=value changes applied to every config an experiment
@@ -73,12 +75,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_threads(ctx: RunContext, cfg: TrainConfig) -> int:
-    """The torch thread count a stack of `cfg` trains with under `ctx`: `ctx.threads`, or,
-    when that is 0, the process's current setting. Every training, local or in a Ray task,
-    resolves its count here (callers that know better, `train_variants` or the Ray
-    executor, set `ctx.threads`), so a default chosen from `cfg` belongs here too."""
-    return ctx.threads or torch.get_num_threads()
+def resolve_threads(ctx: RunContext, cfg: TrainConfig, stored: int = 0) -> int:
+    """The torch thread count a stack of `cfg` trains with under `ctx`: `ctx.threads`; when
+    that is 0, `stored`, the count a resumed run trained with (another count would change
+    its sums, see `bnlab.engine.runs`); for a new run, `choose_threads` by the size of its
+    step and the machine's load. Every training, local or in a Ray task, resolves its count
+    here (callers that know better, `train_variants` or the Ray executor, set `ctx.threads`).
+    """
+    return ctx.threads or stored or choose_threads(cfg, *free_cores())
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from bnlab.engine import checkpoint, lock
+from bnlab.engine import checkpoint, lock, runs
 
 # the command line's names and flags, where `--help` reads them without importing torch
 from bnlab.engine.choices import EXECUTORS, INSTALL_HINT
@@ -127,12 +127,16 @@ class _StackJob:
         rid = run_id(cfg, norm)
         path = checkpoint_path(out_dir, rid)
         checkpoint.clean_temporaries(path)
-        runs = {r["run_id"]: r for r in store.runs()}
-        if rid not in runs:
+        run = {r["run_id"]: r for r in store.runs()}.get(rid)
+        if run is None:
             return cls(cfg, norm, None, created=False, threads=threads)
-        if runs[rid]["status"] == "done":
+        if run["status"] == "done" and not runs.length_changed(run["config"], cfg):
             return None
         state = restore_checkpoint(store, rid, path, cfg.log_every, cfg.members)
+        step = 0 if state is None else int(state["step"])
+        if not runs.continue_run(store, rid, run["config"], cfg, step, threads):
+            store.set_status(rid, "done")  # as long as asked already
+            return None
         return cls(cfg, norm, state, created=True, threads=threads)
 
     def absorb(self, segment: dict, store: Store, out_dir: Path, progress: bool) -> None:
@@ -162,19 +166,23 @@ class _SegmentDone(Exception):
 
 
 class _Capture:
-    """Stands in for the Store inside a task: takes the rows of the first checkpoint flush.
+    """Stands in for the Store inside a task: keeps the rows the engine writes as it logs
+    them, and ends the segment at the first checkpoint.
 
-    The engine flushes metric rows at each checkpoint step, with the record of the checkpoint
-    it staged; the stack's state at that moment is the checkpoint, so it is taken here too and
-    the segment ends (the staged scratch checkpoint is discarded, never put in place).
+    At a checkpoint step the engine writes the last rows with the record of the checkpoint
+    it staged; the stack's state at that moment is the checkpoint, so it is taken here too
+    and the segment ends (the staged scratch checkpoint is discarded, never put in place).
     """
 
     def __init__(self, stack):
-        self.stack, self.rows = stack, None
+        self.stack, self.rows, self.train_rows, self.metric_rows = stack, None, [], []
 
     def write(self, run_id: str, train_rows: list, metric_rows: list, checkpoint=None) -> None:
-        self.rows = (train_rows, metric_rows, self.stack.state_dict())
-        raise _SegmentDone
+        self.train_rows += train_rows
+        self.metric_rows += metric_rows
+        if checkpoint is not None:
+            self.rows = (self.train_rows, self.metric_rows, self.stack.state_dict())
+            raise _SegmentDone
 
 
 @functools.lru_cache(maxsize=2)
@@ -200,7 +208,7 @@ def train_segment(
         capture = _Capture(stack)
         with tempfile.TemporaryDirectory(prefix="bnlab-segment-") as scratch, _cwd(scratch):
             try:
-                train_stack(stack, data, capture, Path(scratch), progress=False, probes=probes)
+                train_stack(stack, data, capture, Path(scratch), probes=probes)
             except _SegmentDone:
                 pass
             worker = {"host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd()}

@@ -110,6 +110,13 @@ def hold(out_dir: str | Path) -> Iterator[str]:
         os.close(fd)  # closing the last descriptor releases the flock
 
 
+def check_free(out_dir: str | Path) -> None:
+    """A BnlabError naming the holder if another process writes `out_dir` now (for checks
+    that read the directory before `hold`: what it holds may be half-written)."""
+    if is_held(out_dir):
+        raise _busy_error(Path(out_dir))
+
+
 def is_held(out_dir: str | Path) -> bool:
     """Whether some process (this one included) holds `out_dir`'s lock right now."""
     path = Path(out_dir) / LOCK_NAME
@@ -141,4 +148,4 @@ def adopt(out_dir: str | Path, token: str) -> Iterator[None]:
         _adopted.pop(_key(out_dir), None)
 
 
-__all__ = ["LOCK_NAME", "adopt", "hold", "holder", "is_held"]
+__all__ = ["LOCK_NAME", "adopt", "check_free", "hold", "holder", "is_held"]

@@ -12,8 +12,10 @@ Tables:
   the row counts up to its step (`write`).
 
 Rows are only ever written in batches inside one transaction, and primary keys make a
-duplicated row an error rather than a silent double count. Resuming deletes the rows past
-the checkpoint's step (`truncate`) before training continues, so no row is lost or repeated.
+duplicated row an error rather than a silent double count. Training writes rows as they are
+logged, a batch at a time, so rows may reach past the last checkpoint; resuming deletes the
+rows past the checkpoint's step (`truncate`) before training continues, so no row is lost or
+repeated.
 The file itself (created whole, opened read-only or for writing, checked on every open, its
 errors named) is `bnlab.engine.store_file`.
 """
@@ -148,6 +150,25 @@ class Store:
         with self._transaction() as db:
             for table in ("train_metrics", "metrics", "checkpoints"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, step))
+
+    def reopen(self, run_id: str, step: int, config: dict, drop: tuple[str, ...] = ()) -> None:
+        """`run_id` trains on from its checkpoint at `step` under `config` (another length),
+        in one transaction: its metric rows named in `drop` at `step` are deleted, the
+        record of that checkpoint recounts its rows, and the run is marked running."""
+        with self._transaction() as db:
+            for name in drop:
+                sql = "DELETE FROM metrics WHERE run_id = ? AND step = ? AND name = ?"
+                db.execute(sql, (run_id, step, name))
+            counts = self.row_counts(run_id, step)
+            db.execute(
+                "UPDATE checkpoints SET train_rows = ?, metric_rows = ? "
+                "WHERE run_id = ? AND step = ?",
+                (*counts, run_id, step),
+            )
+            db.execute(
+                "UPDATE runs SET config = ?, status = 'running' WHERE run_id = ?",
+                (json.dumps(config, sort_keys=True), run_id),
+            )
 
     def write(
         self,

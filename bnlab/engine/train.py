@@ -3,46 +3,47 @@
 `train(cfg, out_dir)` runs every stack of a config. A stack's life:
 
 1. build the model (member k initialized from seed k) and the optimizer;
-2. if resuming, restore the checkpoint and delete metric rows logged after its step;
+2. if resuming, restore the checkpoint and delete metric rows logged after its step; a
+   finished run given more steps continues from its last checkpoint (`runs.continue_run`);
 3. loop: forward on (K, B, ...) batches, backward, one optimizer update for all members;
-   metrics go into a preallocated buffer (no per-step host sync);
-4. at each checkpoint step: flush the buffered metric rows and the checkpoint's record
-   (step, sha256) in one transaction, then put the checkpoint file in place
-   (`bnlab.engine.resume`). A crash between the two leaves rows past the checkpoint, which
-   step 2 deletes; rows are never written past the buffer, so none are lost.
+   metrics go into a preallocated buffer (no per-step host sync), which reaches the store a
+   transaction at a time every few seconds (`MetricLog.due`), so the run can be followed;
+4. at each checkpoint step: write the rest of the rows and the checkpoint's record (step,
+   sha256, row counts) in one transaction, then put the checkpoint file in place
+   (`bnlab.engine.resume`). Rows past the last checkpoint (flushed since, or a crash between
+   the two) are deleted by step 2, and the steps after it trained again, bit-identical.
 
-The results directory is locked for the whole call (`bnlab.engine.lock`): one writer at a time.
+SIGINT or SIGTERM ends the step in flight, checkpoints there and raises `Interrupted`
+(`bnlab.engine.interrupt`). The results directory is locked for the whole call
+(`bnlab.engine.lock`): one writer at a time.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
-from bnlab.engine import checkpoint, lock
+from bnlab.engine import checkpoint, lock, runs
 from bnlab.engine.allocator import keep_freed_memory
 from bnlab.engine.config import DTYPES, TrainConfig, validate
 from bnlab.engine.context import RunContext, resolve_device, resolve_threads, torch_threads
 from bnlab.engine.data import TrainData, load_data, make_batches
+from bnlab.engine.evaluation import eval_chunk, evaluate
 from bnlab.engine.hooks import ActivationRecorder
+from bnlab.engine.interrupt import Interrupted, StopFlag, stop_requests
 from bnlab.engine.metrics import MetricLog
 from bnlab.engine.models import StackedModel, build_model
 from bnlab.engine.optim import make_optimizer
+from bnlab.engine.progress import Progress
 from bnlab.engine.resume import restore_checkpoint, save_checkpoint
-from bnlab.engine.runs import check_out_dir, checkpoint_path, create_run, open_existing, run_id
+from bnlab.engine.runs import checkpoint_path, run_id
 from bnlab.engine.store import Store
 
-# Evaluation runs the test set through the stack in chunks whose largest activation takes at
-# most this many bytes, so its memory is bounded whatever the test set's size.
-EVAL_CHUNK_BYTES = 64 * 2**20
 # Parameters and their gradients are strided views of the (K, P) buffers `model.flat` and
 # `model.flat_grad`, on purpose (one-op optimizer updates); torch warns, once per process,
 # that such gradients break its layout contract. Silenced only around the backward pass.
@@ -132,43 +133,12 @@ def train_step(model: StackedModel, optimizer, xb: Tensor, yb: Tensor) -> tuple[
     return loss.detach(), correct.to(loss.dtype).mean(1)
 
 
-def eval_chunk(model: StackedModel) -> int:
-    """Test images per evaluation chunk: the largest activation of the whole stack for one
-    chunk stays within EVAL_CHUNK_BYTES."""
-    per_image = model.members * model.widest * model.flat.element_size()  # bytes
-    return max(1, EVAL_CHUNK_BYTES // per_image)
-
-
-@torch.no_grad()
-def evaluate(
-    model: StackedModel, x: Tensor, y: Tensor, chunk: int | None = None
-) -> tuple[Tensor, Tensor]:
-    """Test loss and accuracy of every member, in eval mode (running BN statistics): (K,), (K,).
-
-    x (N, C, H, W), y (N,) on the model's device; every member sees the same images, `chunk`
-    at a time (default: `eval_chunk(model)`), so memory does not grow with N.
-    """
-    was_training = model.training
-    model.eval()
-    K, chunk = model.members, chunk or eval_chunk(model)
-    loss_sum = torch.zeros(K, dtype=model.flat.dtype, device=model.flat.device)
-    correct = torch.zeros_like(loss_sum)
-    for i in range(0, len(y), chunk):
-        xb = x[i : i + chunk].to(model.flat.dtype)
-        logits = model(xb.expand(K, *xb.shape))  # (K, n, classes): same images, every member
-        yb = y[i : i + chunk].expand(K, -1)  # (K, n)
-        loss = F.cross_entropy(logits.transpose(1, 2), yb, reduction="none")  # (K, n)
-        loss_sum += loss.sum(1)
-        correct += (logits.argmax(-1) == yb).to(correct.dtype).sum(1)
-    model.train(was_training)
-    return loss_sum / len(y), correct / len(y)
-
-
-def _eval_rows(stack: Stack, data: TrainData) -> list[tuple[int, int, str, float]]:
+def _evaluate(stack: Stack, data: TrainData, log: MetricLog, display: Progress | None) -> None:
     loss, acc = evaluate(stack.model, data.x_test, data.y_test)
-    rows = [(k, stack.step, "test_loss", v) for k, v in enumerate(loss.tolist())]
-    rows += [(k, stack.step, "test_accuracy", v) for k, v in enumerate(acc.tolist())]
-    return rows
+    log.extend([(k, stack.step, "test_loss", v) for k, v in enumerate(loss.tolist())])
+    log.extend([(k, stack.step, "test_accuracy", v) for k, v in enumerate(acc.tolist())])
+    if display is not None:
+        display.evaluated(float(acc.mean()))
 
 
 def _save(stack: Stack, log: MetricLog, store: Store, out_dir: Path) -> None:
@@ -178,8 +148,8 @@ def _save(stack: Stack, log: MetricLog, store: Store, out_dir: Path) -> None:
     save_checkpoint(store, stack.run_id, stack.state_dict(), log.drain(), path)
 
 
-def _progress_text(loss: Tensor, acc: Tensor) -> dict[str, str]:
-    return {"loss": f"{float(loss.mean()):.4f}", "acc": f"{float(acc.mean()):.3f}"}
+def _stopping(stop: StopFlag | None) -> bool:
+    return stop is not None and stop.signum is not None
 
 
 def train_stack(
@@ -187,21 +157,15 @@ def train_stack(
     data: TrainData,
     store: Store,
     out_dir: Path,
-    progress: bool = True,
+    display: Progress | None = None,
     probes: Sequence[Probe] = (),
+    stop: StopFlag | None = None,
 ) -> None:
-    """Run one stack from its current step to the end, logging and checkpointing."""
+    """Run one stack from its current step to the end, logging and checkpointing; rows reach
+    `store` as `MetricLog.due` says. Once `stop` is raised (`bnlab.engine.interrupt`), the
+    stack checkpoints after the step in flight and `Interrupted` is raised."""
     cfg, model = stack.cfg, stack.model
-    log = MetricLog(model, stack.optimizer, capacity=cfg.checkpoint_every // cfg.log_every + 1)
-    bar = tqdm(
-        total=stack.total_steps,
-        initial=stack.step,
-        desc=stack.run_id,
-        unit="step",
-        disable=None if progress else True,
-        dynamic_ncols=True,
-    )
-    next_refresh = time.monotonic()
+    log = MetricLog(model, stack.optimizer)
     while stack.step < stack.total_steps:
         step = stack.step + 1
         if stack.recorder is not None:
@@ -219,31 +183,61 @@ def train_stack(
             stack.recorder.active = False  # evaluation forwards are not training statistics
             log.extend(stack.recorder.take_rows(step))
         if step % stack.eval_every == 0 or step == stack.total_steps:
-            log.extend(_eval_rows(stack, data))
-        if step % cfg.checkpoint_every == 0 or step == stack.total_steps:
+            _evaluate(stack, data, log, display)
+        last = step == stack.total_steps
+        if step % cfg.checkpoint_every == 0 or last or _stopping(stop):
             _save(stack, log, store, out_dir)
-        bar.update(1)
-        if not bar.disable and time.monotonic() >= next_refresh:
-            bar.set_postfix(_progress_text(loss, acc), refresh=False)
-            next_refresh = time.monotonic() + 0.5
-    bar.close()
+        elif log.due():
+            store.write(stack.run_id, *log.drain())
+        if display is not None:
+            display.advance(loss)
+        if _stopping(stop) and not last:
+            raise Interrupted(stop.signum, stack.run_id, step)
+    if display is not None:
+        display.finish()
 
 
 def _resume_or_create(stack: Stack, store: Store, out_dir: Path, threads: int) -> bool:
     """Restore `stack` from a checkpoint the store vouches for, or create its run (trained on
     `threads` torch threads); returns False if it is finished."""
-    runs = {r["run_id"]: r for r in store.runs()}
+    run = {r["run_id"]: r for r in store.runs()}.get(stack.run_id)
     path = checkpoint_path(out_dir, stack.run_id)
     checkpoint.clean_temporaries(path)
-    if stack.run_id not in runs:
-        create_run(store, stack.cfg, stack.norm, stack.model.layer_names, threads)
+    if run is None:
+        runs.create_run(store, stack.cfg, stack.norm, stack.model.layer_names, threads)
         return True
-    if runs[stack.run_id]["status"] == "done":
+    if run["status"] == "done" and not runs.length_changed(run["config"], stack.cfg):
         return False
     state = restore_checkpoint(store, stack.run_id, path, stack.cfg.log_every, stack.cfg.members)
     if state is not None:
         stack.load_state_dict(state)
-    return True
+    return runs.continue_run(store, stack.run_id, run["config"], stack.cfg, stack.step, threads)
+
+
+def _train_stacks(
+    cfg: TrainConfig,
+    store: Store,
+    out_dir: Path,
+    data: TrainData,
+    threads: int,
+    display: Progress | None,
+    probes: Sequence[Probe],
+) -> None:
+    """Every stack of `cfg`, one after another; a stop request ends the call once the stack
+    in training has checkpointed."""
+    with stop_requests() as stop:
+        for norm in cfg.norms:
+            stack = build_stack(cfg, norm, data)
+            trains = _resume_or_create(stack, store, out_dir, threads)
+            if trains:
+                if display is not None:
+                    display.start(stack.run_id, stack.step, stack.total_steps, threads)
+                train_stack(stack, data, store, out_dir, display, probes, stop)
+            elif display is not None:
+                display.skip(stack.total_steps)
+            store.set_status(stack.run_id, "done")
+            if _stopping(stop):  # it came during the last step: no other stack starts
+                raise Interrupted(stop.signum, stack.run_id, stack.step)
 
 
 def train(
@@ -252,31 +246,38 @@ def train(
     ctx: RunContext | None = None,
     resume: bool = False,
     probes: Sequence[Probe] = (),
+    display: Progress | None = None,
 ) -> Path:
     """Validate, then train every stack of `cfg` into `out_dir`; returns the directory.
 
     `ctx` says where and how (device, torch threads, progress, executor; see
-    `bnlab.engine.context`); the default trains here, on CUDA when present. `probes` take
-    measurements between steps (see `Probe`); their rows are stored as metrics.
+    `bnlab.engine.context`); the default trains here, on CUDA when present. A run resumed
+    trains with the thread count it stored, unless `ctx` sets another (then refused).
+    `probes` take measurements between steps (see `Probe`); their rows are stored as
+    metrics. `display` shows the progress of several trainings at once (`bnlab train`);
+    by default, with `ctx.progress`, a bar for this call's stacks.
     """
     ctx = ctx or RunContext()
     validate(cfg)
     if ctx.executor is not None:
         return ctx.executor.train(cfg, Path(out_dir), ctx, resume, tuple(probes))
     device = resolve_device(ctx.device)  # CUDA asked for but absent fails before any write
-    out_dir, threads = Path(out_dir), resolve_threads(ctx, cfg)
-    with lock.hold(out_dir), torch_threads(threads):
-        store = open_existing(out_dir)  # a new run creates it once its data has loaded
+    out_dir = Path(out_dir)
+    own = display is None and ctx.progress
+    with lock.hold(out_dir):
+        store = runs.open_existing(out_dir)  # a new run creates it once its data has loaded
         try:
-            check_out_dir(cfg, store, out_dir, resume, threads)
-            data = load_data(cfg.data).to(device)
-            store = store or Store(out_dir, "c")
-            for norm in cfg.norms:
-                stack = build_stack(cfg, norm, data)
-                if _resume_or_create(stack, store, out_dir, threads):
-                    train_stack(stack, data, store, out_dir, ctx.progress, probes)
-                    store.set_status(stack.run_id, "done")
+            threads = resolve_threads(ctx, cfg, runs.threads_to_resume(store, cfg))
+            runs.check_out_dir(cfg, store, out_dir, resume, threads)
+            display = Progress.for_configs([cfg]) if own else display
+            with torch_threads(threads):
+                data = load_data(cfg.data).to(device)
+                store = store or Store(out_dir, "c")
+                shown = display if ctx.progress else None
+                _train_stacks(cfg, store, out_dir, data, threads, shown, probes)
         finally:
+            if own and display is not None:
+                display.close()
             if store is not None:
                 store.close()
     return out_dir
