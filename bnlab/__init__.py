@@ -12,7 +12,8 @@ Public API (everything else may change):
 - `convert`: swap torch.nn's BatchNorm{1,2,3}d for bnlab's in any model, and back.
 - The normalization family, in `bnlab.norms` (one file per layer): `LayerNorm`, `GroupNorm`,
   `InstanceNorm1d/2d/3d` (drop-in for torch.nn's), `BatchRenorm1d/2d`, `GhostBatchNorm1d/2d`,
-  `precise_bn` (population statistics after training), and the momentum conversions
+  `NoisyBatchNorm1d/2d`, `precise_bn` (population statistics after training, for a model or
+  an engine stack), and the momentum conversions
   `torch_to_keras`, `keras_to_torch`, `torch_to_flax`, `flax_to_torch`.
 - `bnlab.exercises`: self-checking exercises for the tutorial notebook (`check_backward`, ...).
 
@@ -22,7 +23,7 @@ imports none of them:
 
 - `bnlab.data`: verified datasets (`load`, `fetch`, `to_tensor`, `StackedBatches`).
 - `bnlab.engine`: K models trained as one stacked computation (`get_preset`, `train`, `Store`,
-  the norm-layer table with BN and noisy BN).
+  the norm-layer table: adapters over `bnlab.norms`'s functional forms).
 - `bnlab.analysis`: Santurkar et al. 2018 measurement tools (`landscape`, `ics`, `hvp`, probes).
 - `bnlab.report`: CIs over seeds, claims and verdicts, figures, `write_report`.
 - `bnlab.reproduce`: the experiments behind `bnlab reproduce` (Ioffe & Szegedy 2015,
@@ -64,6 +65,8 @@ _EXPORTS = {
             "InstanceNorm2d",
             "InstanceNorm3d",
             "LayerNorm",
+            "NoisyBatchNorm1d",
+            "NoisyBatchNorm2d",
             "RenormWarmup",
             "flax_to_torch",
             "keras_to_torch",
