@@ -99,13 +99,13 @@ def _check_noise_sweep(out, result):
     """The noise sweep trains BN + noise only, its noise scaled, beside `vgg`; the report shows
     it as a table and a figure, and results without it (older runs) still analyze."""
     with Results(out / "vgg") as res:
-        full = res.config("batch-noisy")["model"]
+        full = res.config("batch-noisy")["model"]["norm"]["batch_noisy"]
     for scale in NOISE_SCALES:
         with Results(out / f"vgg-noise{scale:g}") as res:
             assert list(res.runs) == ["batch-noisy"]
-            model = res.config("batch-noisy")["model"]
-        for key in ("noise_mean_max", "noise_std_min", "noise_std_max"):
-            assert model[key] == pytest.approx(scale * full[key])
+            noise = res.config("batch-noisy")["model"]["norm"]["batch_noisy"]
+        for key in ("mean_max", "std_min", "std_max"):
+            assert noise[key] == pytest.approx(scale * full[key])
     (section,) = result.sections
     (table,) = [t for t in section.tables if t.title.startswith("Noise-strength sweep")]
     labels = [row[0] for row in table.rows]

@@ -105,7 +105,7 @@ def test_ics_l2_reason_and_beta_which_the_scale_cannot_explain():
     assert beta.endswith("no tested explanation.") and "Most likely" not in beta
 
 
-NOISE = {"noise_mean_max": 0.5, "noise_std_min": 0.5, "noise_std_max": 1.5}
+NOISE = {"mean_max": 0.5, "std_min": 0.5, "std_max": 1.5}
 
 
 def test_noisy_bn_reason_needs_noisy_bn_worse_and_fitting_worse():

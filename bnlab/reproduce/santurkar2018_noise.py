@@ -36,11 +36,12 @@ class NoiseSweep:
 def read_sweep(res: Results, dirs: Sequence[Path]) -> NoiseSweep:
     """The sweep from the scored setting's results `res` (scale 1) and the sweep's
     directories `dirs`; a directory's scale is its noise std's maximum over the scored one's."""
-    full = res.config("batch-noisy")["model"]["noise_std_max"]
+    full = res.config("batch-noisy")["model"]["norm"]["batch_noisy"]["std_max"]
     found = {1.0: final_accuracy(res, "batch-noisy")}
     for directory in dirs:
         with Results(directory) as swept:
-            scale = swept.config("batch-noisy")["model"]["noise_std_max"] / full
+            noise = swept.config("batch-noisy")["model"]["norm"]["batch_noisy"]
+            scale = noise["std_max"] / full
             found[round(scale, 6)] = final_accuracy(swept, "batch-noisy")
     scales = tuple(sorted(found))
     return NoiseSweep(

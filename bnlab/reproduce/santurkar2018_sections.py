@@ -430,7 +430,7 @@ def _noisy(
         _score(
             rows, notes, claim, tag, measure["batch-noisy"], measure[base], "paired by seed", pair
         )
-    noise = res.config("batch-noisy")["model"]  # the noise's ranges, for the reason
+    noise = res.config("batch-noisy")["model"]["norm"]["batch_noisy"]  # for the reason
     sweep = read_sweep(res, noise_sweep) if noise_sweep else None
     if sweep is not None:
         tables.append(sweep_table(sweep))

@@ -98,7 +98,8 @@ def noisy_bn_why(
     sweep: NoiseSweep | None = None,
 ) -> str:
     """Why noisy BN did not train about as well as BN. `train_loss` maps "batch" and
-    "batch-noisy" to (S,) final training losses; `noise` is the model config's noise ranges;
+    "batch-noisy" to (S,) final training losses; `noise` is the stored noise parameters
+    (`model.norm.batch_noisy`: mean_max, std_min, std_max);
     `sweep` the noise-strength sweep where it was trained.
 
     Only where noisy BN is worse than BN (else ''). With the sweep, the reason is its test:
@@ -130,8 +131,8 @@ def noisy_bn_why(
 
 def _noise_text(noise: Mapping[str, float]) -> str:
     return (
-        f"its per-channel std, U({noise['noise_std_min']:g}, {noise['noise_std_max']:g}), and "
-        f"mean, U(-{noise['noise_mean_max']:g}, {noise['noise_mean_max']:g})"
+        f"its per-channel std, U({noise['std_min']:g}, {noise['std_max']:g}), and "
+        f"mean, U(-{noise['mean_max']:g}, {noise['mean_max']:g})"
     )
 
 
