@@ -112,23 +112,26 @@ def _check_shared(self) -> None:
         raise ValueError(f"kernel: expected one of {', '.join(NORM_KERNELS)}, got {self.kernel!r}")
 
 
+SHARED_FIELDS = {  # name: (type, default, comment for `bnlab config show`)
+    "eps": (float, 1e-5, "added to the variance"),
+    "momentum": (float, 0.1, "running-statistics weight of the new batch (PyTorch convention)"),
+    "kernel": (str, "aten", "aten: torch's fused kernels (BN, Layer/Group/Instance), or bnlab"),
+    "compiled": (bool, False, "fuse the bnlab kernels' passes with torch.compile"),
+}
+
+
 def _norm_params() -> type:
     """The frozen dataclass of `ModelConfig.norm`: shared fields, then one per registry entry
     with parameters."""
-    shared = [
-        ("eps", float, 1e-5),
-        ("momentum", float, 0.1),
-        ("kernel", str, "aten"),
-        ("compiled", bool, False),
-    ]
+    shared = [(name, kind, default) for name, (kind, default, _) in SHARED_FIELDS.items()]
     own = [
         (params_key(name), spec.params, dataclasses.field(default_factory=spec.params))
         for name, spec in NORM_LAYERS.items()
         if spec.params is not None
     ]
-    cls = dataclasses.make_dataclass(
-        "NormParams", shared + own, frozen=True, namespace={"__post_init__": _check_shared}
-    )
+    comments = {name: comment for name, (_, _, comment) in SHARED_FIELDS.items()}
+    namespace = {"__post_init__": _check_shared, "FIELD_COMMENTS": comments}
+    cls = dataclasses.make_dataclass("NormParams", shared + own, frozen=True, namespace=namespace)
     cls.__module__ = __name__  # found by pickle (Ray and spawn executors send configs)
     sections = ", ".join(
         f"`{params_key(name)}` ({spec.params.__name__})"

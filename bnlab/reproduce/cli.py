@@ -59,7 +59,7 @@ def run_report(args: argparse.Namespace) -> int:
 REPRODUCE_EXAMPLES = """examples:
   bnlab reproduce ioffe2015-mnist --quick       # minutes: scaled down, labelled QUICK
   bnlab reproduce all --out results/full        # every experiment, 5 seeds (hours)
-  bnlab reproduce small-batch --set model.norm_groups=8 --out results/groups8"""
+  bnlab reproduce small-batch --set model.norm.group.groups=8 --out results/groups8"""
 
 
 def add_parser(subparsers) -> None:
