@@ -7,9 +7,8 @@ both compute the same rule (tests/test_engine_norm_parity.py). Batch Renorm and 
 have bnlab's only, timed for reference. Each layer is timed in training mode, forward +
 backward (input and parameter gradients), on activations of the presets' shapes (K = 5
 members, conv activations and their gradients in the engine's channels-last layout), one
-process, glibc told to
-keep freed memory as the engine does, round-robin medians; the ratio is bnlab's time over
-ATen's (above 1: ATen is faster).
+process, glibc told to keep freed memory as the engine does, round-robin medians; the ratio
+is bnlab's time over ATen's (above 1: ATen is faster).
 
 Usage: python benchmarks/norm_kernels.py [--repeat N] [--threads N]
 """
