@@ -26,11 +26,13 @@ imports none of them:
   the norm-layer table: adapters over `bnlab.norms`'s functional forms).
 - `bnlab.analysis`: Santurkar et al. 2018 measurement tools (`landscape`, `ics`, `hvp`, probes).
 - `bnlab.report`: CIs over seeds, claims and verdicts, figures, `write_report`.
+- `bnlab.study`: your own question (any `nn.Module`, variants, data, claims declared before
+  the run) with the lab's store, statistics and report (`Study`, `Variant`, `Claim`, `run`).
 - `bnlab.reproduce`: the experiments behind `bnlab reproduce` (Ioffe & Szegedy 2015,
   Santurkar et al. 2018, ...).
 
-Imports run one way, core <- data <- engine <- analysis <- report <- reproduce <- cli. The
-core is the BN modules above and `bnlab.norms`, which imports only them (and `bnlab`
+Imports run one way, core <- data <- engine <- analysis <- report <- study <- reproduce <- cli.
+The core is the BN modules above and `bnlab.norms`, which imports only them (and `bnlab`
 re-exports it); cli is `bnlab.cli` and each subcommand's module (`bnlab.verify`,
 `bnlab.<subpackage>.cli`): library code never imports the command line, and there is no
 import circle (tests/test_import_order.py).

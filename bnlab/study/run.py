@@ -1,0 +1,143 @@
+"""Run a study: check everything, register it, then train each variant's members.
+
+    out = run(study, "results/my-study")               # or `bnlab study FILE --out DIR`
+    out = run(study, "results/my-study", resume=True)  # after a crash: bit-identical
+
+1. Load the data and check it, build each variant's first members and check them, and decide
+   how each trains (`checks.preflight`). Nothing is written before this passes.
+2. A fresh directory: register every variant as a run in `bnlab.sqlite` (the engine's
+   `Store`) with the whole declaration, claims included, and write `study.json`; all before
+   any step. A resumed one: the stored declaration must equal this one (`declaration`).
+3. Train the variants in turn (`loop.train_variant`), each resumable from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+
+from bnlab.engine.store import DB_NAME, Store
+from bnlab.engine.train import resolve_device
+from bnlab.errors import BnlabError
+from bnlab.study.checks import preflight
+from bnlab.study.data import load_data
+from bnlab.study.declaration import declaration as declare
+from bnlab.study.declaration import (
+    first_difference,
+    is_study_dir,
+    new_manifest,
+    read_manifest,
+    run_config,
+    write_manifest,
+)
+from bnlab.study.loop import run_id, train_variant
+from bnlab.study.members import settings
+from bnlab.study.spec import Study
+
+__all__ = ["run"]
+
+
+def run(
+    study: Study,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    seeds: int | None = None,
+    steps: int | None = None,
+    progress: bool = True,
+    file: str = "",
+    command: str = "",
+    stop_at: int = 0,
+) -> Path:
+    """Check, register and train `study` into `out_dir`; returns `out_dir`.
+
+    `seeds` and `steps` override the study's own; `file` is the study file (stored, so that
+    `bnlab replay` can load the study again); `stop_at` ends every variant at that step (a
+    replay: the schedule is still the full run's).
+    """
+    if seeds is not None:
+        study = replace(study, seeds=seeds)
+    if steps is not None:
+        study = replace(study, steps=steps)
+    out_dir = Path(out_dir)
+    torch_device = resolve_device(device)
+    data = load_data(study.data)
+    plans = preflight(study, data, torch_device)
+    decl = json.loads(json.dumps(declare(study, data, plans, file, device)))  # as stored
+    stored = _stored_runs(out_dir)
+    _check_out_dir(out_dir, study, decl, stored, resume)
+    with Store(out_dir) as store:
+        if not stored:
+            _register(store, study, decl)
+            write_manifest(out_dir, new_manifest(decl, command))
+        done = {r["run_id"] for r in store.runs() if r["status"] == "done"}
+        for name, plan in plans.items():
+            rid = run_id(study, name)
+            if rid in done:
+                continue
+            start = time.monotonic()
+            train_variant(
+                study, name, plan.mode, data, store, out_dir, torch_device, progress, stop_at
+            )
+            if not stop_at:
+                store.set_status(rid, "done")
+            _add_wall_time(out_dir, name, time.monotonic() - start)
+    return out_dir
+
+
+def _stored_runs(out_dir: Path) -> dict[str, dict]:
+    """run_id -> stored config of the runs already in `out_dir` (read-only: writes nothing)."""
+    db = out_dir / DB_NAME
+    if not db.is_file():
+        return {}
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        rows = conn.execute("SELECT run_id, config FROM runs").fetchall()
+    return {rid: json.loads(config) for rid, config in rows}
+
+
+def _check_out_dir(out_dir: Path, study: Study, decl: dict, stored: dict, resume: bool) -> None:
+    """A fresh study needs a fresh directory; a resumed one the same declaration."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BnlabError(f"--out: {out_dir} exists and is not a directory")
+    if not stored:
+        return
+    if not is_study_dir(out_dir):
+        raise BnlabError(f"--out: {out_dir} holds other bnlab results; choose another --out")
+    name = read_manifest(out_dir)["study"]
+    if not resume:
+        raise BnlabError(
+            f"--out: {out_dir} already holds study {name!r}; pass --resume to continue it "
+            "or choose another --out"
+        )
+    for rid, config in stored.items():
+        found = first_difference(config, run_config(decl, config.get("variant")))
+        if found:
+            raise BnlabError(
+                f"--resume: run {rid!r} was declared differently; {found}. A study's question "
+                "and its claims are fixed at its start: choose another --out"
+            )
+    missing = {run_id(study, v) for v in study.variants} - set(stored)
+    if missing:
+        raise BnlabError(f"--resume: {out_dir} has no run {sorted(missing)[0]!r}")
+
+
+def _register(store: Store, study: Study, decl: dict) -> None:
+    """Every variant's run, with the whole declaration, before any step is trained."""
+    for name in study.variants:
+        lr = settings(study, name).lr
+        members = [(k, seed, lr) for k, seed in enumerate(study.member_seeds())]
+        layers = decl["variants"][name]["layers"]
+        config = run_config(decl, name)
+        store.create_run(run_id(study, name), study.name, name, config, layers, members)
+
+
+def _add_wall_time(out_dir: Path, variant: str, seconds: float) -> None:
+    manifest = read_manifest(out_dir)
+    times = manifest.setdefault("wall_time_s", {})
+    times[variant] = times.get(variant, 0.0) + seconds
+    write_manifest(out_dir, manifest)

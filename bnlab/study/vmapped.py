@@ -1,0 +1,172 @@
+"""K members of any model trained as one computation with torch.func.
+
+The members' parameters are stacked (`torch.func.stack_module_state`) into one flat (K, P)
+buffer, each parameter a (K, ...) view of it, as in the engine's `StackedModel`; buffers
+(BN's running statistics) are stacked (K, ...) tensors. A step is
+
+    losses = vmap(functional_call(template, (params, buffers), x_k))   # (K,), one graph
+    losses.sum().backward()        # d(sum)/d(theta_k) = d(loss_k)/d(theta_k): members apart
+    optimizer.step()               # the engine's StackedSGD / StackedAdam on (K, P)
+
+with BN in its functional-state form (`functional_state`), whose new running statistics come
+back from the vmapped call and replace the stacked buffers. The backward is plain autograd
+over the stacked graph rather than `vmap(grad(...))`: the gradients land in the flat (K, P)
+buffer that the optimizer updates in one op, and BN's backward is bnlab's hand-written one,
+over all members at once.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from bnlab.engine.allocator import keep_freed_memory
+from bnlab.engine.config import OptimConfig
+from bnlab.engine.optim import make_optimizer
+from bnlab.study.functional_state import state_updates, to_functional
+from bnlab.study.members import layer_groups, member_loss, trainable, vmap_blocker
+from bnlab.study.spec import Optimizer
+from bnlab.study.vmap_group_norm import stack_group_norms
+
+__all__ = ["VmappedMembers", "members_last"]
+
+EVAL_MEMBER_IMAGES = 2048  # member-images per evaluation chunk: bounds its memory
+
+
+def members_last(xb: Tensor) -> Tensor:
+    """Images (K, B, C, H, W) laid out as (B, H, W, K, C) in memory, same shape and values.
+
+    Under vmap a convolution of K members is one grouped convolution over the (B, K*C, H,
+    W) view of its input; with this layout that view is channels-last, the layout in which
+    the grouped convolution is fast on the CPU (as the engine's `StackedConv2d` runs), and
+    every later layer keeps it. Anything else is returned as it is.
+    """
+    if xb.dim() != 5:
+        return xb
+    return xb.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2)  # (K, B, C, H, W)
+
+
+class VmappedMembers:
+    """The K models of one variant as one vmapped computation (see the module docstring)."""
+
+    mode = "vmapped"
+
+    def __init__(self, models: list[nn.Module], optimizer: Optimizer, lr: float, device):
+        keep_freed_memory()  # K members' activations: reuse their memory between steps
+        self.members = len(models)
+        self.reference = copy.deepcopy(models[0])  # plain form: `member(k)` loads into it
+        functional = [copy.deepcopy(m) for m in models]
+        for m in functional:
+            to_functional(m)  # BN: running statistics in and out
+            stack_group_norms(m)  # GroupNorm: one op for every member
+        self.template = functional[0]
+        self.blocker = vmap_blocker(self.template)
+        params, buffers = stack_module_state(functional)  # name -> (K, ...)
+        names = [n for n, _ in trainable(self.template)]
+        frozen = {n: v.detach() for n, v in params.items() if n not in names}
+        # frozen parameters travel with the buffers: stacked, passed in, never trained
+        self.buffers = {n: b.to(device) for n, b in {**buffers, **frozen}.items()}
+        self._flatten([(n, params[n]) for n in names], device)
+        self.layer_names, onehot = layer_groups(self.template)
+        self._onehot = onehot.to(device, self.flat.dtype)
+        cfg = OptimConfig(optimizer.name, lr, (), optimizer.momentum, optimizer.weight_decay)
+        self.optimizer = make_optimizer(self.flat, self.flat_grad, [lr] * self.members, cfg)
+        self._train = vmap(self._member_step)
+        self._eval = vmap(self._member_logits, in_dims=(0, 0, None))
+
+    def _flatten(self, params: list[tuple[str, Tensor]], device) -> None:
+        """Every trainable parameter as a (K, ...) view of self.flat (K, P); grads likewise."""
+        total = sum(p[0].numel() for _, p in params)
+        dtype = params[0][1].dtype
+        self.flat = torch.zeros(self.members, total, dtype=dtype, device=device)  # (K, P)
+        self.flat_grad = torch.zeros_like(self.flat)  # (K, P)
+        self.params: dict[str, nn.Parameter] = {}
+        self._ranges: list[tuple[int, int]] = []
+        start = 0
+        for name, stacked in params:
+            end = start + stacked[0].numel()
+            view = self.flat[:, start:end].view(stacked.shape)  # (K, ...)
+            view.copy_(stacked.detach())
+            param = nn.Parameter(view)
+            param.grad = self.flat_grad[:, start:end].view(stacked.shape)
+            self.params[name] = param
+            self._ranges.append((start, end))
+            start = end
+
+    def _member_step(self, params, buffers, x, y):
+        """One member's loss and accuracy, and its new running statistics (under vmap)."""
+        with state_updates() as new:
+            logits = functional_call(self.template, (params, buffers), x)
+        loss, acc = member_loss(logits, y)
+        return loss, acc, dict(new)
+
+    def _member_logits(self, params, buffers, x):
+        return functional_call(self.template, (params, buffers), x)
+
+    def step(self, xb: Tensor, yb: Tensor, lr: float) -> tuple[Tensor, Tensor]:
+        """One optimizer step of every member on its own batch: xb (K, B, ...), yb (K, B).
+        Returns the members' losses and accuracies, (K,) each, before the update."""
+        self.flat_grad.zero_()
+        loss, acc, new = self._train(self.params, self.buffers, members_last(xb), yb)
+        loss.sum().backward()
+        self.optimizer.lr.fill_(lr)
+        self.optimizer.step()
+        self.buffers.update(new)
+        return loss.detach(), acc
+
+    def layer_sq_norms(self) -> Tensor:
+        """Squared l2 norm of each member's last gradient per layer: (K, L)."""
+        per_param = [
+            torch.linalg.vector_norm(self.flat_grad[:, a:b], dim=1)  # (K,)
+            for a, b in self._ranges
+        ]
+        return torch.mm(torch.stack(per_param, 1).square_(), self._onehot)  # (K, L)
+
+    @torch.no_grad()
+    def evaluate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Every member's loss and accuracy on the same (N, ...) examples in eval mode
+        (running statistics), in chunks: (K,), (K,)."""
+        self.template.eval()
+        loss_sum = torch.zeros(self.members, dtype=self.flat.dtype, device=self.flat.device)
+        correct = torch.zeros_like(loss_sum)
+        chunk = max(1, EVAL_MEMBER_IMAGES // self.members)
+        try:
+            for i in range(0, len(y), chunk):
+                xc = x[i : i + chunk]
+                if xc.dim() == 4:  # images: channels-last, as the stacked convolutions run
+                    xc = xc.contiguous(memory_format=torch.channels_last)
+                logits = self._eval(self.params, self.buffers, xc)  # (K, n, classes)
+                target = y[i : i + chunk].expand(self.members, -1)  # (K, n)
+                loss = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), target, reduction="none"
+                )  # (K, n)
+                loss_sum += loss.sum(1)
+                correct += (logits.argmax(-1) == target).to(correct.dtype).sum(1)
+        finally:
+            self.template.train()
+        return loss_sum / len(y), correct / len(y)
+
+    @torch.no_grad()
+    def member(self, k: int) -> nn.Module:
+        """Member k as a plain model (its own layers, not the functional ones), a copy."""
+        model = copy.deepcopy(self.reference)
+        stacked = {**self.params, **self.buffers}
+        for name, t in (*model.named_parameters(), *model.named_buffers()):
+            t.copy_(stacked[name][k])
+        return model
+
+    def state_dict(self) -> dict:
+        return {
+            "flat": self.flat.clone(),
+            "buffers": {n: b.clone() for n, b in self.buffers.items()},
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.flat.copy_(state["flat"])
+        self.buffers = {n: b.to(self.flat.device) for n, b in state["buffers"].items()}
+        self.optimizer.load_state_dict(state["optimizer"])
