@@ -7,6 +7,7 @@ by callers are stored as tuples and the protocol as a read-only mapping of strin
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,23 @@ class ReportMeta:
     regenerate: str = ""  # the command that regenerates this report from scratch
 
 
+def machine_description() -> str:
+    """The CPU model, its core count and the torch version and threads: where numbers ran."""
+    import torch  # only here: the report layer is otherwise plain numbers
+
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, torch {torch.__version__}"
+    )
+
+
 def format_duration(seconds: float | None) -> str:
     """'4 min 12 s', '38.2 s', or 'not recorded'."""
     if seconds is None:
@@ -190,7 +208,8 @@ VERDICT_MARKS = {
 }
 MATRIX_LEGEND = (
     "✓ reproduced · ✗ not reproduced · ? inconclusive · blank: not measured in that "
-    "setting. Each cell: the effect (BN minus the comparison) as mean ± the half-width of its "
+    "setting. Each cell: the effect (the claim's network minus its comparison: BN minus "
+    "the baseline in the reproductions) as mean ± the half-width of its "
     "95% CI over n seeds, and how many seeds diverged; the table below gives each row's "
     "measure, p-value and the source's number for that setting."
 )

@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 import time
 from dataclasses import replace
@@ -20,6 +18,7 @@ from pathlib import Path
 from bnlab.engine import RunContext, replay
 from bnlab.errors import BnlabError, ResultsNotFoundError, did_you_mean
 from bnlab.report import QUICK_BANNER, ReportMeta, Section, write_report
+from bnlab.report.sections import machine_description
 from bnlab.reproduce import overrides
 from bnlab.reproduce.common import MANIFEST, QUICK_SEEDS, new_manifest, read_manifest, say
 from bnlab.reproduce.experiment import ExperimentResult
@@ -187,23 +186,6 @@ def _copy_figures(section: Section, root: Path, dest: Path) -> Section:
             paths[kind] = target
         figures.append(replace(fig, **paths))
     return replace(section, figures=tuple(figures))
-
-
-def machine_description() -> str:
-    """The CPU model, its core count and the torch version and threads: where numbers ran."""
-    import torch
-
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, torch {torch.__version__}"
-    )
 
 
 def print_scorecard(results: list[ExperimentResult]) -> None:
