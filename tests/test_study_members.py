@@ -89,7 +89,7 @@ def test_vmapped_members_equal_separate_one_model_runs():
             for name in names:
                 assert_close(
                     f"step {step} grad {name} {k}",
-                    stack.params[name].grad[k],
+                    stack.stacked_grads()[name][k],
                     grads[name].grad,
                     **TOL,
                 )
@@ -98,7 +98,10 @@ def test_vmapped_members_equal_separate_one_model_runs():
                 assert_close(f"step {step} {name} {k}", stack.buffers[name][k], buf, **TOL)
             for name, p in model.named_parameters():
                 assert_close(
-                    f"step {step} {name} {k}", stack.params[name][k].detach(), p.detach(), **TOL
+                    f"step {step} {name} {k}",
+                    stack.stacked_params()[name][k].detach(),
+                    p.detach(),
+                    **TOL,
                 )
     test_loss, _ = stack.evaluate(data.x_test, data.y_test)
     for k, model in enumerate(singles):

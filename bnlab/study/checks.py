@@ -149,7 +149,7 @@ def _trial(members: VmappedMembers, models, data: StudyData, batch: int, device)
     K = members.members
     try:
         loss, _, _ = members._train(
-            members.params, members.buffers, x.expand(K, *x.shape), y.expand(K, -1)
+            members.stacked_params(), members.buffers, x.expand(K, *x.shape), y.expand(K, -1)
         )
         loss.sum().backward()
     except Exception as err:  # any refusal of torch.func's is a reason to train apart

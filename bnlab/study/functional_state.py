@@ -25,8 +25,9 @@ output is (N, K*C, H, W) already). The math is the layer's own:
 - torch.nn's BN: torch's fused `batch_norm` over the K*C member-channels, updating *copies*
   of the running statistics (the inputs are never written).
 
-A non-finite batch leaves that member's statistics and batch count as they were, as bnlab's
-BN does inside a transform; the output carries the NaN. The backward is ordinary autograd
+A non-finite batch is handled as the replaced layer handles it: bnlab's BN leaves that
+member's statistics and batch count as they were (as it does inside a transform), torch's
+takes it in; the output carries the NaN either way. The backward is ordinary autograd
 over the stacked computation, outside `vmap` (what `bnlab.study` does); `torch.func.grad`
 inside `vmap` is not supported by this layer.
 """
@@ -114,19 +115,18 @@ def _stacked(x: Tensor, weight, bias, mean, var, count, spec: _Spec):
 
 
 def _train_aten(x: Tensor, weight, bias, mean, var, count, spec: _Spec):
-    """torch's fused batch_norm over the K*C member-channels, on copies of the statistics."""
+    """torch's fused batch_norm over the K*C member-channels, on copies of the statistics.
+
+    torch.nn's semantics, as the layer it replaces: a non-finite batch is taken into the
+    running statistics (and counted) like any other.
+    """
     N, K, C = x.shape[:3]
     xg = x.reshape(N, K * C, *x.shape[3:])  # a view for a vmapped conv's (N, K*C, H, W)
     new_mean, new_var = mean.reshape(-1).clone(), var.reshape(-1).clone()  # (K*C,)
     w = None if weight is None else weight.reshape(-1)
     b = None if bias is None else bias.reshape(-1)
     y = F.batch_norm(xg, new_mean, new_var, w, b, True, spec.momentum, spec.eps)
-    new_mean, new_var = new_mean.view(K, C), new_var.view(K, C)
-    # a non-finite batch leaves non-finite statistics: keep that member's old ones
-    ok = (torch.isfinite(new_mean).all(1) & torch.isfinite(new_var).all(1)).unsqueeze(1)
-    new_mean = torch.where(ok, new_mean, mean)
-    new_var = torch.where(ok, new_var, var)
-    return y.view(x.shape), new_mean, new_var, count + ok.squeeze(1).long()
+    return y.view(x.shape), new_mean.view(K, C), new_var.view(K, C), count + 1
 
 
 def _eval(x: Tensor, weight, bias, mean, var, spec: _Spec) -> Tensor:

@@ -42,7 +42,8 @@ def members_last(xb: Tensor) -> Tensor:
     Under vmap a convolution of K members is one grouped convolution over the (B, K*C, H,
     W) view of its input; with this layout that view is channels-last, the layout in which
     the grouped convolution is fast on the CPU (as the engine's `StackedConv2d` runs), and
-    every later layer keeps it. Anything else is returned as it is.
+    every later layer keeps it. Used for models with Conv2d layers; other inputs are
+    returned as they are.
     """
     if xb.dim() != 5:
         return xb
@@ -64,6 +65,7 @@ class VmappedMembers:
             stack_group_norms(m)  # GroupNorm: one op for every member
         self.template = functional[0]
         self.blocker = vmap_blocker(self.template)
+        self._convolutional = any(isinstance(m, nn.Conv2d) for m in self.template.modules())
         params, buffers = stack_module_state(functional)  # name -> (K, ...)
         names = [n for n, _ in trainable(self.template)]
         frozen = {n: v.detach() for n, v in params.items() if n not in names}
@@ -78,16 +80,28 @@ class VmappedMembers:
         self._eval = vmap(self._member_logits, in_dims=(0, 0, None))
 
     def _flatten(self, params: list[tuple[str, Tensor]], device) -> None:
-        """Every trainable parameter as a (K, ...) view of self.flat (K, P); grads likewise."""
+        """Every trainable parameter as a (K, ...) view of self.flat (K, P); grads likewise.
+
+        A Linear layer's weight (out, in) is kept (in, out) in memory and handed to the model
+        transposed (`stacked_params`): x @ W.T is then a bmm with the stored matrix, whose
+        gradient x.T @ dy arrives in the stored layout, as in the engine's `StackedLinear`.
+        Stored (out, in), every step would add a transposed gradient into it.
+        """
+        linear = {
+            f"{n}.weight" for n, m in self.template.named_modules() if isinstance(m, nn.Linear)
+        }
         total = sum(p[0].numel() for _, p in params)
-        dtype = params[0][1].dtype
-        self.flat = torch.zeros(self.members, total, dtype=dtype, device=device)  # (K, P)
+        self.flat = torch.zeros(self.members, total, dtype=params[0][1].dtype, device=device)
         self.flat_grad = torch.zeros_like(self.flat)  # (K, P)
         self.params: dict[str, nn.Parameter] = {}
         self._ranges: list[tuple[int, int]] = []
+        self._transposed = set()
         start = 0
         for name, stacked in params:
             end = start + stacked[0].numel()
+            if name in linear:
+                stacked = stacked.transpose(1, 2)  # (K, out, in) -> (K, in, out)
+                self._transposed.add(name)
             view = self.flat[:, start:end].view(stacked.shape)  # (K, ...)
             view.copy_(stacked.detach())
             param = nn.Parameter(view)
@@ -95,6 +109,17 @@ class VmappedMembers:
             self.params[name] = param
             self._ranges.append((start, end))
             start = end
+
+    def stacked_params(self) -> dict[str, Tensor]:
+        """name -> (K, ...) as the model sees them (Linear weights transposed back: views)."""
+        return {n: self._model_layout(n, p) for n, p in self.params.items()}
+
+    def stacked_grads(self) -> dict[str, Tensor]:
+        """name -> (K, ...) gradients of the last step, in the model's layout (views)."""
+        return {n: self._model_layout(n, p.grad) for n, p in self.params.items()}
+
+    def _model_layout(self, name: str, t: Tensor) -> Tensor:
+        return t.transpose(1, 2) if name in self._transposed else t
 
     def _member_step(self, params, buffers, x, y):
         """One member's loss and accuracy, and its new running statistics (under vmap)."""
@@ -110,7 +135,9 @@ class VmappedMembers:
         """One optimizer step of every member on its own batch: xb (K, B, ...), yb (K, B).
         Returns the members' losses and accuracies, (K,) each, before the update."""
         self.flat_grad.zero_()
-        loss, acc, new = self._train(self.params, self.buffers, members_last(xb), yb)
+        if self._convolutional:
+            xb = members_last(xb)
+        loss, acc, new = self._train(self.stacked_params(), self.buffers, xb, yb)
         loss.sum().backward()
         self.optimizer.lr.fill_(lr)
         self.optimizer.step()
@@ -136,9 +163,9 @@ class VmappedMembers:
         try:
             for i in range(0, len(y), chunk):
                 xc = x[i : i + chunk]
-                if xc.dim() == 4:  # images: channels-last, as the stacked convolutions run
+                if self._convolutional and xc.dim() == 4:  # as the stacked convolutions run
                     xc = xc.contiguous(memory_format=torch.channels_last)
-                logits = self._eval(self.params, self.buffers, xc)  # (K, n, classes)
+                logits = self._eval(self.stacked_params(), self.buffers, xc)  # (K, n, classes)
                 target = y[i : i + chunk].expand(self.members, -1)  # (K, n)
                 loss = torch.nn.functional.cross_entropy(
                     logits.transpose(1, 2), target, reduction="none"
@@ -153,7 +180,7 @@ class VmappedMembers:
     def member(self, k: int) -> nn.Module:
         """Member k as a plain model (its own layers, not the functional ones), a copy."""
         model = copy.deepcopy(self.reference)
-        stacked = {**self.params, **self.buffers}
+        stacked = {**self.stacked_params(), **self.buffers}
         for name, t in (*model.named_parameters(), *model.named_buffers()):
             t.copy_(stacked[name][k])
         return model
