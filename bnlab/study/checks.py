@@ -22,7 +22,7 @@ from bnlab.errors import BnlabError
 from bnlab.study.data import StudyData
 from bnlab.study.members import build_member, layer_groups, member_loss, settings
 from bnlab.study.spec import Study
-from bnlab.study.vmapped import VmappedMembers
+from bnlab.study.vmapped import VmappedMembers, stacked_loss
 
 __all__ = ["VariantPlan", "preflight"]
 
@@ -148,9 +148,8 @@ def _trial(members: VmappedMembers, models, data: StudyData, batch: int, device)
     y = data.y_train[:batch].to(device)
     K = members.members
     try:
-        loss, _, _ = members._train(
-            members.stacked_params(), members.buffers, x.expand(K, *x.shape), y.expand(K, -1)
-        )
+        logits, _ = members.forward(x.expand(K, *x.shape))
+        loss, _ = stacked_loss(logits, y.expand(K, -1))
         loss.sum().backward()
     except Exception as err:  # any refusal of torch.func's is a reason to train apart
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""

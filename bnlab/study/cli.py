@@ -43,6 +43,7 @@ def run_study(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         file=str(Path(args.file).resolve()),
         command=command,
+        say=lambda line: print(f"bnlab study: {line}", flush=True),
     )
     html, md, rows = build_report(out)
     print_verdicts(rows)

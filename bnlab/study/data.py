@@ -52,10 +52,12 @@ class StudyData:
         )
 
 
-def load_data(data: Data) -> StudyData:
-    """The data `data.source` names, as tensors, checked (see the module docstring)."""
+def load_data(data) -> StudyData:
+    """The data `data` (a `Data`, or what `Data.source` takes) names, as tensors, checked
+    (see the module docstring)."""
     from bnlab import data as registry
 
+    data = data if isinstance(data, Data) else Data(data)
     source = data.source
     if isinstance(source, str | Path) and str(source).lower().endswith(".csv"):
         x, y, names = read_csv(source, data.label)

@@ -11,6 +11,7 @@ field, so neither the question nor the rule that decides it can change after the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -94,10 +95,20 @@ def _variant(study: Study, name: str, plan: VariantPlan) -> dict:
 
 
 def _name(fn) -> str:
-    """A callable as text: module.name for a function or class, else its repr (a
-    `replace_norm(...)` prints its arguments)."""
+    """A callable as stable text (no memory addresses): module.name for a function or class,
+    the arguments of a partial, else its own repr (a `replace_norm(...)` prints its
+    arguments) or, without one, its class."""
+    if isinstance(fn, functools.partial):
+        args = [
+            _name(fn.func),
+            *map(repr, fn.args),
+            *(f"{k}={v!r}" for k, v in fn.keywords.items()),
+        ]
+        return f"functools.partial({', '.join(args)})"
     if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isclass(fn):
         return f"{fn.__module__}.{fn.__qualname__}"
+    if type(fn).__repr__ is object.__repr__:
+        return f"{type(fn).__module__}.{type(fn).__qualname__} instance"
     return repr(fn)
 
 

@@ -94,6 +94,22 @@ def _eval_rows(study: Study, members, data: StudyData, step: int) -> list[tuple]
     return rows
 
 
+def _restore(path: Path, members, batches) -> int:
+    """Load the checkpoint at `path` into `members` and `batches`; its step (0: none)."""
+    state = checkpoint.load(path)
+    if state is None:
+        return 0
+    members.load_state_dict(state["members"])
+    batches.load_state_dict(state["data"])
+    checkpoint.set_rng_state(state["rng"])
+    return int(state["step"])
+
+
+def _save(path: Path, step: int, members, batches) -> None:
+    state = {"step": step, "members": members.state_dict(), "data": batches.state_dict()}
+    checkpoint.save_atomic({**state, "rng": checkpoint.rng_state()}, path)
+
+
 def train_variant(
     study: Study,
     variant: str,
@@ -111,15 +127,10 @@ def train_variant(
     d = (standardized(data) if s.standardize else data).to(device, DTYPES[study.dtype])
     members = _members(study, variant, mode, device)
     batches = StackedBatches(d.x_train, d.y_train, study.member_seeds(), s.batch_size)
-    rid, path = run_id(study, variant), checkpoint_path(out_dir, run_id(study, variant))
-    step = 0
-    state = checkpoint.load(path)
-    if state is not None:
-        step = int(state["step"])
-        members.load_state_dict(state["members"])
-        batches.load_state_dict(state["data"])
-        checkpoint.set_rng_state(state["rng"])
-    store.truncate(rid, step)
+    rid = run_id(study, variant)
+    path = checkpoint_path(out_dir, rid)
+    step = _restore(path, members, batches)
+    store.truncate(rid, step)  # rows past the checkpoint: written, then the crash
     end = min(stop_at or study.steps, study.steps)
     log = StepLog()
     bar = tqdm(total=end, initial=step, desc=rid, unit="step", disable=None if progress else True)
@@ -133,8 +144,7 @@ def train_variant(
         if step % study.evaluation_every == 0 or step == study.steps:
             log.rows.extend(_eval_rows(study, members, d, step))
         if step % study.checkpoint_every == 0 or step == end:
-            store.write(rid, *log.drain())
-            saved = {"step": step, "members": members.state_dict(), "data": batches.state_dict()}
-            checkpoint.save_atomic({**saved, "rng": checkpoint.rng_state()}, path)
+            store.write(rid, *log.drain())  # rows first, then the checkpoint
+            _save(path, step, members, batches)
         bar.update(1)
     bar.close()

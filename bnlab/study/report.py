@@ -21,7 +21,7 @@ from bnlab.study.claims import SCALES
 
 __all__ = ["build_report"]
 
-CURVE_POINTS = 100  # training curves are averaged into at most this many bins
+CURVE_POINTS = 50  # training curves are averaged into at most this many bins
 
 
 def build_report(out_dir: str | Path) -> tuple[Path, Path, list[ScorecardRow]]:
@@ -61,7 +61,9 @@ def _protocol(results: StudyResults, out_dir: Path) -> dict[str, str]:
     last = decl["seed"] + decl["seeds"] - 1
     schedule = opt["schedule"] + (f", {opt['warmup']} warm-up steps" if opt["warmup"] else "")
     protocol = {
-        "model": f"{decl['factory']} (built per seed; torch's RNG seeded from the seed)",
+        "model": f"{decl['factory']}"
+        + (f" in {decl['file']}" if decl["file"] else "")
+        + " (built per seed; torch's RNG seeded from the seed)",
         "data": f"{decl['data']['train']:,} train / {decl['data']['test']:,} test, "
         f"{decl['data']['classes']} classes, input {tuple(decl['data']['shape'])}",
         "optimizer": f"{opt['name']}, lr {opt['lr']:g}, momentum {opt['momentum']:g}, "

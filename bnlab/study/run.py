@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -53,12 +54,14 @@ def run(
     file: str = "",
     command: str = "",
     stop_at: int = 0,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """Check, register and train `study` into `out_dir`; returns `out_dir`.
 
     `seeds` and `steps` override the study's own; `file` is the study file (stored, so that
     `bnlab replay` can load the study again); `stop_at` ends every variant at that step (a
-    replay: the schedule is still the full run's).
+    replay: the schedule is still the full run's); `say` gets one line per variant: how
+    its members train (vmapped, or one at a time and why).
     """
     if seeds is not None:
         study = replace(study, seeds=seeds)
@@ -80,6 +83,9 @@ def run(
             rid = run_id(study, name)
             if rid in done:
                 continue
+            if say is not None:
+                how = "vmapped" if plan.mode == "vmapped" else f"one at a time: {plan.reason}"
+                say(f"{rid}: {study.seeds} seeds, {how}")
             start = time.monotonic()
             train_variant(
                 study, name, plan.mode, data, store, out_dir, torch_device, progress, stop_at

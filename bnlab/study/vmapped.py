@@ -4,7 +4,8 @@ The members' parameters are stacked (`torch.func.stack_module_state`) into one f
 buffer, each parameter a (K, ...) view of it, as in the engine's `StackedModel`; buffers
 (BN's running statistics) are stacked (K, ...) tensors. A step is
 
-    losses = vmap(functional_call(template, (params, buffers), x_k))   # (K,), one graph
+    logits = vmap(functional_call(template, (params, buffers), x_k))   # one graph
+    losses = cross_entropy(logits) per member                          # (K,)
     losses.sum().backward()        # d(sum)/d(theta_k) = d(loss_k)/d(theta_k): members apart
     optimizer.step()               # the engine's StackedSGD / StackedAdam on (K, P)
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -27,11 +29,11 @@ from bnlab.engine.allocator import keep_freed_memory
 from bnlab.engine.config import OptimConfig
 from bnlab.engine.optim import make_optimizer
 from bnlab.study.functional_state import state_updates, to_functional
-from bnlab.study.members import layer_groups, member_loss, trainable, vmap_blocker
+from bnlab.study.members import layer_groups, trainable, vmap_blocker
 from bnlab.study.spec import Optimizer
 from bnlab.study.vmap_group_norm import stack_group_norms
 
-__all__ = ["VmappedMembers", "members_last"]
+__all__ = ["VmappedMembers", "members_last", "stacked_loss"]
 
 EVAL_MEMBER_IMAGES = 2048  # member-images per evaluation chunk: bounds its memory
 
@@ -48,6 +50,17 @@ def members_last(xb: Tensor) -> Tensor:
     if xb.dim() != 5:
         return xb
     return xb.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2)  # (K, B, C, H, W)
+
+
+def stacked_loss(logits: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+    """Each member's mean cross-entropy and accuracy, (K,) each, from logits (K, B, classes)
+    and labels (K, B): one loss over the K*B rows, outside vmap, as the engine computes it
+    (under vmap, cross-entropy runs as a Python decomposition)."""
+    K, B, C = logits.shape
+    loss = F.cross_entropy(logits.reshape(K * B, C), yb.reshape(K * B), reduction="none")
+    correct = logits.detach().argmax(-1) == yb  # (K, B)
+    loss = loss.view(K, B).mean(1)  # (K,)
+    return loss, correct.to(loss.dtype).mean(1)
 
 
 class VmappedMembers:
@@ -76,7 +89,7 @@ class VmappedMembers:
         self._onehot = onehot.to(device, self.flat.dtype)
         cfg = OptimConfig(optimizer.name, lr, (), optimizer.momentum, optimizer.weight_decay)
         self.optimizer = make_optimizer(self.flat, self.flat_grad, [lr] * self.members, cfg)
-        self._train = vmap(self._member_step)
+        self._train = vmap(self._member_step, in_dims=(0, 0, 0))
         self._eval = vmap(self._member_logits, in_dims=(0, 0, None))
 
     def _flatten(self, params: list[tuple[str, Tensor]], device) -> None:
@@ -121,12 +134,18 @@ class VmappedMembers:
     def _model_layout(self, name: str, t: Tensor) -> Tensor:
         return t.transpose(1, 2) if name in self._transposed else t
 
-    def _member_step(self, params, buffers, x, y):
-        """One member's loss and accuracy, and its new running statistics (under vmap)."""
+    def _member_step(self, params, buffers, x):
+        """One member's logits and its new running statistics (under vmap)."""
         with state_updates() as new:
             logits = functional_call(self.template, (params, buffers), x)
-        loss, acc = member_loss(logits, y)
-        return loss, acc, dict(new)
+        return logits, dict(new)
+
+    def forward(self, xb: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Every member on its own batch in training mode: logits (K, B, classes) and the new
+        running statistics (name -> (K, ...)); nothing is updated."""
+        if self._convolutional:
+            xb = members_last(xb)
+        return self._train(self.stacked_params(), self.buffers, xb)
 
     def _member_logits(self, params, buffers, x):
         return functional_call(self.template, (params, buffers), x)
@@ -135,10 +154,9 @@ class VmappedMembers:
         """One optimizer step of every member on its own batch: xb (K, B, ...), yb (K, B).
         Returns the members' losses and accuracies, (K,) each, before the update."""
         self.flat_grad.zero_()
-        if self._convolutional:
-            xb = members_last(xb)
-        loss, acc, new = self._train(self.stacked_params(), self.buffers, xb, yb)
-        loss.sum().backward()
+        logits, new = self.forward(xb)
+        loss, acc = stacked_loss(logits, yb)
+        loss.sum().backward()  # d(sum)/d(theta_k) = d(loss_k)/d(theta_k): members apart
         self.optimizer.lr.fill_(lr)
         self.optimizer.step()
         self.buffers.update(new)
@@ -179,7 +197,7 @@ class VmappedMembers:
     @torch.no_grad()
     def member(self, k: int) -> nn.Module:
         """Member k as a plain model (its own layers, not the functional ones), a copy."""
-        model = copy.deepcopy(self.reference)
+        model = copy.deepcopy(self.reference).to(self.flat.device)
         stacked = {**self.stacked_params(), **self.buffers}
         for name, t in (*model.named_parameters(), *model.named_buffers()):
             t.copy_(stacked[name][k])
