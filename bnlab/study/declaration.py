@@ -59,7 +59,7 @@ def declaration(
             "train": len(data.y_train),
             "test": len(data.y_test),
             "shape": list(data.x_train.shape[1:]),
-            "sha256": data.fingerprint(),
+            "fingerprint": data.fingerprint(),  # sha256, see StudyData.fingerprint
         },
         "variants": {name: _variant(study, name, plans[name]) for name in study.variants},
         "optimizer": asdict(study.optimizer),

@@ -14,22 +14,23 @@ under the same names), and in training the layer hands its new statistics to the
 `state_updates()` collector around the call, from which the caller passes them back in as
 buffers at the next step.
 
-Under `vmap` the layer has a batching rule of its own (`_BatchNormState.vmap`): it gets the K
-members' tensors stacked, x laid out (N, K, C, *), and normalizes every member at once with
-statistics per member and channel, without a copy when x comes from a vmapped conv (whose
-output is (N, K*C, H, W) already). The math is the layer's own:
+Under `vmap` each member normalizes with its own statistics, with the math of the layer it
+replaces:
 
-- bnlab's BN: `bnlab.functional.normalize` over dims (N, *) of (N, K, C, *), its
-  hand-written backward, and the pure `update_running_stats` on (K, C) (Bessel's correction,
-  momentum or cumulative average);
-- torch.nn's BN: torch's fused `batch_norm` over the K*C member-channels, updating *copies*
-  of the running statistics (the inputs are never written).
+- torch.nn's BN: torch's `F.batch_norm`, on *copies* of the running statistics (the inputs
+  are never written); vmap's own batching rule runs it over the K*C member-channels;
+- bnlab's BN: a batching rule of its own (`_BatchNormState.vmap`) gets the K members'
+  tensors stacked, x laid out (N, K, C, *), and runs `bnlab.functional.normalize` over dims
+  (N, *) with its hand-written backward, then the pure `update_running_stats` on (K, C)
+  (Bessel's correction, momentum or cumulative average), without a copy when x comes from
+  a vmapped convolution (whose output is (N, K*C, H, W) already). torch's BN with
+  momentum=None (a cumulative average per member) takes this path too.
 
 A non-finite batch is handled as the replaced layer handles it: bnlab's BN leaves that
 member's statistics and batch count as they were (as it does inside a transform), torch's
-takes it in; the output carries the NaN either way. The backward is ordinary autograd
-over the stacked computation, outside `vmap` (what `bnlab.study` does); `torch.func.grad`
-inside `vmap` is not supported by this layer.
+takes it in; the output carries the NaN either way. The backward is ordinary autograd over
+the stacked computation, outside `vmap` (what `bnlab.study` does); `torch.func.grad` inside
+`vmap` is not supported by bnlab's form.
 """
 
 from __future__ import annotations
@@ -88,20 +89,18 @@ class _Spec:
 
 
 def _stacked(x: Tensor, weight, bias, mean, var, count, spec: _Spec):
-    """BN of K members at once. x (N, K, C, *); weight, bias, mean, var (K, C); count (K,).
-
-    Returns (y like x, new mean, new var, new count); the state entries are None when no
-    state came in (track_running_stats=False: batch statistics in training and eval).
+    """bnlab's BN of K members at once. x (N, K, C, *); weight, bias, mean, var (K, C); count
+    (K,). Returns (y like x, new mean, new var, new count); the state entries are None when
+    no state came in (track_running_stats=False: batch statistics in training and eval).
     """
-    if not spec.training and mean is not None:
-        return _eval(x, weight, bias, mean, var, spec), mean, var, count
-    if spec.kernel == "aten" and spec.momentum is not None and mean is not None:
-        return _train_aten(x, weight, bias, mean, var, count, spec)
     K, C = x.shape[1], x.shape[2]
     shape = (1, K, C) + (1,) * (x.dim() - 3)  # (K, C) parameters against (N, K, C, *)
-    dims = (0, *range(3, x.dim()))  # statistics over N and the positions
     w = None if weight is None else weight.reshape(shape)
     b = None if bias is None else bias.reshape(shape)
+    if not spec.training and mean is not None:  # Alg. 2, step 10: an affine map of x
+        y = batch_norm_eval(x, w, b, mean.reshape(shape), var.reshape(shape), spec.eps)
+        return y, mean, var, count
+    dims = (0, *range(3, x.dim()))  # statistics over N and the positions
     # compiled=False: torch.compile's kernels would cost seconds per new shape
     y, mu, sigma2 = normalize(x, w, b, dims, spec.eps, compiled=False)
     if mean is None or not spec.training:
@@ -114,34 +113,17 @@ def _stacked(x: Tensor, weight, bias, mean, var, count, spec: _Spec):
     return y, new_mean, new_var, count + ok.squeeze(1).long()
 
 
-def _train_aten(x: Tensor, weight, bias, mean, var, count, spec: _Spec):
-    """torch's fused batch_norm over the K*C member-channels, on copies of the statistics.
-
-    torch.nn's semantics, as the layer it replaces: a non-finite batch is taken into the
-    running statistics (and counted) like any other.
-    """
-    N, K, C = x.shape[:3]
-    xg = x.reshape(N, K * C, *x.shape[3:])  # a view for a vmapped conv's (N, K*C, H, W)
-    new_mean, new_var = mean.reshape(-1).clone(), var.reshape(-1).clone()  # (K*C,)
-    w = None if weight is None else weight.reshape(-1)
-    b = None if bias is None else bias.reshape(-1)
-    y = F.batch_norm(xg, new_mean, new_var, w, b, True, spec.momentum, spec.eps)
-    return y.view(x.shape), new_mean.view(K, C), new_var.view(K, C), count + 1
-
-
-def _eval(x: Tensor, weight, bias, mean, var, spec: _Spec) -> Tensor:
-    """Ioffe & Szegedy 2015, Alg. 2, step 10: the running statistics, an affine map of x."""
-    N, K, C = x.shape[:3]
-    if spec.kernel == "aten":
-        w = None if weight is None else weight.reshape(-1)
-        b = None if bias is None else bias.reshape(-1)
-        xg = x.reshape(N, K * C, *x.shape[3:])
-        y = F.batch_norm(xg, mean.reshape(-1), var.reshape(-1), w, b, False, 0.0, spec.eps)
-        return y.view(x.shape)
-    shape = (1, K, C) + (1,) * (x.dim() - 3)
-    w = None if weight is None else weight.reshape(shape)
-    b = None if bias is None else bias.reshape(shape)
-    return batch_norm_eval(x, w, b, mean.reshape(shape), var.reshape(shape), spec.eps)
+def _aten(x: Tensor, weight, bias, state: BNState | None, spec: _Spec):
+    """torch.nn's BN as torch computes it, on copies of the statistics: (y, new state).
+    Under vmap, torch's batching rule for batch_norm runs every member at once."""
+    if state is None:
+        return F.batch_norm(x, None, None, weight, bias, True, 0.0, spec.eps), None
+    mean, var = state.running_mean, state.running_var
+    if not spec.training:
+        return F.batch_norm(x, mean, var, weight, bias, False, 0.0, spec.eps), state
+    mean, var = mean.clone(), var.clone()  # F.batch_norm writes the statistics it is given
+    y = F.batch_norm(x, mean, var, weight, bias, True, spec.momentum, spec.eps)
+    return y, BNState(mean, var, state.num_batches_tracked + 1)
 
 
 def _front(t: Tensor | None, dim: int | None, size: int, to: int) -> Tensor | None:
@@ -198,12 +180,15 @@ def batch_norm_state(
         state: the running statistics, or None (batch statistics in training and eval).
         training: batch statistics, and a new state; else the state's statistics.
         momentum: weight of this batch in the running statistics; None: cumulative average.
-        kernel: "bnlab" (`bnlab.functional.normalize`) or "aten" (torch's fused kernel).
+        kernel: "bnlab" (`bnlab.functional.normalize`) or "aten" (torch's `F.batch_norm`,
+            and torch's semantics; with momentum=None, bnlab's kernel).
 
     Nothing is written in place: the returned state is new tensors (equal values when not
     training). Ioffe & Szegedy 2015, Alg. 1 (training) and Alg. 2 (inference).
     """
     spec = _Spec(bool(training), momentum, float(eps), kernel)
+    if kernel == "aten" and momentum is not None:
+        return _aten(x, weight, bias, state, spec)
     stats = (None, None, None) if state is None else _state_tensors(state)
     if torch._C._are_functorch_transforms_active():
         y, mean, var, count = _BatchNormState.apply(x, weight, bias, *stats, spec)
