@@ -111,3 +111,13 @@ def test_kill9_then_resume_is_bitwise_identical_and_the_tools_know_a_study(tmp_p
     results = _bnlab("results", str(killed), "--json")
     assert results.returncode == 0, results.stderr
     assert {r["norm"] for r in json.loads(results.stdout)} == {"bn", "none"}
+
+    db = sqlite3.connect(killed / "bnlab.sqlite")  # a stored value that this code would not log
+    db.execute("UPDATE train_metrics SET train_loss = train_loss + 1e-9 WHERE step = 7")
+    db.commit()
+    db.close()
+    tampered = _bnlab("replay", str(killed), "--steps", "10")
+    assert tampered.returncode == 1 and "DIFFER" in tampered.stdout
+    file.write_text(file.read_text() + "# edited\n")
+    edited = _bnlab("replay", str(killed), "--steps", "10")
+    assert edited.returncode == 2 and "has changed since the study ran" in edited.stderr

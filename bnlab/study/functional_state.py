@@ -17,8 +17,9 @@ buffers at the next step.
 Under `vmap` each member normalizes with its own statistics, with the math of the layer it
 replaces:
 
-- torch.nn's BN: torch's `F.batch_norm`, on *copies* of the running statistics (the inputs
-  are never written); vmap's own batching rule runs it over the K*C member-channels;
+- torch.nn's BN: torch's fused `F.batch_norm` over the K*C member-channels of the
+  (N, K*C, *) view of the stacked input, on *copies* of the running statistics (the inputs
+  are never written), as an op with a vmap rule of its own (`_aten_members`);
 - bnlab's BN: a batching rule of its own (`_BatchNormState.vmap`) gets the K members'
   tensors stacked, x laid out (N, K, C, *), and runs `bnlab.functional.normalize` over dims
   (N, *) with its hand-written backward, then the pure `update_running_stats` on (K, C)
@@ -114,16 +115,57 @@ def _stacked(x: Tensor, weight, bias, mean, var, count, spec: _Spec):
 
 
 def _aten(x: Tensor, weight, bias, state: BNState | None, spec: _Spec):
-    """torch.nn's BN as torch computes it, on copies of the statistics: (y, new state).
-    Under vmap, torch's batching rule for batch_norm runs every member at once."""
+    """torch.nn's BN as torch computes it, on copies of the statistics: (y, new state)."""
     if state is None:
         return F.batch_norm(x, None, None, weight, bias, True, 0.0, spec.eps), None
     mean, var = state.running_mean, state.running_var
     if not spec.training:
         return F.batch_norm(x, mean, var, weight, bias, False, 0.0, spec.eps), state
-    mean, var = mean.clone(), var.clone()  # F.batch_norm writes the statistics it is given
-    y = F.batch_norm(x, mean, var, weight, bias, True, spec.momentum, spec.eps)
+    if torch._C._are_functorch_transforms_active():
+        y, mean, var = _aten_op(x, weight, bias, mean, var, spec.momentum, spec.eps)
+    else:
+        y, mean, var = _aten_train(x, weight, bias, mean, var, spec.momentum, spec.eps)
     return y, BNState(mean, var, state.num_batches_tracked + 1)
+
+
+def _aten_train(x, weight, bias, mean, var, momentum: float, eps: float) -> list[Tensor]:
+    mean, var = mean.clone(), var.clone()  # F.batch_norm writes the statistics it is given
+    y = F.batch_norm(x, mean, var, weight, bias, True, momentum, eps)
+    return [y, mean, var]
+
+
+@torch.library.custom_op("bnlab::stacked_batch_norm", mutates_args=())
+def _aten_op(
+    x: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    mean: Tensor,
+    var: Tensor,
+    momentum: float,
+    eps: float,
+) -> list[Tensor]:
+    """torch's BN of one member in training: [y, new mean, new var]. An op of its own for
+    its vmap rule (`_aten_members`): vmap's generic rule for batch_norm with batched
+    weights applies gamma and beta as separate ops, whose backward costs several times the
+    fused kernel's, and an autograd.Function's rule costs Python argument binding per call.
+    Applied only under vmap, where autograd records the ops inside the rule."""
+    return [t.clone() for t in _aten_train(x, weight, bias, mean, var, momentum, eps)]
+
+
+def _aten_members(info, in_dims, x, weight, bias, mean, var, momentum, eps):
+    """All K members as one fused batch_norm over the K*C member-channels of (N, K*C, *)."""
+    K = info.batch_size
+    x = _front(x, in_dims[0], K, 1)  # (N, K, C, *): a view for a vmapped conv's output
+    weight, bias, mean, var = (
+        _front(t, d, K, 0) for t, d in zip((weight, bias, mean, var), in_dims[1:5], strict=True)
+    )
+    N, _, C = x.shape[:3]
+    flat = [None if t is None else t.reshape(-1) for t in (weight, bias, mean, var)]
+    y, new_mean, new_var = _aten_train(x.reshape(N, K * C, *x.shape[3:]), *flat, momentum, eps)
+    return [y.view(x.shape), new_mean.view(K, C), new_var.view(K, C)], [1, 0, 0]
+
+
+torch.library.register_vmap("bnlab::stacked_batch_norm", _aten_members)
 
 
 def _front(t: Tensor | None, dim: int | None, size: int, to: int) -> Tensor | None:

@@ -79,6 +79,9 @@ class VmappedMembers:
         self.template = functional[0]
         self.blocker = vmap_blocker(self.template)
         self._convolutional = any(isinstance(m, nn.Conv2d) for m in self.template.modules())
+        # untying shared weights costs every call; most models share none
+        named = list(self.template.named_parameters(remove_duplicate=False))
+        self._tied = len(named) != len({id(p) for _, p in named})
         params, buffers = stack_module_state(functional)  # name -> (K, ...)
         names = [n for n, _ in trainable(self.template)]
         frozen = {n: v.detach() for n, v in params.items() if n not in names}
@@ -137,7 +140,7 @@ class VmappedMembers:
     def _member_step(self, params, buffers, x):
         """One member's logits and its new running statistics (under vmap)."""
         with state_updates() as new:
-            logits = functional_call(self.template, (params, buffers), x)
+            logits = functional_call(self.template, (params, buffers), x, tie_weights=self._tied)
         return logits, dict(new)
 
     def forward(self, xb: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -148,7 +151,7 @@ class VmappedMembers:
         return self._train(self.stacked_params(), self.buffers, xb)
 
     def _member_logits(self, params, buffers, x):
-        return functional_call(self.template, (params, buffers), x)
+        return functional_call(self.template, (params, buffers), x, tie_weights=self._tied)
 
     def step(self, xb: Tensor, yb: Tensor, lr: float) -> tuple[Tensor, Tensor]:
         """One optimizer step of every member on its own batch: xb (K, B, ...), yb (K, B).
