@@ -10,8 +10,9 @@ in a fresh process, round-robin, medians of the repeats:
    built by the same `torch_model`), vmapped. Then member 0 and member K-1 of the study are
    run again alone (a one-model study of that seed) and their logged losses compared with
    the stack's, step by step.
-2. The ResNet of `examples/study_resnet_norms.py` (BN, GroupNorm, none) at batch 128, K
-   seeds: (a) the seed-style loop on each variant's model; (c) the study, vmapped.
+2. The ResNet of `examples/study_resnet_norms.py`, its six variants (BN, GroupNorm, none at
+   batch 8 and 128), K seeds: (a) the seed-style loop on each variant's model (built as the
+   study builds it); (c) the study, vmapped.
 
 Prints model-steps/s and the ratios. Usage:
     python benchmarks/study.py [--quick] [--repeat N] [--threads N]
@@ -39,7 +40,8 @@ from bnlab.study import Data, Optimizer, Study, Variant, run
 
 ROOT = Path(__file__).resolve().parents[1]
 IOFFE = {"K": 16, "steps": 600, "quick": 40}
-RESNET = {"K": 3, "steps": 30, "quick": 4, "variants": ("bn-b128", "gn-b128", "none-b128")}
+# the example's six variants as it declares them (BN / GN / none at batch 8 and 128)
+RESNET = {"K": 3, "steps": 30, "quick": 4}
 
 
 def _no_bn(model: nn.Module) -> nn.Module:
@@ -189,7 +191,7 @@ def resnet_study_run(variants: tuple[str, ...], K: int, steps: int) -> dict:
 
 
 def bench_resnet(steps: int, repeat: int) -> None:
-    K, variants = RESNET["K"], RESNET["variants"]
+    K, variants = RESNET["K"], tuple(_example().study.variants)
     seed, study = [], []
     for _ in range(repeat):
         seed.append(in_fresh_process(resnet_seed_loop, variants, K, steps))
@@ -198,7 +200,7 @@ def bench_resnet(steps: int, repeat: int) -> None:
     s = model_steps / statistics.median(t["startup"] + t["train"] + t["eval"] for t in seed)
     v = model_steps / statistics.median(t["total"] for t in study)
     print(
-        f"ResNet (examples/study_resnet_norms.py), {', '.join(variants)}, K={K}, {steps} "
+        f"ResNet (examples/study_resnet_norms.py), {len(variants)} variants, K={K}, {steps} "
         f"steps: seed loop {s:.2f}, study (vmapped) {v:.2f} model-steps/s; study / seed loop "
         f"{v / s:.2f}x",
         flush=True,

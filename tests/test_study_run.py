@@ -33,7 +33,7 @@ study = Study(
 """
 
 
-def _study_file(tmp_path: Path, steps: int = 600, claim: str = "margin=0.005") -> Path:
+def _study_file(tmp_path: Path, steps: int = 400, claim: str = "margin=0.005") -> Path:
     tmp_path.mkdir(exist_ok=True)
     path = tmp_path / "digits_study.py"
     path.write_text(STUDY.replace("STEPS", str(steps)).replace("margin=0.005", claim))
@@ -78,7 +78,7 @@ def test_kill9_then_resume_is_bitwise_identical_and_the_tools_know_a_study(tmp_p
 
     _kill_after_first_checkpoint(file, killed)
     partial = _dump(killed)
-    assert len(partial["train_metrics"]) < 2 * 3 * 600
+    assert len(partial["train_metrics"]) < 2 * 3 * 400
     db = sqlite3.connect(killed / "bnlab.sqlite")
     configs = [json.loads(c) for (c,) in db.execute("SELECT config FROM runs")]
     db.close()
@@ -94,7 +94,7 @@ def test_kill9_then_resume_is_bitwise_identical_and_the_tools_know_a_study(tmp_p
     assert resumed.returncode == 0, resumed.stderr
 
     a, b = _dump(straight), _dump(killed)
-    assert len(a["train_metrics"]) == 2 * 3 * 600  # 2 variants x 3 seeds, every step, once
+    assert len(a["train_metrics"]) == 2 * 3 * 400  # 2 variants x 3 seeds, every step, once
     for table, rows in a.items():  # bitwise: floats compared exactly
         diff = [(x, y) for x, y in zip(rows, b[table], strict=True) if x != y]
         assert not diff, f"{table}: {len(diff)} rows differ, first {diff[0][0][:5]}"
