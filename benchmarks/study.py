@@ -34,7 +34,7 @@ import torch
 from engine import bnlab_run, in_fresh_process, seed_style_eval, seed_style_run, torch_model
 from torch import nn
 
-from bnlab.engine import DataConfig, get_preset
+from bnlab.engine import DataConfig, RunContext, get_preset
 from bnlab.engine.data import load_data
 from bnlab.study import Data, Optimizer, Study, Variant, run
 
@@ -74,7 +74,7 @@ def ioffe_study(K: int, steps: int, seed: int = 0) -> Study:
 def study_run(study: Study) -> dict:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        run(study, out, progress=False)
+        run(study, out, RunContext(progress=False))
         total = time.perf_counter() - start
         db = sqlite3.connect(Path(out) / "bnlab.sqlite")
         sql = "SELECT run_id, member, step, train_loss FROM train_metrics ORDER BY 1, 2, 3"

@@ -13,8 +13,11 @@ import pytest
 from torch import nn
 
 import bnlab
+from bnlab.engine import RunContext
 from bnlab.errors import BnlabError
 from bnlab.study import Claim, Data, Study, Variant, replace_norm, run
+
+QUIET = RunContext(progress=False)
 
 
 def _arrays(n: int = 60, classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +49,7 @@ def _study(**kw) -> Study:
 def _refused(tmp_path, match: str, **kw) -> None:
     out = tmp_path / "out"
     with pytest.raises(BnlabError, match=match):
-        run(_study(**kw), out, progress=False)
+        run(_study(**kw), out, QUIET)
     assert not out.exists(), f"{out} was written"
 
 

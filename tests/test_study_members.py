@@ -15,6 +15,7 @@ from torch import nn
 
 import bnlab
 from bnlab.data import StackedBatches
+from bnlab.engine import RunContext
 from bnlab.study import Optimizer, Study, Variant, run
 from bnlab.study.checks import preflight
 from bnlab.study.data import load_data
@@ -23,6 +24,8 @@ from bnlab.study.vmapped import VmappedMembers
 
 TOL = {"rtol": 1e-10, "atol": 1e-12}
 SEEDS = [3, 4, 5]
+
+QUIET = RunContext(progress=False)
 
 
 class Net(nn.Module):
@@ -153,10 +156,10 @@ def test_member_k_of_a_stack_is_a_one_member_run(tmp_path, model):
         )
 
     study = _study(model or mlp, steps=6, eval_every=3, checkpoint_every=4)
-    run(study, tmp_path / "stack", progress=False)
+    run(study, tmp_path / "stack", QUIET)
     for k, seed in enumerate(SEEDS):
         single = Study(**{**study.__dict__, "seed": seed, "seeds": 1})
-        run(single, tmp_path / f"one{k}", progress=False)
+        run(single, tmp_path / f"one{k}", QUIET)
         ours, alone = _rows(tmp_path / "stack", k), _rows(tmp_path / f"one{k}", 0)
         assert _keys(ours) == _keys(alone)
         np.testing.assert_allclose(_values(ours), _values(alone), rtol=1e-9, atol=1e-12)
@@ -172,7 +175,7 @@ def test_dropout_trains_members_apart_each_on_its_own_stream(tmp_path):
     data = load_data(study.data)
     plan = preflight(study, data, torch.device("cpu"))["v"]
     assert plan.mode == "sequential" and "Dropout" in plan.reason
-    run(study, tmp_path / "stack", progress=False)
+    run(study, tmp_path / "stack", QUIET)
     single = Study(**{**study.__dict__, "seed": SEEDS[1], "seeds": 1})
-    run(single, tmp_path / "one", progress=False)
+    run(single, tmp_path / "one", QUIET)
     assert _rows(tmp_path / "stack", 1) == _rows(tmp_path / "one", 0)

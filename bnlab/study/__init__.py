@@ -15,22 +15,19 @@ the engine's SQLite store with the declaration and claims fixed before the first
 `--resume`, `bnlab replay` and `bnlab report` work on a study directory as on any other.
 """
 
-from bnlab.study.functional_state import FunctionalBatchNorm, batch_norm_state, to_functional
-from bnlab.study.load import load_study
-from bnlab.study.norms import replace_norm
-from bnlab.study.run import run
-from bnlab.study.spec import Claim, Data, Optimizer, Study, Variant
+from bnlab._lazy import attach
 
-__all__ = [
-    "Claim",
-    "Data",
-    "FunctionalBatchNorm",
-    "Optimizer",
-    "Study",
-    "Variant",
-    "batch_norm_state",
-    "load_study",
-    "replace_norm",
-    "run",
-    "to_functional",
-]
+# Imported on first use (bnlab._lazy): `bnlab study --help` starts without torch.
+__all__ = attach(
+    __name__,
+    {
+        **dict.fromkeys(("Claim", "Data", "Optimizer", "Study", "Variant"), "bnlab.study.spec"),
+        **dict.fromkeys(
+            ("FunctionalBatchNorm", "batch_norm_state", "to_functional"),
+            "bnlab.study.functional_state",
+        ),
+        "load_study": "bnlab.study.load",
+        "replace_norm": "bnlab.study.norms",
+        "run": "bnlab.study.run",
+    },
+)

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from bnlab.engine.runs import THREADS_KEY
 from bnlab.errors import BnlabError
 from bnlab.study.checks import VariantPlan
 from bnlab.study.data import StudyData
@@ -38,15 +39,20 @@ __all__ = [
 ]
 
 MANIFEST = "study.json"
-VOLATILE = ("device", "threads", "file", "file_sha256")  # where it runs: not its identity
+# where and how it runs, not what: a run resumes on any device (threads: checked apart)
+VOLATILE = ("device", THREADS_KEY, "file", "file_sha256")
 
 
 def declaration(
-    study: Study, data: StudyData, plans: dict[str, VariantPlan], file: str, device: str
+    study: Study,
+    data: StudyData,
+    plans: dict[str, VariantPlan],
+    file: str,
+    device: str,
+    threads: int,
 ) -> dict:
-    """The study as stored (see the module docstring)."""
-    import torch
-
+    """The study as stored (see the module docstring); `threads` is the torch thread count
+    it trains with (stored as the engine stores it, `bnlab.engine.runs.THREADS_KEY`)."""
     return {
         "study": study.name,
         "file": file,
@@ -70,7 +76,7 @@ def declaration(
         "activations": list(study.activations),
         "claims": [{**asdict(c), "text": c.text} for c in study.claims],
         "device": device,
-        "threads": torch.get_num_threads(),
+        THREADS_KEY: threads,
     }
 
 

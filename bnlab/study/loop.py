@@ -1,10 +1,10 @@
 """The training loop of one variant: K members, logged, evaluated, checkpointed, resumable.
 
 As the engine's loop (`bnlab.engine.train`): per-step metrics stay on the device until a
-checkpoint step; there the rows are written in one transaction first, then the checkpoint
-atomically. A crash between the two leaves rows past the checkpoint, which a resume deletes
-(`Store.truncate`) before training on from the checkpoint's step, so a resumed run logs
-exactly what an uninterrupted one does.
+checkpoint step; there the rows and the checkpoint's record (its sha256) are written in one
+transaction, then the checkpoint file is put in place (`bnlab.engine.resume`). A resume
+trusts only a checkpoint the store vouches for, deletes the rows past it and trains on from
+its step, so a resumed run logs exactly what an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from tqdm import tqdm
 from bnlab.analysis import module_activation_stats
 from bnlab.data import StackedBatches
 from bnlab.engine import checkpoint
+from bnlab.engine.resume import restore_checkpoint, save_checkpoint
 from bnlab.engine.store import Store
 from bnlab.study.data import StudyData, standardized
 from bnlab.study.members import DTYPES, build_member, settings
@@ -94,9 +95,11 @@ def _eval_rows(study: Study, members, data: StudyData, step: int) -> list[tuple]
     return rows
 
 
-def _restore(path: Path, members, batches) -> int:
-    """Load the checkpoint at `path` into `members` and `batches`; its step (0: none)."""
-    state = checkpoint.load(path)
+def _restore(store: Store, rid: str, path: Path, study: Study, members, batches) -> int:
+    """Load the checkpoint the store vouches for into `members` and `batches` (the store is
+    truncated to its step, `bnlab.engine.resume`); returns its step (0: none)."""
+    checkpoint.clean_temporaries(path)
+    state = restore_checkpoint(store, rid, path, study.log_every, study.seeds)
     if state is None:
         return 0
     members.load_state_dict(state["members"])
@@ -105,9 +108,9 @@ def _restore(path: Path, members, batches) -> int:
     return int(state["step"])
 
 
-def _save(path: Path, step: int, members, batches) -> None:
+def _state(step: int, members, batches) -> dict:
     state = {"step": step, "members": members.state_dict(), "data": batches.state_dict()}
-    checkpoint.save_atomic({**state, "rng": checkpoint.rng_state()}, path)
+    return {**state, "rng": checkpoint.rng_state()}
 
 
 def train_variant(
@@ -129,8 +132,7 @@ def train_variant(
     batches = StackedBatches(d.x_train, d.y_train, study.member_seeds(), s.batch_size)
     rid = run_id(study, variant)
     path = checkpoint_path(out_dir, rid)
-    step = _restore(path, members, batches)
-    store.truncate(rid, step)  # rows past the checkpoint: written, then the crash
+    step = _restore(store, rid, path, study, members, batches)
     end = min(stop_at or study.steps, study.steps)
     log = StepLog()
     bar = tqdm(total=end, initial=step, desc=rid, unit="step", disable=None if progress else True)
@@ -144,7 +146,7 @@ def train_variant(
         if step % study.evaluation_every == 0 or step == study.steps:
             log.rows.extend(_eval_rows(study, members, d, step))
         if step % study.checkpoint_every == 0 or step == end:
-            store.write(rid, *log.drain())  # rows first, then the checkpoint
-            _save(path, step, members, batches)
+            # the rows and the checkpoint's record in one transaction, then the file
+            save_checkpoint(store, rid, _state(step, members, batches), log.drain(), path)
         bar.update(1)
     bar.close()

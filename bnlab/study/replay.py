@@ -17,9 +17,9 @@ from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
+from bnlab.engine.context import RunContext
 from bnlab.engine.replay import ReplayRecord, _compare, _metric_rows, _read_only, _train_rows
+from bnlab.engine.runs import stored_threads
 from bnlab.engine.store import DB_NAME, code_version
 from bnlab.errors import BnlabError
 from bnlab.study.declaration import first_difference, read_manifest
@@ -30,30 +30,27 @@ __all__ = ["replay_study"]
 
 
 def replay_study(
-    out_dir: str | Path, steps: int = 50, threads: int | None = None, device: str = "cpu"
+    out_dir: str | Path, steps: int = 50, fallback_threads: int = 1
 ) -> list[ReplayRecord]:
-    """Replay the first `steps` steps of every variant in the study at `out_dir`.
-
-    `threads` defaults to the stored run's: CPU sums run in another order on another count.
+    """Replay the first `steps` steps of every variant in the study at `out_dir`, on the CPU
+    and with the torch thread count the study trained with (`fallback_threads` if it stored
+    none): CPU sums run in another order on another count.
     """
     out_dir = Path(out_dir)
     if steps < 1:
-        raise ValueError(f"steps: got {steps}, expected a positive number of steps")
+        raise BnlabError(f"--steps: got {steps}, expected a positive number of steps")
     decl = read_manifest(out_dir)["declaration"]
     study = _study(decl)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads or decl["threads"])
-    try:
-        with closing(_read_only(out_dir)) as stored:
-            runs = stored.execute("SELECT run_id, config, code_version FROM runs").fetchall()
-            logged = min(_logged(stored, rid) for rid, _, _ in runs)
-            steps = max(1, min(steps, logged))
-            with tempfile.TemporaryDirectory(prefix="bnlab-study-replay-") as scratch:
-                run(study, scratch, device=device, progress=False, file=decl["file"], stop_at=steps)
-                with closing(sqlite3.connect(Path(scratch) / DB_NAME)) as fresh:
-                    return [_record(stored, fresh, *r, steps, decl) for r in runs]
-    finally:
-        torch.set_num_threads(before)
+    threads = stored_threads(decl) or fallback_threads
+    ctx = RunContext(device="cpu", threads=threads, progress=False)
+    with closing(_read_only(out_dir)) as stored:
+        runs = stored.execute("SELECT run_id, config, code_version FROM runs").fetchall()
+        logged = min(_logged(stored, rid) for rid, _, _ in runs)
+        steps = max(1, min(steps, logged))
+        with tempfile.TemporaryDirectory(prefix="bnlab-study-replay-") as scratch:
+            run(study, scratch, ctx, file=decl["file"], stop_at=steps)
+            with closing(sqlite3.connect(Path(scratch) / DB_NAME)) as fresh:
+                return [_record(stored, fresh, *r, steps, decl) for r in runs]
 
 
 def _study(decl: dict):
