@@ -46,7 +46,7 @@ from bnlab.engine.context import RunContext, resolve_device
 from bnlab.engine.data import load_data
 from bnlab.engine.metrics import MetricLog
 from bnlab.engine.models import build_model
-from bnlab.engine.norms import BN_KERNELS
+from bnlab.engine.norms import NORM_KERNELS
 from bnlab.engine.train import build_stack, evaluate, train, train_step
 
 # preset -> (members K, steps timed, steps timed with --quick)
@@ -262,10 +262,11 @@ def ceiling(cfg: TrainConfig, input_shape, device: torch.device, seconds: float)
 
 
 def bench_preset(
-    name: str, members: int, steps: int, repeat: int, device, quick: bool, bn_kernel: str
+    name: str, members: int, steps: int, repeat: int, device, quick: bool, norm_kernel: str
 ):
     cfg = replace(get_preset(name), seeds=members, norms=("batch", "none"))
-    cfg = replace(cfg, model=replace(cfg.model, bn_kernel=bn_kernel))
+    norm = replace(cfg.model.norm, kernel=norm_kernel)
+    cfg = replace(cfg, model=replace(cfg.model, norm=norm))
     if quick:
         cfg = replace(cfg, data=replace(cfg.data, test_subset=200))
     data = load_data(cfg.data)
@@ -316,7 +317,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=0, help="round-robin repeats (default 2)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--bn-kernel", default="aten", choices=BN_KERNELS, help="the engine's BN")
+    parser.add_argument(
+        "--norm-kernel", default="aten", choices=NORM_KERNELS, help="model.norm.kernel: BN's"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -326,7 +329,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
         f"{'quick' if args.quick else 'full'} run, {repeat} round-robin repeat(s), "
-        f"engine BN kernel {args.bn_kernel}; "
+        f"engine BN kernel {args.norm_kernel}; "
         "model-steps/s over K seeds x (BN, baseline), start-up and final evaluation included"
     )
     header = (
@@ -338,7 +341,7 @@ def main() -> None:
     for name in args.presets.split(","):
         members, steps, quick_steps = PRESETS[name]
         steps = quick_steps if args.quick else steps
-        r = bench_preset(name, members, steps, repeat, device, args.quick, args.bn_kernel)
+        r = bench_preset(name, members, steps, repeat, device, args.quick, args.norm_kernel)
         print(
             f"{r['preset']:<19}{r['K']:>3}{r['steps']:>6}{r['seed']:>10.1f}{r['ours']:>8.1f}"
             f"{r['ours'] / r['seed']:>6.2f}x{r['ours_train'] / r['seed_train']:>10.2f}x"

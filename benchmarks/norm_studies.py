@@ -21,8 +21,9 @@ import time
 
 import torch
 
-from bnlab.engine import build_stack, evaluate, precise_bn, train_step
+from bnlab.engine import build_stack, evaluate, train_step
 from bnlab.engine.data import load_data
+from bnlab.norms import precise_bn
 from bnlab.reproduce import bn_placement, small_batch, train_test_stats
 
 SEEDS = 5

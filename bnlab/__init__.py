@@ -12,7 +12,8 @@ Public API (everything else may change):
 - `convert`: swap torch.nn's BatchNorm{1,2,3}d for bnlab's in any model, and back.
 - The normalization family, in `bnlab.norms` (one file per layer): `LayerNorm`, `GroupNorm`,
   `InstanceNorm1d/2d/3d` (drop-in for torch.nn's), `BatchRenorm1d/2d`, `GhostBatchNorm1d/2d`,
-  `precise_bn` (population statistics after training), and the momentum conversions
+  `NoisyBatchNorm1d/2d`, `precise_bn` (population statistics after training, for a model or
+  an engine stack), and the momentum conversions
   `torch_to_keras`, `keras_to_torch`, `torch_to_flax`, `flax_to_torch`.
 - `bnlab.exercises`: self-checking exercises for the tutorial notebook (`check_backward`, ...).
 
@@ -22,14 +23,16 @@ imports none of them:
 
 - `bnlab.data`: verified datasets (`load`, `fetch`, `to_tensor`, `StackedBatches`).
 - `bnlab.engine`: K models trained as one stacked computation (`get_preset`, `train`, `Store`,
-  the norm-layer table with BN and noisy BN).
+  the norm-layer table: adapters over `bnlab.norms`'s functional forms).
 - `bnlab.analysis`: Santurkar et al. 2018 measurement tools (`landscape`, `ics`, `hvp`, probes).
 - `bnlab.report`: CIs over seeds, claims and verdicts, figures, `write_report`.
+- `bnlab.study`: your own question (any `nn.Module`, variants, data, claims declared before
+  the run) with the lab's store, statistics and report (`Study`, `Variant`, `Claim`, `run`).
 - `bnlab.reproduce`: the experiments behind `bnlab reproduce` (Ioffe & Szegedy 2015,
   Santurkar et al. 2018, ...).
 
-Imports run one way, core <- data <- engine <- analysis <- report <- reproduce <- cli. The
-core is the BN modules above and `bnlab.norms`, which imports only them (and `bnlab`
+Imports run one way, core <- data <- engine <- analysis <- report <- study <- reproduce <- cli.
+The core is the BN modules above and `bnlab.norms`, which imports only them (and `bnlab`
 re-exports it); cli is `bnlab.cli` and each subcommand's module (`bnlab.verify`,
 `bnlab.<subpackage>.cli`): library code never imports the command line, and there is no
 import circle (tests/test_import_order.py).
@@ -64,6 +67,8 @@ _EXPORTS = {
             "InstanceNorm2d",
             "InstanceNorm3d",
             "LayerNorm",
+            "NoisyBatchNorm1d",
+            "NoisyBatchNorm2d",
             "RenormWarmup",
             "flax_to_torch",
             "keras_to_torch",

@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "bnlab.engine.cli",
     "bnlab.verify",
     "bnlab.reproduce.cli",
+    "bnlab.study.cli",
 )
 
 EXAMPLES = """examples:

@@ -21,9 +21,14 @@ class ResultsNotFoundError(BnlabError, FileNotFoundError):
     """A directory given to a command does not hold the results the command reads."""
 
 
+class ConfigError(BnlabError, ValueError):
+    """A config field holds a value bnlab cannot run with; the message names the field
+    (dotted, as `--set` takes it), the value and what was expected."""
+
+
 def close_matches(name: str, known: Iterable[str], n: int = 4) -> list[str]:
     """The known names nearest to `name`, nearest first: the same last dotted part, one that
-    starts with it, one that contains it ("norm" -> "norms", "model.norm_groups"), then
+    starts with it, one that contains it ("norm" -> "norms", "model.norm_position"), then
     spelling neighbours (difflib's ratio of at least 0.6); only those near the best."""
     leaf = name.rsplit(".", 1)[-1].lower()
 

@@ -88,9 +88,8 @@ from bnlab.engine.train import train
 import bnlab.data, bnlab.engine
 assert bnlab.convert is convert and callable(bnlab.convert)
 assert bnlab.data.fetch is fetch and bnlab.engine.train is train
-from bnlab.engine import precise_bn, train as t
-from bnlab.engine.precise_bn import precise_bn as p
-assert precise_bn is p and t is train
+from bnlab.engine import train as t
+assert t is train
 assert bnlab.reference.__name__ == 'bnlab.reference' and bnlab.norms.LayerNorm
 assert set(bnlab.__all__) <= set(dir(bnlab)) and 'BatchNorm2d' in bnlab.__all__
 for package in (bnlab, bnlab.data, bnlab.engine):

@@ -18,7 +18,8 @@ def test_config_show_prints_every_field_with_its_comment(capsys):
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert set(rows) == set(_leaf_paths(TrainConfig))
     assert rows["optim.lr"].split()[1] == "0.2"
-    assert "steps (the paper: 5,000)" in rows["model.renorm_warmup"]
+    assert "steps of plain BN" in rows["model.norm.renorm.warmup.start"]
+    assert "added to the variance" in rows["model.norm.eps"]  # NormParams, built at import
     assert rows["batch_size"].split()[1:3] == ["60", "examples"]
     assert out.splitlines()[0] == "# run ioffe2015-mnist+lr=0.2"
 
@@ -57,7 +58,7 @@ def test_an_unknown_key_lists_the_near_ones_first():
     with pytest.raises(ConfigError) as info:
         apply_overrides(TrainConfig(), ["norm=batch"])
     message = str(info.value)
-    assert "'norms'" in message and "model.norm_groups" in message
+    assert "'norms'" in message and "model.norm_position" in message
     assert "optim.adam_eps" not in message  # the near keys, not all 57
 
 

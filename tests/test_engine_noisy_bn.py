@@ -1,16 +1,20 @@
 """Noisy BN: the noise has the configured statistics, changes every step, is absent in eval,
-and is part of the module state (checkpoints, probes)."""
+and is part of the module state (checkpoints, probes); the library module is torch's BN
+plus exactly that noise."""
+
+import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bnlab.engine import ModelConfig, build_model
-from bnlab.engine.config import ConfigError, TrainConfig, validate
-from bnlab.engine.noisy_bn import NoiseConfig, StackedNoisyBatchNorm
+import bnlab
+from bnlab.engine import ModelConfig, StackedNoisyBatchNorm, build_model
+from bnlab.engine.config import ConfigError, TrainConfig, apply_overrides
+from bnlab.norms import NoiseParams
 
 DT = torch.float64
-CFG = NoiseConfig(mean_max=0.7, std_min=0.4, std_max=1.9)
+CFG = NoiseParams(mean_max=0.7, std_min=0.4, std_max=1.9)
 
 
 def _layer(K=2, C=3):
@@ -73,7 +77,37 @@ def test_generators_round_trip_through_state_dict():
 
 
 def test_bad_noise_config_is_rejected():
-    with pytest.raises(ConfigError, match="noise_std_max"):
-        validate(
-            TrainConfig(model=ModelConfig(noise_std_min=2.0, noise_std_max=1.0)), check_data=False
-        )
+    with pytest.raises(ConfigError, match=r"model\.norm\.batch_noisy\.std_max: .* >= std_min"):
+        apply_overrides(TrainConfig(), ["std_min=2.0", "std_max=1.0"])
+    with pytest.raises(ValueError, match="mean_max"):
+        NoiseParams(mean_max=-0.1)
+    # both ends of the range move together in one --set list
+    cfg = apply_overrides(TrainConfig(), ["std_min=2.0", "std_max=3.0"])
+    assert (cfg.model.norm.batch_noisy.std_min, cfg.model.norm.batch_noisy.std_max) == (2.0, 3.0)
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 2, 2)])
+def test_library_noisy_bn_is_torch_bn_plus_the_drawn_noise(shape):
+    cls = bnlab.NoisyBatchNorm1d if len(shape) == 2 else bnlab.NoisyBatchNorm2d
+    layer = cls(3, noise=CFG, generator=torch.Generator().manual_seed(5), dtype=DT)
+    ref = (
+        torch.nn.BatchNorm1d(3, dtype=DT) if len(shape) == 2 else torch.nn.BatchNorm2d(3, dtype=DT)
+    )
+    replica = torch.Generator().manual_seed(5)  # the same stream, drawn by hand
+    x = torch.randn(shape, dtype=DT) * 2 + 1
+    for _ in range(2):
+        u = torch.rand(2, 3, generator=replica, dtype=DT)
+        mean, std = (2 * u[0] - 1) * CFG.mean_max, CFG.std_min + u[1] * (CFG.std_max - CFG.std_min)
+        z = torch.randn(shape, generator=replica, dtype=DT)
+        view = (1, 3) + (1,) * (len(shape) - 2)
+        expected = ref(x) + mean.view(view) + std.view(view) * z
+        torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(layer.last_std, std, rtol=0, atol=0)
+    torch.testing.assert_close(layer.running_var, ref.running_var, rtol=1e-12, atol=1e-12)
+    state = copy.deepcopy(layer.state_dict())  # the generator travels with the module's state
+    after = layer(x)
+    layer.load_state_dict(state)
+    torch.testing.assert_close(layer(x), after, rtol=0, atol=0)
+    ref(x)  # the third update the layer made
+    layer.eval()
+    torch.testing.assert_close(layer(x), ref.eval()(x), rtol=1e-12, atol=1e-12)  # no noise

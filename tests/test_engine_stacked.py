@@ -6,7 +6,7 @@ from torch import nn
 
 from bnlab.engine.config import ModelConfig
 from bnlab.engine.models import build_model
-from bnlab.engine.norms import BN_KERNELS, StackedBatchNorm
+from bnlab.engine.norms_bn import NORM_KERNELS, StackedBatchNorm
 from bnlab.engine.stacked import (
     StackedConv2d,
     StackedFlatten,
@@ -76,7 +76,7 @@ def test_flatten_matches_torch_and_returns_channels_last_gradients():
     assert to_groups(pooled.grad).is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("kernel", BN_KERNELS)
+@pytest.mark.parametrize("kernel", NORM_KERNELS)
 @pytest.mark.parametrize("conv", [False, True])  # (K, B, C) or (K, B, C, H, W) inputs
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_batchnorm_matches_torch_train_and_eval(conv, momentum, kernel):

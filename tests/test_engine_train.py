@@ -52,13 +52,20 @@ def test_members_never_interact(tmp_path, optim, conv):
     _check_members_never_interact(tmp_path, cfg, optim)
 
 
-# the other norm layers, on a conv body; group: 2 groups of the 6/4 channels, ghost: 2 chunks.
-# ("layer" and "instance" are the same StackedGroupNorm with G = 1 and G = C, matched to
-# torch.nn member by member in test_engine_norms.py.)
+# the other norm layers, on a conv body; group: 2 groups of the 6/4 channels, ghost: 2 chunks,
+# renorm: through its warm-up. ("layer" and "instance" are the same StackedGroupNorm with
+# G = 1 and G = C; every layer equals its library module member by member in
+# test_engine_norm_parity.py.)
 OTHER_NORMS = {
-    "group": {"norm_groups": 2},
-    "renorm": {"renorm_r_max": 1.5, "renorm_d_max": 0.5, "renorm_warmup": 3, "renorm_r_ramp": 6},
-    "ghost": {"ghost_batch_size": 16},
+    "group": ["model.norm.group.groups=2"],
+    "renorm": [
+        "model.norm.renorm.r_max=1.5",
+        "model.norm.renorm.d_max=0.5",
+        "model.norm.renorm.warmup.start=3",
+        "model.norm.renorm.warmup.r_max_step=9",
+        "model.norm.renorm.warmup.d_max_step=3",
+    ],
+    "ghost": ["model.norm.ghost.virtual_batch_size=16"],
 }
 
 
@@ -66,8 +73,8 @@ OTHER_NORMS = {
 def test_members_never_interact_for_every_norm_layer(tmp_path, norm):
     optim = OptimConfig(name="sgd", momentum=0.9)
     cfg = _smoke(dtype="float64", norms=(norm,), seed=3, seeds=2, optim=replace(optim, lr=0.3))
-    model = replace(cfg.model, conv_channels=(6, 4), **OTHER_NORMS[norm])
-    cfg = replace(cfg, steps=12, eval_every=6, checkpoint_every=6, model=model)
+    cfg = apply_overrides(cfg, ["model.conv_channels=6,4", *OTHER_NORMS[norm]])
+    cfg = replace(cfg, steps=12, eval_every=6, checkpoint_every=6)
     _check_members_never_interact(tmp_path, cfg, optim)
 
 

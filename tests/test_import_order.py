@@ -1,4 +1,5 @@
-"""The package imports one way: core <- data <- engine <- analysis <- report <- reproduce <- cli,
+"""The package imports one way:
+core <- data <- engine <- analysis <- report <- study <- reproduce <- cli,
 with no circle (the order `bnlab/__init__.py` states).
 
 Every `import bnlab...` / `from bnlab... import` in the source counts, lazy ones inside functions
@@ -16,7 +17,7 @@ import pytest
 import bnlab
 
 ROOT = Path(bnlab.__file__).parent
-LAYERS = ("core", "data", "engine", "analysis", "report", "reproduce", "cli")
+LAYERS = ("core", "data", "engine", "analysis", "report", "study", "reproduce", "cli")
 CORE_PACKAGES = {"norms"}  # subpackages of the core: `bnlab` re-exports them
 CLI_MODULES = {"bnlab.cli", "bnlab.__main__", "bnlab.verify"}  # `bnlab` and its subcommands
 

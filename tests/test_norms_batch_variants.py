@@ -123,8 +123,14 @@ def test_renorm_warmup_schedule():
     assert w.limits(25000, 3.0, 5.0) == pytest.approx((1.0 + 2.0 * 20 / 35, 5.0))
     assert w.limits(40000, 3.0, 5.0) == (3.0, 5.0)
     assert w.limits(10**6, 3.0, 5.0) == (3.0, 5.0)
-    with pytest.raises(ValueError, match="r_max_step=10 must be after start=20"):
+    with pytest.raises(ValueError, match=r"r_max_step: expected a step >= start \(20\), got 10"):
         bnlab.RenormWarmup(start=20, r_max_step=10, d_max_step=30)
+    # a step at start switches the limit on there, without a ramp: (0, 0, 0) is no warm-up
+    step = bnlab.RenormWarmup(start=10, r_max_step=10, d_max_step=20)
+    assert step.limits(9, 3.0, 5.0) == (1.0, 0.0)
+    assert step.limits(10, 3.0, 5.0) == (3.0, 0.0)
+    assert step.limits(15, 3.0, 5.0) == (3.0, 2.5)
+    assert bnlab.RenormWarmup(0, 0, 0).limits(0, 3.0, 5.0) == (3.0, 5.0)
 
 
 def test_renorm_warmup_is_batchnorm_until_start():

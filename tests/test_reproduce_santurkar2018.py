@@ -10,7 +10,7 @@ import torch
 from helpers import QUIET
 
 from bnlab.engine import ModelConfig, build_model, precise_bn, validate
-from bnlab.engine.noisy_bn import StackedNoisyBatchNorm
+from bnlab.engine.norms_bn import StackedNoisyBatchNorm
 from bnlab.report import (
     Measure,
     Role,

@@ -8,10 +8,10 @@
 
 Building blocks for analyses: `build_model` (a `StackedModel` whose parameters are views of
 `model.flat`, (K, P)), `build_stack` / `train_step` / `evaluate`, `NORM_LAYERS` (the norm
-switch; its "batch-noisy" is `StackedNoisyBatchNorm`, Santurkar et al. 2018, Sec. 2.1; also
-"layer", "group", "instance", "renorm", "ghost"), `precise_bn` (population statistics by an
-equal-weight average over batches, Wu & Johnson 2021),
-`ActivationRecorder` / `activation_stats`, and `Store` (the results database).
+switch: "none", "batch", "batch-noisy" (`StackedNoisyBatchNorm`, Santurkar et al. 2018,
+Sec. 2.1), "layer", "group", "instance", "renorm", "ghost"; their parameters are
+`ModelConfig.norm`, a `NormParams`), `ActivationRecorder` / `activation_stats`, and `Store`
+(the results database). Precise BN for a stack is the library's `bnlab.precise_bn`.
 """
 
 from bnlab._lazy import attach
@@ -38,15 +38,17 @@ __all__ = attach(
         "activation_stats": "bnlab.engine.hooks",
         "StackedModel": "bnlab.engine.models",
         "build_model": "bnlab.engine.models",
-        "NoiseConfig": "bnlab.engine.noisy_bn",
-        "StackedNoisyBatchNorm": "bnlab.engine.noisy_bn",
         "NORM_LAYERS": "bnlab.engine.norms",
+        "NormParams": "bnlab.engine.norms",
         "NormSpec": "bnlab.engine.norms",
-        "StackedBatchNorm": "bnlab.engine.norms",
+        "GhostParams": "bnlab.engine.norms_batch",
+        "RenormParams": "bnlab.engine.norms_batch",
+        "StackedBatchNorm": "bnlab.engine.norms_bn",
+        "StackedNoisyBatchNorm": "bnlab.engine.norms_bn",
+        "GroupParams": "bnlab.engine.norms_group",
         "StackedAdam": "bnlab.engine.optim",
         "StackedSGD": "bnlab.engine.optim",
         "make_optimizer": "bnlab.engine.optim",
-        "precise_bn": "bnlab.engine.precise_bn",
         "PRESETS": "bnlab.engine.presets",
         "get_preset": "bnlab.engine.presets",
         "member_records": "bnlab.engine.records",

@@ -88,6 +88,8 @@ def run_replay(args: argparse.Namespace) -> int:
     from bnlab.engine import replay
     from bnlab.engine.store import DB_NAME
     from bnlab.errors import ResultsNotFoundError
+    from bnlab.study.declaration import is_study_dir
+    from bnlab.study.replay import replay_study
 
     dirs = list(replay.results_dirs(args.dir))
     if not dirs:
@@ -95,7 +97,10 @@ def run_replay(args: argparse.Namespace) -> int:
     differ = 0
     ctx = replace(replay.REPLAY_CONTEXT, threads=args.threads)  # on the CPU, quietly
     for directory in dirs:
-        records = replay.replay(directory, args.steps, ctx)
+        if is_study_dir(directory):  # a `bnlab study`: replayed from its study file
+            records = replay_study(directory, args.steps, fallback_threads=args.threads)
+        else:
+            records = replay.replay(directory, args.steps, ctx)
         path = replay.write_records(directory, records)
         differ += sum(not r.identical for r in records)
         print(f"{directory}: {replay.summary(records)} ({path.name})")
@@ -190,7 +195,8 @@ def _add_replay(subparsers) -> None:
         type=int,
         default=1,
         help="torch threads for runs that did not store their count (default 1, as `bnlab "
-        "reproduce` trains each stack on 2 cores); a run that stored it replays with it",
+        "reproduce` trains each stack on 2 cores); a run that stored it (every `bnlab "
+        "study`) replays with it",
     )
     replay.set_defaults(func=run_replay)
 

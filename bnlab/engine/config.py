@@ -11,15 +11,15 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass
 
 import torch
 
 from bnlab.data.pipeline import TRANSFORMS
-from bnlab.engine.noisy_bn import NoiseConfig
-from bnlab.engine.norms import BN_KERNELS, NORM_LAYERS
+from bnlab.engine.norms import NORM_LAYERS, NormFit, NormParams, check_fit
 from bnlab.engine.stacked import Activation
-from bnlab.errors import BnlabError, did_you_mean
+from bnlab.engine.upgrade import renamed, upgrade_model
+from bnlab.errors import ConfigError, did_you_mean
 
 # Choices are read from the code that implements them, so a new one is added in one place.
 ACTIVATIONS = tuple(Activation.FUNCTIONS)
@@ -30,10 +30,6 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Where and how a run trains is not part of what it trains: these live in the run context
 # (bnlab.engine.context), set by command-line flags, so a run resumes on any device.
 RUN_SETTINGS = {"device": "--device", "threads": "--threads"}
-
-
-class ConfigError(BnlabError, ValueError):
-    """A config field holds a value we cannot run with; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -48,31 +44,9 @@ class ModelConfig:
     norm_position: str = "before"  # norm before or after the activation
     init: str = "gaussian"  # "gaussian": N(0, init_std^2), bias 0; or torch's default
     init_std: float = 0.01  # std of the Gaussian init
-    bn_momentum: float = 0.1  # running-stat momentum (PyTorch convention)
-    bn_eps: float = 1e-5
-    # BN's kernel (bnlab.engine.norms.StackedBatchNorm): "aten", torch's fused batch_norm, or
-    # "bnlab", bnlab's own hand-written Function (tested equal; slower on conv activations)
-    bn_kernel: str = "aten"
-    # "bnlab" kernel only: fuse its passes with torch.compile (bnlab._fastpath; seconds of
-    # compilation per shape, falls back to eager without a compiler)
-    compile_norm: bool = False
-    # "batch-noisy" only (bnlab.engine.noisy_bn, Santurkar et al. 2018, Sec. 2.1): each step,
-    # per member and channel, noise mean ~ U(-noise_mean_max, +max), std ~ U(min, max).
-    noise_mean_max: float = NoiseConfig.mean_max
-    noise_std_min: float = NoiseConfig.std_min
-    noise_std_max: float = NoiseConfig.std_max
-    # "group" only (Wu & He 2018 use 32 on ResNets): groups per layer, must divide every width
-    norm_groups: int = 4
-    # "ghost" only (Hoffer et al. 2017): examples per virtual batch, must divide batch_size
-    ghost_batch_size: int = 16
-    # "renorm" only (Ioffe 2017, Alg. 1 and Sec. 4): clipping of r to [1/r_max, r_max] and
-    # of d to [-d_max, d_max]; r_max = 1, d_max = 0 for the first `renorm_warmup` steps, then
-    # both rise linearly to these values over `renorm_r_ramp` / `renorm_d_ramp` steps
-    renorm_r_max: float = 3.0
-    renorm_d_max: float = 5.0
-    renorm_warmup: int = 0  # steps (the paper: 5,000)
-    renorm_r_ramp: int = 0  # steps (the paper: 35,000, reaching r_max at step 40k)
-    renorm_d_ramp: int = 0  # steps (the paper: 20,000, reaching d_max at step 25k)
+    # the norm layers' parameters: shared ones (eps, momentum, kernel) and one section per
+    # norm layer that has its own (model.norm.group.groups, ...; see bnlab.engine.norms)
+    norm: NormParams = field(default_factory=NormParams)
 
 
 @dataclass(frozen=True)
@@ -151,8 +125,17 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def from_dict(cls, data: dict):
-    """Inverse of `to_dict` for the dataclasses above."""
+def from_dict(cls, data: dict, path: str = ""):
+    """Inverse of `to_dict` for the dataclasses above.
+
+    A config stored by an earlier version whose fields have moved since is upgraded
+    (`bnlab.engine.upgrade`), so they keep their stored values; a field added since takes
+    its default (new options default to what bnlab did before them), a key bnlab no longer
+    has is dropped (see `bnlab.engine.runs.identity`). The dataclasses' own checks name the
+    field by its dotted path (ConfigError).
+    """
+    if cls is ModelConfig:
+        data = upgrade_model(data)
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in fields(cls):
@@ -160,11 +143,28 @@ def from_dict(cls, data: dict):
             continue
         value, hint = data[f.name], hints[f.name]
         if is_dataclass(hint):
-            value = from_dict(hint, value)
+            value = from_dict(hint, value, _join(path, f.name))
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[f.name] = value
-    return cls(**kwargs)
+    return _build(cls, kwargs, path)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _build(cls, kwargs: dict, path: str):
+    """cls(**kwargs), its own checks' ValueError turned into a ConfigError naming the field."""
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        name, sep, reason = str(err).partition(": ")
+        if sep and name in {f.name for f in fields(cls)}:
+            raise ConfigError(f"{_join(path, name)}: {reason}") from None
+        raise ConfigError(f"{path or 'config'}: {err}") from None
 
 
 # ---------------------------------------------------------------- overrides
@@ -196,6 +196,9 @@ def _resolve_key(key: str) -> tuple[str, ...]:
     matches = [k for k in paths if k.rsplit(".", 1)[-1] == key]
     if len(matches) == 1:
         return paths[matches[0]]
+    moved = renamed(key)
+    if moved is not None:
+        raise ConfigError(f"{key}: this field is now {moved}")
     hint = did_you_mean(key, paths)
     if hint:  # the near keys, not all of them: `bnlab config show` lists every key
         raise ConfigError(f"unknown config key {key!r}; {hint}(`bnlab config show` lists all)")
@@ -229,12 +232,6 @@ def parse_value(key: str, text: str, hint):
     return _parse_scalar(key, text, hint)
 
 
-def _set_path(cfg, path: tuple[str, ...], value):
-    if len(path) == 1:
-        return replace(cfg, **{path[0]: value})
-    return replace(cfg, **{path[0]: _set_path(getattr(cfg, path[0]), path[1:], value)})
-
-
 def _hint_at(path: tuple[str, ...]):
     cls = TrainConfig
     for name in path[:-1]:
@@ -242,27 +239,47 @@ def _hint_at(path: tuple[str, ...]):
     return typing.get_type_hints(cls)[path[-1]]
 
 
+def _patched(cfg, patch: dict, path: str = ""):
+    """`cfg` with the values in the nested dict `patch`; each dataclass is rebuilt once, with
+    all its new values, so fields checked together (a range's two ends) can change together."""
+    changes = {
+        name: _patched(getattr(cfg, name), value, _join(path, name))
+        if isinstance(value, dict)
+        else value
+        for name, value in patch.items()
+    }
+    return _build(
+        type(cfg), {**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, **changes}, path
+    )
+
+
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """Apply `key=value` strings in order; each value is parsed as its field's type.
+    """Apply `key=value` strings (the last one wins); each value is parsed as its field's
+    type.
 
     A learning rate that would go unused is refused: with `optim.lrs` set, every member
     takes its rate from the grid, so `optim.lr` set alongside it would be silently ignored.
     """
-    lr_set = False
+    patch: dict = {}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects key=value, got {item!r}")
         path = _resolve_key(key.strip())
         value = parse_value(".".join(path), text.strip(), _hint_at(path))
-        cfg = _set_path(cfg, path, value)
-        lr_set = lr_set or path == ("optim", "lr")
-        if lr_set and cfg.optim.lrs:
-            raise ConfigError(
-                f"optim.lr: {cfg.optim.lr:g} would be ignored, since optim.lrs="
-                f"{','.join(f'{lr:g}' for lr in cfg.optim.lrs)} gives every member its rate; "
-                "set one of them (optim.lrs= clears the grid)"
-            )
+        node = patch
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        node[path[-1]] = value
+    if not patch:
+        return cfg
+    cfg = _patched(cfg, patch)
+    if "lr" in patch.get("optim", {}) and cfg.optim.lrs:
+        raise ConfigError(
+            f"optim.lr: {cfg.optim.lr:g} would be ignored, since optim.lrs="
+            f"{','.join(f'{lr:g}' for lr in cfg.optim.lrs)} gives every member its rate; "
+            "set one of them (optim.lrs= clears the grid)"
+        )
     return cfg
 
 
@@ -281,68 +298,23 @@ def _check_positive(key: str, value, allow_zero: bool = False) -> None:
 
 
 def _validate_model(m: ModelConfig) -> None:
+    # the norm parameters (m.norm) checked their own values when they were built
     _check_choice("model.activation", m.activation, ACTIVATIONS)
     _check_choice("model.norm_position", m.norm_position, NORM_POSITIONS)
     _check_choice("model.init", m.init, INITS)
-    _check_choice("model.bn_kernel", m.bn_kernel, BN_KERNELS)
     for i, width in enumerate((*m.conv_channels, *m.hidden)):
         _check_positive(f"model widths[{i}]", width)
     _check_positive("model.num_classes", m.num_classes)
     _check_positive("model.init_std", m.init_std)
-    _check_positive("model.bn_eps", m.bn_eps)
     _check_positive("model.pool_every", m.pool_every)
-    _check_positive("model.noise_mean_max", m.noise_mean_max, allow_zero=True)
-    _check_positive("model.noise_std_min", m.noise_std_min, allow_zero=True)
-    if not m.noise_std_max >= m.noise_std_min:
-        raise ConfigError(
-            f"model.noise_std_max: expected >= noise_std_min ({m.noise_std_min}), "
-            f"got {m.noise_std_max!r}"
-        )
-    if not 0.0 <= m.bn_momentum <= 1.0:
-        raise ConfigError(f"model.bn_momentum: expected a value in [0, 1], got {m.bn_momentum}")
-    _validate_norm_params(m)
-
-
-def _validate_norm_params(m: ModelConfig) -> None:
-    """The parameters of the norm layers other than BN (checked whatever `norms` holds)."""
-    _check_positive("model.norm_groups", m.norm_groups)
-    _check_positive("model.ghost_batch_size", m.ghost_batch_size)
-    if not m.renorm_r_max >= 1.0:
-        raise ConfigError(f"model.renorm_r_max: expected a value >= 1, got {m.renorm_r_max!r}")
-    _check_positive("model.renorm_d_max", m.renorm_d_max, allow_zero=True)
-    for key in ("renorm_warmup", "renorm_r_ramp", "renorm_d_ramp"):
-        _check_positive(f"model.{key}", getattr(m, key), allow_zero=True)
 
 
 def _validate_norm_fit(cfg: TrainConfig) -> None:
-    """The chosen norm layers fit the model and the batch."""
+    """The chosen norm layers fit the model and the batch (each registry entry's checks)."""
     m = cfg.model
-    widths = {f"conv{i}": w for i, w in enumerate(m.conv_channels, start=1)}
-    start = len(m.conv_channels) + 1
-    widths.update({f"fc{i}": w for i, w in enumerate(m.hidden, start=start)})
-    if "group" in cfg.norms:
-        for layer, width in widths.items():
-            if width % m.norm_groups:
-                raise ConfigError(
-                    f"model.norm_groups: {m.norm_groups} groups do not divide the {width} "
-                    f"channels of {layer}; choose a divisor of every width"
-                )
-    if "instance" in cfg.norms and m.hidden:
-        raise ConfigError(
-            f"norms: 'instance' normalizes each channel over its H x W positions, so it needs "
-            f"a conv-only body; got model.hidden={m.hidden} (set model.hidden to empty)"
-        )
-    if "ghost" in cfg.norms:
-        if cfg.batch_size % m.ghost_batch_size:
-            raise ConfigError(
-                f"model.ghost_batch_size: {m.ghost_batch_size} does not divide "
-                f"batch_size {cfg.batch_size}; expected a divisor of it"
-            )
-        if m.ghost_batch_size == 1 and m.hidden:
-            raise ConfigError(
-                "model.ghost_batch_size: batch statistics of fully connected layers need at "
-                "least 2 examples per virtual batch, got 1"
-            )
+    fit = NormFit(m.conv_channels, m.hidden, cfg.batch_size)
+    for norm in cfg.norms:
+        check_fit(norm, m.norm, fit)
 
 
 def _validate_optim(o: OptimConfig) -> None:

@@ -22,7 +22,11 @@ MAX_COMMENT = 73  # characters of a comment shown
 
 def field_comments(cls: type) -> dict[str, str]:
     """{field: comment} of one config dataclass, read from its source: the comment after the
-    field, else the comment lines just above it (their first sentence)."""
+    field, else the comment lines just above it (their first sentence). A dataclass built at
+    import time (`ModelConfig.norm`'s, from the norm registry) has no source: it carries
+    them as `FIELD_COMMENTS`."""
+    if hasattr(cls, "FIELD_COMMENTS"):
+        return dict(cls.FIELD_COMMENTS)
     comments: dict[str, str] = {}
     above: list[str] = []
     for line in inspect.getsource(cls).splitlines()[1:]:

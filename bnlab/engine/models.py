@@ -116,7 +116,7 @@ class StackedModel(nn.Module):
 
 
 def _norm_act(blocks: OrderedDict, i: int, spec, cfg: ModelConfig, members, width, dtype) -> None:
-    norm = spec.make(members, width, cfg, dtype) if spec.make is not None else None
+    norm = spec.make(members, width, cfg.norm, dtype) if spec.make is not None else None
     act = Activation(cfg.activation)
     if norm is not None and cfg.norm_position == "before":
         blocks[f"norm{i}"] = norm

@@ -1,131 +1,169 @@
-"""Normalization layers over a stack of K members, chosen by name through `NORM_LAYERS`.
+"""The norm layers a stack can use, by name: the registry `NORM_LAYERS`, and the parameters
+object `ModelConfig.norm` that it defines.
 
-A norm layer is built as `spec.make(members, channels, cfg, dtype)` and normalizes
-(K, B, C) or (K, B, C, H, W). New layers (Layer, Group, Ghost, Batch Renorm, ...) plug in by
-adding a `NormSpec` to `NORM_LAYERS`; the model builder and config validation read only the
-registry.
+Each entry says how to build the stacked layer (`make(members, channels, norm_params,
+dtype)`, an adapter over the library's functional form in `bnlab/norms/`), what the rest of
+the model must know of it, its own parameters (a frozen dataclass, found in the config at
+`model.norm.<name>`, '-' written '_') and its own fit checks against the model and the loop.
+`NormParams`, the type of `ModelConfig.norm`, is built from the registry: the parameters all
+norm layers share, then one field per entry with parameters. So adding a norm layer to the
+experiments takes its file in `bnlab/norms/`, its adapter, one line here, and its tests;
+`--set model.norm.<name>.<field>=...` and config validation follow from the entry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-from bnlab.engine.norms_batch import make_ghost, make_renorm
-from bnlab.engine.norms_group import make_group, make_instance, make_layer
-from bnlab.engine.norms_state import BatchStatsState
-from bnlab.engine.stacked import from_columns, from_groups, to_columns, to_groups
-from bnlab.functional import batch_norm_eval, normalize
+from bnlab.engine.norms_batch import (
+    GhostParams,
+    RenormParams,
+    StackedBatchRenorm,
+    StackedGhostBatchNorm,
+    ghost_fits,
+)
+from bnlab.engine.norms_bn import NORM_KERNELS, StackedBatchNorm, StackedNoisyBatchNorm
+from bnlab.engine.norms_group import GroupParams, StackedGroupNorm, conv_only, group_fits
+from bnlab.norms.noisy import NoiseParams
 
-BN_KERNELS = ("aten", "bnlab")  # see StackedBatchNorm
+__all__ = [
+    "NORM_KERNELS",
+    "NORM_LAYERS",
+    "NormFit",
+    "NormParams",
+    "NormSpec",
+    "StackedBatchNorm",
+    "check_fit",
+    "params_key",
+]
 
 
-class StackedBatchNorm(BatchStatsState):
-    """Batch Normalization with statistics per member and channel (Ioffe & Szegedy 2015, Alg. 1).
+@dataclass(frozen=True)
+class NormFit:
+    """What a norm layer's fit checks may ask of the model and the training loop."""
 
-    Training normalizes x (K, B, C) over B, or x (K, B, C, H, W) over B, H, W, and updates
-    the running statistics (K, C); eval normalizes with them (Alg. 2, step 10). gamma and beta
-    are (K, C). Two kernels compute the same thing (tested equal, values and gradients):
-
-    - "aten" (the default): torch's fused `batch_norm` over the K*C member-channels of the
-      channels-last (B, K*C, H, W) tensor the conv layers produce (for (K, B, C), over a
-      (B, K*C) copy). About 5 passes over the activations per step (counted from the code).
-    - "bnlab": bnlab's own hand-written `functional.normalize` over the columns of the
-      (B*H*W, K*C) matrix, running statistics updated purely by `update_running_stats`. About
-      12 passes per step, so it is slower on large conv activations; `compiled` fuses them with
-      torch.compile (seconds of compilation per shape: only worth it for long runs).
-    """
-
-    def __init__(
-        self,
-        members: int,
-        channels: int,
-        eps: float,
-        momentum: float,
-        dtype=None,
-        compiled: bool | None = False,
-        kernel: str = "aten",
-    ):
-        super().__init__(members, channels, eps, momentum, dtype)
-        self.kernel = kernel
-        self.compiled = compiled  # passed to functional.normalize ("bnlab" kernel only)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.kernel == "aten":
-            return self._aten(x)
-        if x.dim() == 5:  # (K, B, C, H, W): per member and channel = per column of (N, K*C)
-            y = self._normalize(to_columns(x), self.weight.reshape(1, -1), self.bias.reshape(1, -1))
-            return from_columns(y, x.shape)
-        # (K, B, C): statistics over B, parameters (K, 1, C)
-        return self._normalize(x, self.weight.unsqueeze(1), self.bias.unsqueeze(1))
-
-    def _aten(self, x: Tensor) -> Tensor:
-        """torch's batch_norm with the K*C member-channels as its channels."""
-        K = x.shape[0]
-        if x.dim() == 5:
-            xg = to_groups(x)  # (B, K*C, H, W), channels_last: a view
-        else:
-            xg = x.transpose(0, 1).reshape(x.shape[1], -1)  # (B, K*C): one copy
-        factor = 0.0
-        if self.training:
-            self._count_batch()
-            # ATen takes the update weight as a number (momentum=None: a cumulative average)
-            factor = self.momentum if self.momentum is not None else 1.0 / self.batches_seen()
-        y = F.batch_norm(
-            xg,
-            self.running_mean.view(-1),  # (K*C,) views: updated in place
-            self.running_var.view(-1),
-            self.weight.reshape(-1),
-            self.bias.reshape(-1),
-            self.training,
-            factor,
-            self.eps,
-        )
-        if x.dim() == 5:
-            return from_groups(y, K)  # (K, B, C, H, W)
-        return y.view(x.shape[1], K, -1).transpose(0, 1)  # (K, B, C), a view
-
-    def _normalize(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
-        """x (N, K*C) or (K, B, C), reduced over dim -2; gamma, beta broadcast against it."""
-        if not self.training:
-            # Alg. 2, step 10: the running statistics, an affine map of x
-            mu = self.running_mean.view(gamma.shape)
-            var = self.running_var.view(gamma.shape)
-            return batch_norm_eval(x, gamma, beta, mu, var, self.eps)
-        y, mu, var = normalize(x, gamma, beta, (x.dim() - 2,), self.eps, self.compiled)
-        self._track(mu, var, n=x.shape[-2])
-        return y
+    conv_widths: tuple[int, ...]  # channels of each conv layer
+    hidden_widths: tuple[int, ...]  # units of each fully connected hidden layer
+    batch_size: int  # examples per member per step
 
 
 @dataclass(frozen=True)
 class NormSpec:
     """How to build one kind of norm layer, and what the rest of the model must know of it."""
 
-    make: Callable[..., nn.Module] | None  # (members, channels, model_cfg, dtype)
+    make: Callable[..., nn.Module] | None  # (members, channels, NormParams, dtype)
     needs_batch: bool  # statistics over the batch: a batch of 1 is an error
     has_shift: bool  # has a learned shift (beta), so a preceding layer needs no bias
-
-
-def _make_batch(members, channels, model_cfg, dtype) -> nn.Module:
-    compiled = True if model_cfg.compile_norm else False
-    kernel = model_cfg.bn_kernel
-    return StackedBatchNorm(
-        members, channels, model_cfg.bn_eps, model_cfg.bn_momentum, dtype, compiled, kernel
-    )
+    params: type | None = None  # its parameters' frozen dataclass, at model.norm.<name>
+    # (its parameters or None, their dotted key, NormFit): raises ConfigError if it cannot fit
+    fits: Callable[[Any, str, NormFit], None] | None = None
 
 
 NORM_LAYERS: dict[str, NormSpec] = {
-    "none": NormSpec(make=None, needs_batch=False, has_shift=False),
-    "batch": NormSpec(make=_make_batch, needs_batch=True, has_shift=True),
-    # statistics per example (bnlab.engine.norms_group, Wu & He 2018): no batch dependence
-    "layer": NormSpec(make=make_layer, needs_batch=False, has_shift=True),
-    "group": NormSpec(make=make_group, needs_batch=False, has_shift=True),
-    "instance": NormSpec(make=make_instance, needs_batch=False, has_shift=True),
-    # BN's variants (bnlab.engine.norms_batch): Ioffe 2017, Hoffer et al. 2017
-    "renorm": NormSpec(make=make_renorm, needs_batch=True, has_shift=True),
-    "ghost": NormSpec(make=make_ghost, needs_batch=True, has_shift=True),
-    # "batch-noisy" registers itself from bnlab.engine.noisy_bn, which builds on this module
+    "none": NormSpec(None, needs_batch=False, has_shift=False),
+    # Ioffe & Szegedy 2015
+    "batch": NormSpec(StackedBatchNorm.build, needs_batch=True, has_shift=True),
+    # BN + per-step noise before the nonlinearity (Santurkar et al. 2018, Sec. 2.1)
+    "batch-noisy": NormSpec(
+        StackedNoisyBatchNorm.build, needs_batch=True, has_shift=True, params=NoiseParams
+    ),
+    # statistics per example (Ba et al. 2016, Wu & He 2018, Ulyanov et al. 2016)
+    "layer": NormSpec(StackedGroupNorm.layer, needs_batch=False, has_shift=True),
+    "group": NormSpec(
+        StackedGroupNorm.group,
+        needs_batch=False,
+        has_shift=True,
+        params=GroupParams,
+        fits=group_fits,
+    ),
+    "instance": NormSpec(
+        StackedGroupNorm.instance, needs_batch=False, has_shift=True, fits=conv_only
+    ),
+    # BN's variants (Ioffe 2017, Hoffer et al. 2017)
+    "renorm": NormSpec(
+        StackedBatchRenorm.build, needs_batch=True, has_shift=True, params=RenormParams
+    ),
+    "ghost": NormSpec(
+        StackedGhostBatchNorm.build,
+        needs_batch=True,
+        has_shift=True,
+        params=GhostParams,
+        fits=ghost_fits,
+    ),
 }
+
+
+def params_key(name: str) -> str:
+    """The field of `NormParams` that holds norm layer `name`'s parameters."""
+    return name.replace("-", "_")
+
+
+def _check_shared(self) -> None:
+    if not self.eps > 0.0:  # also refuses NaN
+        raise ValueError(f"eps: expected a number > 0, got {self.eps!r}")
+    if not 0.0 <= self.momentum <= 1.0:
+        raise ValueError(f"momentum: expected a value in [0, 1], got {self.momentum!r}")
+    if self.kernel not in NORM_KERNELS:
+        raise ValueError(f"kernel: expected one of {', '.join(NORM_KERNELS)}, got {self.kernel!r}")
+
+
+SHARED_FIELDS = {  # name: (type, default, comment for `bnlab config show`)
+    "eps": (float, 1e-5, "added to the variance"),
+    "momentum": (float, 0.1, "running-statistics weight of the new batch (PyTorch convention)"),
+    "kernel": (str, "aten", "aten: torch's fused kernels (BN, Layer/Group/Instance), or bnlab"),
+    "compiled": (bool, False, "fuse the bnlab kernels' passes with torch.compile"),
+}
+
+
+def _norm_params() -> type:
+    """The frozen dataclass of `ModelConfig.norm`: shared fields, then one per registry entry
+    with parameters."""
+    shared = [(name, kind, default) for name, (kind, default, _) in SHARED_FIELDS.items()]
+    own = [
+        (params_key(name), spec.params, dataclasses.field(default_factory=spec.params))
+        for name, spec in NORM_LAYERS.items()
+        if spec.params is not None
+    ]
+    comments = {name: comment for name, (_, _, comment) in SHARED_FIELDS.items()}
+    namespace = {"__post_init__": _check_shared, "FIELD_COMMENTS": comments}
+    cls = dataclasses.make_dataclass("NormParams", shared + own, frozen=True, namespace=namespace)
+    cls.__module__ = __name__  # found by pickle (Ray and spawn executors send configs)
+    sections = ", ".join(
+        f"`{params_key(name)}` ({spec.params.__name__})"
+        for name, spec in NORM_LAYERS.items()
+        if spec.params is not None
+    )
+    cls.__doc__ = f"""The norm layers' parameters (`ModelConfig.norm`).
+
+    Shared by every norm layer:
+        eps: added to the variance (torch's 1e-5).
+        momentum: running-statistics weight of the new batch (PyTorch convention).
+        kernel: "aten", torch's fused kernel where one computes the layer (`batch_norm` for
+            BN and noisy BN, `group_norm` for Layer/Group/Instance norm), or "bnlab", bnlab's
+            functional forms; tested equal. Batch Renorm and Ghost BN are bnlab's only.
+        compiled: fuse the passes of the layers built on BN's `normalize` (BN on the "bnlab"
+            kernel, Ghost BN, InstanceNorm on the "bnlab" kernel) with torch.compile
+            (`bnlab._fastpath`; seconds of compilation per shape, falls back to eager).
+            False keeps them eager at any size.
+
+    Then each norm layer's own parameters, one field per registry entry that has some:
+    {sections}.
+    """
+    return cls
+
+
+NormParams = _norm_params()
+
+
+def check_fit(name: str, params, fit: NormFit) -> None:
+    """Raise ConfigError if norm layer `name`, with `params` (a `NormParams`), cannot run in
+    a model and loop described by `fit`."""
+    spec = NORM_LAYERS[name]
+    if spec.fits is not None:
+        own = getattr(params, params_key(name)) if spec.params is not None else None
+        spec.fits(own, f"model.norm.{params_key(name)}", fit)

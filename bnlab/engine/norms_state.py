@@ -1,20 +1,40 @@
 """What every BN-like layer of a stack holds: gamma and beta, and BN's running statistics.
 
-`BatchStatsState` is the state BN, Batch Renorm and Ghost BN share, per member and channel,
-all (K, C), with torch.nn's names (`weight`, `bias`, `running_mean`, `running_var`,
-`num_batches_tracked`), so a member's slice is a `torch.nn.BatchNorm` state_dict. The layers
-differ only in how they train; each subclass writes its own forward, and BN's update of the
-running statistics (`_track`) is written once, here.
+`BatchStatsState` is the state BN, noisy BN, Batch Renorm and Ghost BN share, per member and
+channel, all (K, C), with torch.nn's names (`weight`, `bias`, `running_mean`, `running_var`,
+`num_batches_tracked`), so a member's slice is a `torch.nn.BatchNorm` state_dict. It adds
+nothing to the math, which is the library's (`bnlab.functional`, `bnlab.norms`): only the
+member axis. `member_channels` puts activations in a layout where each member's channel is
+one slice of a reduction, and `_track` applies BN's running-statistics rule
+(`update_running_stats`) to the (K, C) buffers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from bnlab.functional import update_running_stats
+from bnlab.engine.stacked import from_columns, to_columns
+from bnlab.functional import batch_norm_eval, update_running_stats
+
+
+def member_channels(x: Tensor, fn: Callable[..., Tensor]) -> Tensor:
+    """`fn(v, param, dims)` on a view of x with one statistic per member and channel.
+
+    Conv activations (K, B, C, H, W) are seen as (B, H*W, K*C), a view of the engine's
+    channels-last buffer, reduced over dims (0, 1); dense ones (K, B, C) as they are, reduced
+    over dim 1. `param` reshapes a (K, C) tensor to broadcast against v: (1, 1, K*C) or
+    (K, 1, C). In both, the first reduction dim is the batch's.
+    """
+    if x.dim() == 5:
+        K, B, C, H, W = x.shape
+        v = to_columns(x).view(B, H * W, K * C)  # (B, H*W, K*C)
+        y = fn(v, lambda t: t.reshape(1, 1, K * C), (0, 1))
+        return from_columns(y, x.shape)  # (K, B, C, H, W), channels-last
+    return fn(x, lambda t: t.unsqueeze(1), (1,))  # (K, B, C), parameters (K, 1, C)
 
 
 class BatchStatsState(nn.Module):
@@ -74,3 +94,15 @@ class BatchStatsState(nn.Module):
         )
         self.running_mean.copy_(new_mean)
         self.running_var.copy_(new_var)
+
+    def _eval(self, x: Tensor) -> Tensor:
+        """Ioffe & Szegedy 2015, Alg. 2, step 10: BN's affine map with the running statistics
+        (`bnlab.functional.batch_norm_eval`)."""
+
+        def affine(v: Tensor, param, dims) -> Tensor:
+            w, b, mu, var = map(
+                param, (self.weight, self.bias, self.running_mean, self.running_var)
+            )
+            return batch_norm_eval(v, w, b, mu, var, self.eps)
+
+        return member_channels(x, affine)

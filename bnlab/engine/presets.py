@@ -208,7 +208,7 @@ def santurkar2018_deep_linear() -> TrainConfig:
 
 def santurkar2018_noisy_bn() -> TrainConfig:
     """Santurkar et al. 2018, Sec. 2.1 / Fig. 2: standard vs BN vs BN + per-step noise
-    ("batch-noisy", bnlab.engine.noisy_bn) on the CPU-sized VGG of `santurkar2018-vgg`.
+    ("batch-noisy", bnlab.norms.noisy) on the CPU-sized VGG of `santurkar2018-vgg`.
 
     The input of an early and of the last conv layer's activation (act2, act6: after BN and
     the noise where they are used) is recorded every 50 steps: percentiles 5-95 of three

@@ -36,6 +36,8 @@ def member_records(out_dir: str | Path) -> list[dict]:
 
 def _run_records(store: Store, run: dict) -> list[dict]:
     cfg = json.loads(run["config"])
+    optim = cfg.get("optim") or cfg.get("optimizer") or {}  # a `bnlab study` run: "optimizer"
+    data = cfg.get("data") or {}
     records = []
     for member, seed, lr in store.members(run["run_id"]):
         last = store.last_train_row(run["run_id"], member) or {}
@@ -48,8 +50,8 @@ def _run_records(store: Store, run: dict) -> list[dict]:
                 "member": member,
                 "seed": seed,
                 "lr": lr,
-                "optimizer": cfg["optim"]["name"],
-                "dataset": cfg["data"]["dataset"],
+                "optimizer": optim.get("name"),
+                "dataset": data.get("dataset") or data.get("source"),
                 "batch_size": cfg["batch_size"],
                 "steps": last.get("step", 0),
                 "status": run["status"],

@@ -24,6 +24,10 @@ Where bnlab departs from the paper: the running statistics are BN's (running_mea
 sigma_B itself. The two differ by the batch-to-batch spread of sigma_B and by Bessel's
 correction, both small for the batch sizes renorm is meant for.
 
+The math is written once: `batch_renorm` (over any reduction dims, so the engine's stack of
+K models calls it with statistics per member), BN's `update_running_stats`, and the
+warm-up's `renorm_limits`.
+
 Keras: `BatchNormalization(renorm=True, renorm_clipping={"rmax": r_max, "rmin": 1 / r_max,
 "dmax": d_max}, renorm_momentum=1 - momentum, momentum=1 - momentum)` is the equivalent
 layer (see `bnlab.norms.momentum` for the momentum convention). Keras keeps r and d's
@@ -45,7 +49,14 @@ from bnlab._checks import check_batch_norm_call, check_input_rank, compute_dtype
 from bnlab.functional import _centred_stats, batch_norm
 from bnlab.norms._core import standardize, standardize_backward, track_batch
 
-__all__ = ["BatchRenorm1d", "BatchRenorm2d", "RenormWarmup", "renorm_correction"]
+__all__ = [
+    "BatchRenorm1d",
+    "BatchRenorm2d",
+    "RenormWarmup",
+    "batch_renorm",
+    "renorm_correction",
+    "renorm_limits",
+]
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,9 @@ class RenormWarmup:
     """The schedule of r_max and d_max that Ioffe 2017 trains with (Sec. 4.1): r_max = 1 and
     d_max = 0 (plain BN) for the first `start` steps, then relaxed to reach the module's
     r_max at step `r_max_step` and its d_max at `d_max_step` (3 at 40k and 5 at 25k in the
-    paper). The paper says "gradually relaxed"; bnlab relaxes linearly.
+    paper). The paper says "gradually relaxed"; bnlab relaxes linearly. A step equal to
+    `start` switches that limit on at `start` without a ramp, so RenormWarmup(0, 0, 0)
+    is no warm-up at all.
     """
 
     start: int = 5000  # steps of plain BN
@@ -61,20 +74,34 @@ class RenormWarmup:
     d_max_step: int = 25000  # step at which d_max reaches its final value
 
     def __post_init__(self) -> None:
+        if self.start < 0:
+            raise ValueError(f"start: expected a step >= 0, got {self.start}")
         for name in ("r_max_step", "d_max_step"):
-            if getattr(self, name) <= self.start or self.start < 0:
+            if getattr(self, name) < self.start:
                 raise ValueError(
-                    f"RenormWarmup: {name}={getattr(self, name)} must be after "
-                    f"start={self.start} (and start >= 0)"
+                    f"{name}: expected a step >= start ({self.start}), got {getattr(self, name)}"
                 )
 
     def limits(self, step: int, r_max: float, d_max: float) -> tuple[float, float]:
         """(r_max, d_max) in force at training step `step` (0-based)."""
 
         def ramp(end: int) -> float:  # 0 until start, 1 from `end` on, linear between
-            return min(max((step - self.start) / (end - self.start), 0.0), 1.0)
+            if step < self.start:
+                return 0.0
+            if end == self.start:
+                return 1.0
+            return min((step - self.start) / (end - self.start), 1.0)
 
         return 1.0 + (r_max - 1.0) * ramp(self.r_max_step), d_max * ramp(self.d_max_step)
+
+
+def renorm_limits(
+    warmup: RenormWarmup | None, step: int, r_max: float, d_max: float
+) -> tuple[float, float]:
+    """(r_max, d_max) for training step `step`: the warm-up's, or the fixed ones without one."""
+    if warmup is None:
+        return r_max, d_max
+    return warmup.limits(step, r_max, d_max)
 
 
 def renorm_correction(
@@ -124,6 +151,40 @@ class _BatchRenormTrain(torch.autograd.Function):
         return dx, dweight, dbias, None, None, None, None, None, None
 
 
+def batch_renorm(
+    x: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    running_mean: Tensor,
+    running_var: Tensor,
+    dims: tuple[int, ...],
+    eps: float,
+    r_max: float,
+    d_max: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Batch-renormalize `x` over the reduction dims `dims` (Ioffe 2017, Alg. 1).
+
+    Args:
+        x: any shape, e.g. (N, C, H, W) with dims (0, 2, 3), or a stack of K models'
+            activations, (K, B, C) with dims (1,), for statistics per member and channel.
+        weight, bias, running_mean, running_var: broadcastable to x, e.g. (1, C, 1, 1) or
+            (K, 1, C); weight and bias may be None.
+        r_max, d_max: the clipping in force for this step (see `renorm_limits`).
+
+    Returns:
+        `(y, mu, var)` as `bnlab.functional.normalize`'s: mu and the biased var of the batch,
+        detached, for BN's running-statistics rule (`update_running_stats`), which Batch
+        Renorm keeps.
+    """
+    acc = compute_dtype(x, running_mean, running_var, weight, bias)
+    w, b, mu_run, var_run = (
+        None if t is None else t.to(acc) for t in (weight, bias, running_mean, running_var)
+    )
+    args = (x.to(acc), w, b, mu_run, var_run, tuple(dims), eps, float(r_max), float(d_max))
+    y, mu, var = _BatchRenormTrain.apply(*args)
+    return y.to(x.dtype), mu, var
+
+
 class _BatchRenorm(_NormBase):
     """Shared body of BatchRenorm1d/2d; subclasses set the allowed input ranks.
 
@@ -166,9 +227,8 @@ class _BatchRenorm(_NormBase):
     def limits(self) -> tuple[float, float]:
         """(r_max, d_max) for the next training step: the warm-up's, counted in
         `num_batches_tracked`, or the fixed ones."""
-        if self.warmup is None:
-            return self.r_max, self.d_max
-        return self.warmup.limits(int(self.num_batches_tracked), self.r_max, self.d_max)
+        step = 0 if self.warmup is None else int(self.num_batches_tracked)
+        return renorm_limits(self.warmup, step, self.r_max, self.d_max)
 
     def forward(self, input: Tensor) -> Tensor:
         """Normalize `input` (N, C, *): renormalized in training, BN's eval otherwise."""
@@ -177,16 +237,12 @@ class _BatchRenorm(_NormBase):
         if not self.training:
             return batch_norm(input, rm, rv, w, b, training=False, eps=self.eps)
         check_batch_norm_call(input, rm, rv, w, b, True, self.eps)
-        acc = compute_dtype(input, rm, rv, w, b)
         shape = (1, input.shape[1]) + (1,) * (input.dim() - 2)  # (C,) -> (1, C, 1..)
-        w, b, mu_run, var_run = (
-            None if t is None else t.to(acc).view(shape) for t in (w, b, rm, rv)
-        )
+        w, b, mu_run, var_run = (None if t is None else t.view(shape) for t in (w, b, rm, rv))
         dims = (0, *range(2, input.dim()))
-        args = (input.to(acc), w, b, mu_run, var_run, dims, self.eps, *self.limits())
-        y, mu, var = _BatchRenormTrain.apply(*args)
+        y, mu, var = batch_renorm(input, w, b, mu_run, var_run, dims, self.eps, *self.limits())
         track_batch(self, mu, var, input.numel() // input.shape[1])  # m: values per channel
-        return y.to(input.dtype)
+        return y
 
 
 class BatchRenorm1d(_BatchRenorm):

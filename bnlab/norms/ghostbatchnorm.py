@@ -14,12 +14,18 @@ and that the difference is small). bnlab takes each chunk's variance unbiased (B
 the V * positions values of a chunk) as torch.nn's BN does; Keras keeps the biased one. So
 with V = N it is `torch.nn.BatchNorm*`, running statistics included. Eval is BN's eval.
 
+The math is written once, in `ghost_normalize` (statistics and normalization over any
+reduction dims, so it also serves the engine's stack of K models with statistics per member)
+and BN's `update_running_stats` with m = the values per channel in one chunk.
+
 Keras's chunks are strided: it reshapes (N, ...) to (V, N/V, ...) and reduces over the
 first axis, so sample i falls in chunk i mod (N/V). bnlab's are consecutive, as in Hoffer et
 al. and `x.chunk`; for a shuffled batch the two are the same in distribution.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -29,7 +35,47 @@ from bnlab._checks import check_batch_norm_call, check_input_rank
 from bnlab.functional import batch_norm, normalize
 from bnlab.norms._core import track_batch
 
-__all__ = ["GhostBatchNorm1d", "GhostBatchNorm2d"]
+__all__ = ["GhostBatchNorm1d", "GhostBatchNorm2d", "ghost_normalize"]
+
+
+def ghost_normalize(
+    x: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    dims: tuple[int, ...],
+    batch_dim: int,
+    virtual_batch_size: int,
+    eps: float = 1e-5,
+    compiled: bool | None = None,
+) -> tuple[Tensor, Tensor, Tensor, int]:
+    """BN's `normalize` per chunk of `virtual_batch_size` consecutive samples along `batch_dim`.
+
+    Args:
+        x: any shape, e.g. (N, C, H, W) with dims (0, 2, 3) and batch_dim 0, or a stack of K
+            models' activations, (K, B, C) with dims (1,) and batch_dim 1.
+        weight, bias: gamma and beta, None or with x's number of dims, broadcastable to it.
+        dims: the dims plain BN would reduce over; `batch_dim` is one of them.
+
+    Returns:
+        `(y, mu, var, m)`: y like x; the running-statistics inputs of one call, the chunks'
+        mean of their means and of their biased variances, shaped like `normalize`'s over
+        `dims`, detached; and m, the values per statistic in one chunk (for Bessel's
+        correction per chunk in `update_running_stats`).
+    """
+    n, v = x.shape[batch_dim], virtual_batch_size
+    if n % v != 0:
+        raise ValueError(
+            f"virtual_batch_size: the batch size {n} is not a multiple of "
+            f"virtual_batch_size={v} (drop the last, smaller batch, e.g. "
+            "DataLoader(drop_last=True))"
+        )
+    view = (*x.shape[:batch_dim], n // v, v, *x.shape[batch_dim + 1 :])  # chunks, then V
+    chunk_dims = tuple(d + 1 if d >= batch_dim else d for d in dims)  # V and the rest
+    w, b = (None if t is None else t.unsqueeze(batch_dim) for t in (weight, bias))
+    y, mu, var = normalize(x.reshape(view), w, b, chunk_dims, eps, compiled)
+    m = v * math.prod(x.shape[d] for d in dims if d != batch_dim)
+    # the mean over the chunk axis leaves V's size-1 axis where the batch axis was
+    return y.reshape(x.shape), mu.mean(batch_dim), var.mean(batch_dim), m
 
 
 class _GhostBatchNorm(_NormBase):
@@ -70,25 +116,15 @@ class _GhostBatchNorm(_NormBase):
         rm, rv, w, b = self.running_mean, self.running_var, self.weight, self.bias
         if not self.training and rm is not None:
             return batch_norm(input, rm, rv, w, b, training=False, eps=self.eps)
-        v, n = self.virtual_batch_size, input.shape[0]
-        if n % v != 0:
-            raise ValueError(
-                f"GhostBatchNorm: the batch size {n} is not a multiple of "
-                f"virtual_batch_size={v} (drop the last, smaller batch, e.g. "
-                "DataLoader(drop_last=True))"
-            )
-        update = self.training and rm is not None
+        v = self.virtual_batch_size
         check_batch_norm_call(input[:v], rm, rv, w, b, True, self.eps)  # one chunk's sizes
-        chunks = input.reshape(n // v, v, *input.shape[1:])  # (N/V, V, C, *)
-        shape = (1, 1, input.shape[1]) + (1,) * (input.dim() - 2)  # (C,) -> (1, 1, C, 1..)
+        shape = (1, input.shape[1]) + (1,) * (input.dim() - 2)  # (C,) -> (1, C, 1..)
         w, b = (None if t is None else t.view(shape) for t in (w, b))
-        dims = (1, *range(3, chunks.dim()))  # per chunk and channel
-        y, mu, var = normalize(chunks, w, b, dims, self.eps)  # mu, var: (N/V, 1, C, 1..)
-        if update:
-            m = input[:v].numel() // input.shape[1]  # values per channel in one chunk
-            # Keras: one step with the chunks' mean statistics (Bessel per chunk, as torch)
-            track_batch(self, mu.mean(0), var.mean(0), m)
-        return y.reshape(input.shape)
+        dims = (0, *range(2, input.dim()))
+        y, mu, var, m = ghost_normalize(input, w, b, dims, 0, v, self.eps)
+        if self.training and rm is not None:
+            track_batch(self, mu, var, m)  # one step with the chunks' mean statistics
+        return y
 
 
 class GhostBatchNorm1d(_GhostBatchNorm):

@@ -53,6 +53,8 @@ def instance_norm(
     use_input_stats: bool = True,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    *,
+    compiled: bool | None = None,
 ) -> Tensor:
     """`torch.nn.functional.instance_norm`'s contract on bnlab's hand-written backward.
 
@@ -63,6 +65,7 @@ def instance_norm(
         weight, bias: gamma and beta, (C,) or None.
         use_input_stats: normalize with each instance's statistics (True) or the running
             ones (False, as BN in eval).
+        compiled: BN's `normalize` argument (bnlab's compiled kernels: None decides by size).
     """
     if not use_input_stats:
         return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
@@ -70,7 +73,7 @@ def instance_norm(
     channel = (1, input.shape[1]) + (1,) * (input.dim() - 2)  # (C,) -> (1, C, 1..)
     w, b = (None if t is None else t.view(channel) for t in (weight, bias))
     dims = tuple(range(2, input.dim()))  # the positions: one statistic per (n, c)
-    y, mu, var = normalize(input, w, b, dims, eps)  # mu, var: (N, C, 1..)
+    y, mu, var = normalize(input, w, b, dims, eps, compiled)  # mu, var: (N, C, 1..)
     if running_mean is not None and running_var is not None:
         ok = finite_stats(mu, var)
         positions = input[0, 0].numel()

@@ -7,6 +7,7 @@ by callers are stored as tuples and the protocol as a read-only mapping of strin
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,23 @@ class ReportMeta:
     created: str = ""  # e.g. an ISO timestamp
     machine: str = ""  # where it ran: CPU, cores, torch version
     regenerate: str = ""  # the command that regenerates this report from scratch
+
+
+def machine_description() -> str:
+    """The CPU model, its core count and the torch version and threads: where numbers ran."""
+    import torch  # only here: the report layer is otherwise plain numbers
+
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{model}, {os.cpu_count()} cores, {platform.system()}, Python "
+        f"{platform.python_version()}, torch {torch.__version__}"
+    )
 
 
 def format_duration(seconds: float | None) -> str:

@@ -25,7 +25,8 @@ from scipy import stats
 NO_CI = "no CI: n=1"
 METHODS = (
     "Each number is a mean over n seeds ± the half-width of its two-sided 95% Student t "
-    "confidence interval (scipy.stats). An effect is BN minus the comparison, paired by seed "
+    "confidence interval (scipy.stats). An effect is the claim's network minus its comparison "
+    "(BN minus the baseline in the reproductions), paired by seed "
     "(member k of both networks shares seed k's initialization stream and data order): its "
     "interval is the paired t interval of the per-seed differences and p the two-sided paired "
     "t-test of 'no difference' (scipy.stats.ttest_rel). Intervals assume roughly normal "

@@ -49,6 +49,10 @@ def run_reproduce(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from bnlab.reproduce.publish import build_report, print_scorecard
+    from bnlab.study.declaration import is_study_dir
+
+    if is_study_dir(args.dir):
+        return _study_report(args)
 
     publish = Path(args.publish) if args.publish else None
     written, rows = build_report(Path(args.dir), publish, args.regenerate or "")
@@ -57,10 +61,24 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_report(args: argparse.Namespace) -> int:
+    """A `bnlab study` directory: its own report page (no --publish for now)."""
+    from bnlab.errors import BnlabError
+    from bnlab.study.cli import print_verdicts
+    from bnlab.study.report import build_report
+
+    if args.publish:
+        raise BnlabError("--publish: not available for a study directory yet")
+    html, md, rows = build_report(Path(args.dir))
+    print_verdicts(rows)
+    print(f"report: {html} and {md}")
+    return 0
+
+
 REPRODUCE_EXAMPLES = """examples:
   bnlab reproduce ioffe2015-mnist --quick       # minutes: scaled down, labelled QUICK
   bnlab reproduce all --out results/full        # every experiment, 5 seeds (hours)
-  bnlab reproduce small-batch --set model.norm_groups=8 --out results/groups8"""
+  bnlab reproduce small-batch --set model.norm.group.groups=8 --out results/groups8"""
 
 
 def add_parser(subparsers) -> None:
@@ -104,14 +122,17 @@ def add_parser(subparsers) -> None:
     rep.set_defaults(func=run_reproduce)
     report = subparsers.add_parser(
         "report",
-        help="write report.html and report.md from a `bnlab reproduce` results directory",
+        help="write report.html and report.md from a `bnlab reproduce` or `bnlab study` "
+        "results directory",
         description="Analyze the stored runs (no training) and write DIR/report.html (one "
         "self-contained file) and DIR/report.md, with figures as PNG and SVG.",
         epilog="examples:\n  bnlab report results/reproduce\n"
         "  bnlab report results/full --publish docs/results",
         formatter_class=HelpFormatter,
     )
-    report.add_argument("dir", metavar="DIR", help="a directory written by `bnlab reproduce`")
+    report.add_argument(
+        "dir", metavar="DIR", help="a directory written by `bnlab reproduce` or `bnlab study`"
+    )
     report.add_argument(
         "--publish",
         metavar="DEST",

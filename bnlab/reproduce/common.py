@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bnlab.engine import Probe, RunContext, Store, TrainConfig, lock, train
+from bnlab.engine.config import from_dict, to_dict
 from bnlab.engine.store import code_version
 from bnlab.errors import ResultsNotFoundError
 from bnlab.report import Estimate, Row, Rule, Section, diff_ci
@@ -231,7 +232,10 @@ class Results:
         self.close()
 
     def config(self, norm: str) -> dict:
-        return json.loads(self.runs[norm]["config"])
+        """The stored config of `norm`'s run, in this version's layout (a config stored by an
+        earlier version is upgraded, `bnlab.engine.upgrade`), as JSON-like dicts and lists."""
+        stored = from_dict(TrainConfig, json.loads(self.runs[norm]["config"]))
+        return json.loads(json.dumps(to_dict(stored)))
 
     def members(self, norm: str) -> list[tuple[int, int, float]]:
         return self.store.members(self.runs[norm]["run_id"])

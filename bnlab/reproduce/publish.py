@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import shutil
 import time
 from dataclasses import replace
@@ -33,6 +31,7 @@ from bnlab.report import (
     write_report,
 )
 from bnlab.report.pages import ExperimentPage, appendix_page, experiment_page
+from bnlab.report.sections import machine_description
 from bnlab.report.summary import ExperimentLink, summary_page
 from bnlab.reproduce.common import read_manifest
 from bnlab.reproduce.experiment import ExperimentResult
@@ -199,23 +198,6 @@ def _copy_figures(section: Section, root: Path, dest: Path) -> Section:
             paths[kind] = target
         figures.append(replace(fig, **paths))
     return replace(section, figures=tuple(figures))
-
-
-def machine_description() -> str:
-    """The CPU model, its core count and the torch version: where the numbers ran."""
-    import torch
-
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{model}, {os.cpu_count()} cores, {platform.system()}, Python "
-        f"{platform.python_version()}, torch {torch.__version__}"
-    )
 
 
 def print_scorecard(rows: list[Row]) -> None:

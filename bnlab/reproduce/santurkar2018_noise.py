@@ -62,11 +62,12 @@ def read_sweep(res: Results, dirs: Sequence[Path]) -> NoiseSweep:
     """The sweep from the scored setting's results `res` (scale 1) and the sweep's
     directories `dirs` (none: scale 1 alone); a directory's scale is its noise std's maximum
     over the scored one's."""
-    full = res.config("batch-noisy")["model"]["noise_std_max"]
+    full = res.config("batch-noisy")["model"]["norm"]["batch_noisy"]["std_max"]
     found = {1.0: network_measures(res, "batch-noisy")}
     for directory in dirs:
         with Results(directory) as swept:
-            scale = swept.config("batch-noisy")["model"]["noise_std_max"] / full
+            noise = swept.config("batch-noisy")["model"]["norm"]["batch_noisy"]
+            scale = noise["std_max"] / full
             found[round(scale, 6)] = network_measures(swept, "batch-noisy")
     scales = tuple(sorted(found))
     return NoiseSweep(scales, tuple(found[s] for s in scales))

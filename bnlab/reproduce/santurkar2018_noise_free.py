@@ -1,6 +1,6 @@
 """Noisy BN's test accuracy with the noise off everywhere, its statistics included.
 
-Noisy BN adds its noise only in training (`bnlab.engine.noisy_bn`), yet every BN layer's
+Noisy BN adds its noise only in training (`bnlab.norms.noisy`), yet every BN layer's
 running statistics are an EMA of inputs that the noise upstream had shifted and spread: at
 test time, with the noise off, each layer normalizes with statistics of a distribution it no
 longer sees. After training, this pass re-estimates every BN layer's population statistics
@@ -32,13 +32,14 @@ def reestimate_without_noise(model, batches, num_batches: int) -> None:
     """Every BN layer's running statistics set to their precise-BN estimate over `batches`
     (inputs (K, B, ...)) with noisy BN's noise off; the noise is restored after. The one
     place that uses the norm layers' API (`precise_bn`, the noisy layer's `noise`)."""
-    from bnlab.engine import precise_bn
-    from bnlab.engine.noisy_bn import NoiseConfig, StackedNoisyBatchNorm
+    from bnlab.engine.norms_bn import StackedNoisyBatchNorm
+    from bnlab.norms import precise_bn
+    from bnlab.norms.noisy import NoiseParams
 
     noisy = [m for m in model.modules() if isinstance(m, StackedNoisyBatchNorm)]
     saved = [m.noise for m in noisy]
     for m in noisy:
-        m.noise = NoiseConfig(0.0, 0.0, 0.0)  # mean 0, std 0: the layer adds exactly zero
+        m.noise = NoiseParams(0.0, 0.0, 0.0)  # mean 0, std 0: the layer adds exactly zero
     try:
         precise_bn(model, batches, num_batches)
     finally:

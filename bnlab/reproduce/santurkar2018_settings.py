@@ -209,11 +209,13 @@ def setting_config(
 def noise_scaled(cfg: TrainConfig, scale: float) -> TrainConfig:
     """`cfg` training BN + noise only, every noise parameter (mean range, std range) times
     `scale`; activations recorded as in `cfg`, for the drift row's diagnostic."""
-    m = cfg.model
-    model = replace(
-        m,
-        noise_mean_max=m.noise_mean_max * scale,
-        noise_std_min=m.noise_std_min * scale,
-        noise_std_max=m.noise_std_max * scale,
+    norm = cfg.model.norm
+    noise = norm.batch_noisy
+    noise = replace(
+        noise,
+        mean_max=noise.mean_max * scale,
+        std_min=noise.std_min * scale,
+        std_max=noise.std_max * scale,
     )
+    model = replace(cfg.model, norm=replace(norm, batch_noisy=noise))
     return replace(cfg, norms=("batch-noisy",), model=model)

@@ -27,8 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlab.engine import DataConfig, ModelConfig, OptimConfig, RunContext, TrainConfig
+from bnlab.engine import (
+    DataConfig,
+    GhostParams,
+    GroupParams,
+    ModelConfig,
+    NormParams,
+    OptimConfig,
+    RenormParams,
+    RunContext,
+    TrainConfig,
+)
 from bnlab.errors import ResultsNotFoundError
+from bnlab.norms import RenormWarmup
 from bnlab.report import ReportFigure, Role, Rule, Scale, Section, Table, claims, grid_points
 from bnlab.reproduce import preregistered as pre
 from bnlab.reproduce.common import (
@@ -60,7 +71,7 @@ LABELS = {
 EPOCHS = 4  # at every batch size: 4 x 4,000 images (sized to the CPU budget, see the README)
 BASE_BATCH, BASE_LR = 32, 0.02  # lr = BASE_LR * B / BASE_BATCH (linear scaling)
 NORM_GROUPS = 8  # GroupNorm: 2 / 4 / 8 channels per group in the 16 / 32 / 64-wide layers
-GHOST_BATCH = 16  # Ghost BN's virtual batch, min(16, B): at B <= 16 it is BN (Keras's stats)
+GHOST_BATCH = 16  # Ghost BN's virtual batch, min(16, B): at B <= 16 it is BN exactly
 REFERENCE_BATCH = 32  # the batch size Wu & He compare batch 2 against
 SMALL_BATCH = 2  # the smallest batch of Wu & He's Table 2 (and ours for Batch Renorm)
 CONV_CHANNELS = (16, 32, 64)  # conv blocks; no hidden fully connected layer
@@ -70,15 +81,14 @@ WU_HE = (
 )
 
 
-def _renorm_schedule(total_steps: int) -> dict[str, int]:
+def _renorm_warmup(total_steps: int) -> RenormWarmup:
     """Ioffe 2017, Sec. 4: BN for 5k steps, d_max reached at 25k, r_max at 40k; we keep that
     shape on our shorter runs as fractions of training (5%, 15%, 25%: our choice)."""
-    warmup = total_steps // 20
-    return {
-        "renorm_warmup": warmup,
-        "renorm_d_ramp": total_steps * 15 // 100 - warmup,
-        "renorm_r_ramp": total_steps * 25 // 100 - warmup,
-    }
+    return RenormWarmup(
+        start=total_steps // 20,
+        r_max_step=total_steps * 25 // 100,
+        d_max_step=total_steps * 15 // 100,
+    )
 
 
 def config(seeds: int, quick: bool, batch: int) -> TrainConfig:
@@ -94,9 +104,11 @@ def config(seeds: int, quick: bool, batch: int) -> TrainConfig:
         hidden=(),
         activation="relu",
         init="torch-default",
-        norm_groups=NORM_GROUPS,
-        ghost_batch_size=min(GHOST_BATCH, batch),
-        **_renorm_schedule(total),
+        norm=NormParams(
+            group=GroupParams(groups=NORM_GROUPS),
+            ghost=GhostParams(virtual_batch_size=min(GHOST_BATCH, batch)),
+            renorm=RenormParams(warmup=_renorm_warmup(total)),
+        ),
     )
     return TrainConfig(
         preset=f"{NAME}-b{batch}",
@@ -180,7 +192,7 @@ def analyze(out_dir: Path) -> ExperimentResult:
 
 def _section(out_dir: Path, sizes, errors, configs: list, declared: tuple[Rule, ...]) -> Part:
     """configs: the stored config of every run, every batch size."""
-    cfg = configs[-1]  # the norms' parameters, the same at every batch size
+    renorm = configs[-1]["model"]["norm"]["renorm"]  # the same at every batch size
     small, ref = sizes[0], REFERENCE_BATCH if REFERENCE_BATCH in sizes else sizes[-1]
     bn_error, gn_flat, gn_beats, renorm_beats = declared
     gate = control_gate(errors, (small, ref))
@@ -220,7 +232,7 @@ def _section(out_dir: Path, sizes, errors, configs: list, declared: tuple[Rule, 
         "after Goyal et al. 2017; our base lr); one results directory per batch size",
         "norms": f"{', '.join(LABELS[n] for n in NORMS)}; GroupNorm {NORM_GROUPS} groups; "
         f"Ghost BN virtual batch min({GHOST_BATCH}, B); Batch Renorm r_max "
-        f"{cfg['model']['renorm_r_max']:g}, d_max {cfg['model']['renorm_d_max']:g} after "
+        f"{renorm['r_max']:g}, d_max {renorm['d_max']:g} after "
         "a BN warm-up of 5% of the steps, d_max reached at 15%, r_max at 25%",
         **vs_source(
             "Wu & He 2018",

@@ -5,7 +5,7 @@ The `small-batch` all-convolutional CNN is trained with BN at each batch size of
 BATCH_SIZES; then its test accuracy is measured three ways, on the same weights:
 
 - EMA: BN's running statistics, as training left them (the engine's usual evaluation);
-- precise: population statistics recomputed after training by `bnlab.engine.precise_bn`, an
+- precise: population statistics recomputed after training by `bnlab.precise_bn`, an
   equal-weight average of per-batch statistics over PRECISE_IMAGES / B training batches of
   the training batch size (Wu & Johnson, Sec. 3);
 - batch: each test batch of B images normalized with its own statistics, as in training
@@ -25,13 +25,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bnlab.engine import RunContext, Store, TrainConfig, build_stack, evaluate, lock, precise_bn
+from bnlab.engine import RunContext, Store, TrainConfig, build_stack, evaluate, lock
 from bnlab.engine.context import resolve_device, torch_threads
 from bnlab.engine.data import load_data
 from bnlab.engine.models import StackedModel
 from bnlab.engine.resume import load_latest
 from bnlab.engine.runs import checkpoint_path, run_id
 from bnlab.errors import ResultsNotFoundError
+from bnlab.norms import precise_bn
 from bnlab.report import ReportFigure, Role, Rule, Scale, Section, Table, claims, grid_points
 from bnlab.reproduce import preregistered as pre
 from bnlab.reproduce import small_batch
@@ -231,7 +232,7 @@ def _section(out_dir: Path, sizes, acc, configs: list, declared: tuple[Rule, ...
     protocol = {
         **describe_runs(configs),
         "design": "the small-batch study's CNN, lr rule and epochs, BN only",
-        "test-time statistics": f"EMA (momentum {cfg['model']['bn_momentum']:g}); precise BN "
+        "test-time statistics": f"EMA (momentum {cfg['model']['norm']['momentum']:g}); precise BN "
         f"over {PRECISE_IMAGES:,} training images in batches of B; batch statistics of "
         "test batches of B images",
         **vs_source(
