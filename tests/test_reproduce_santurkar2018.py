@@ -9,8 +9,9 @@ import pytest
 import torch
 from helpers import QUIET
 
-from bnlab.engine import ModelConfig, build_model, precise_bn, validate
+from bnlab.engine import ModelConfig, build_model, validate
 from bnlab.engine.norms_bn import StackedNoisyBatchNorm
+from bnlab.norms import precise_bn
 from bnlab.report import (
     Measure,
     Role,

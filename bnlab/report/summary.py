@@ -158,10 +158,14 @@ def summary_page(
     rows: Sequence[Row],
     experiments: Sequence[ExperimentLink],
     forest: ReportFigure | None,
+    pending: Sequence[str] = (),
 ) -> Page:
+    """The first page; `pending` names the registered experiments not in this report."""
     blocks = [Heading(1, meta.title)]
     if meta.quick:
         blocks.append(Para(QUICK_BANNER, "banner"))
+    if pending:
+        blocks.append(Para(coverage(len(experiments), pending), "banner"))
     blocks += [Para(text, "meta") for text in header_facts(meta)]
     blocks.append(Heading(2, "Bottom line"))
     for family in FAMILIES:
@@ -178,6 +182,15 @@ def summary_page(
     ]
     blocks.append(Bullets(tuple(items)))
     return Page("report", meta.title, tuple(blocks))
+
+
+def coverage(reported: int, pending: Sequence[str]) -> str:
+    """One sentence: how many of the registered experiments this report covers."""
+    return (
+        f"Partial report: {reported} of {reported + len(pending)} experiments. Not run into "
+        f"this results directory yet, so without a verdict here: {', '.join(pending)}. The "
+        "multiplicity corrections (Holm, BH) count only the rows shown."
+    )
 
 
 def header_facts(meta: ReportMeta) -> list[str]:

@@ -120,10 +120,19 @@ def build_report(
         pages.append(experiment_page(exp))
     forest = _forest(out, rows)
     links = [ExperimentLink(r.name, _title(r), r.wall_time_s) for r in results]
-    pages = [summary_page(meta, rows, links, forest), *pages, appendix_page(rows)]
+    pending = _pending(results)
+    pages = [summary_page(meta, rows, links, forest, pending), *pages, appendix_page(rows)]
     written = write_report(out, pages, embed_figures=publish is None)
     write_verdicts(out / "verdicts.json", rows)
     return written, rows
+
+
+def _pending(results: list[ExperimentResult]) -> list[str]:
+    """The registered experiments that have no results in this report."""
+    from bnlab.reproduce.registry import experiments
+
+    done = {r.name for r in results}
+    return [name for name in experiments() if name not in done]
 
 
 def _title(result: ExperimentResult) -> str:

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bnlab.engine import RunContext, Store, TrainConfig, build_stack, checkpoint, evaluate
+from bnlab.engine import RunContext, Store, TrainConfig, build_stack, evaluate, lock
 from bnlab.engine.context import resolve_device, torch_threads
 from bnlab.engine.data import load_data
+from bnlab.engine.resume import load_latest
 from bnlab.engine.runs import checkpoint_path, run_id
 from bnlab.reproduce.common import Results
 
@@ -51,7 +52,8 @@ def measure(cfg: TrainConfig, out: Path, ctx: RunContext) -> None:
     """Store METRIC for every network of `cfg` trained into `out` (once per network), on the
     device and with the threads of `ctx`."""
     data = None
-    with Store(out) as store, torch_threads(ctx.threads or torch.get_num_threads()):
+    threads = torch_threads(ctx.threads or torch.get_num_threads())
+    with lock.hold(out), Store(out, "w") as store, threads:
         for norm in cfg.norms:
             rid = run_id(cfg, norm)
             if store.metric_matrix(rid, METRIC)[0].size:
@@ -59,10 +61,7 @@ def measure(cfg: TrainConfig, out: Path, ctx: RunContext) -> None:
             if data is None:
                 data = load_data(cfg.data).to(resolve_device(ctx.device))
             stack = build_stack(cfg, norm, data)
-            state = checkpoint.load(checkpoint_path(out, rid))
-            if state is None:
-                raise FileNotFoundError(f"{out}: no checkpoint of run {rid!r} to evaluate")
-            stack.load_state_dict(state)
+            stack.load_state_dict(load_latest(store, rid, checkpoint_path(out, rid)))
             model = stack.model
             if norm != "none":
                 n = max(1, min(PRECISE_IMAGES, len(data.y_train)) // cfg.batch_size)

@@ -193,11 +193,11 @@ def differences(res: Results, probe: ProbeConfig | None) -> list[str]:
         )
     if "batch-noisy" in res.runs:
         noisy = res.config("batch-noisy")
-        m = noisy["model"]["norm"]["batch_noisy"]
+        m, noise = noisy["model"], noisy["model"]["norm"]["batch_noisy"]
         lines.append(
-            f"the noise: per member and channel, mean ~ U(-{m['mean_max']:g}, "
-            f"{m['mean_max']:g}) and std ~ U({m['std_min']:g}, "
-            f"{m['std_max']:g}), redrawn every step (the paper's distributions were not read)"
+            f"the noise: per member and channel, mean ~ U(-{noise['mean_max']:g}, "
+            f"{noise['mean_max']:g}) and std ~ U({noise['std_min']:g}, "
+            f"{noise['std_max']:g}), redrawn every step (the paper's distributions were not read)"
         )
         layers = noisy["hooks"]["layers"]
         lines.append(
