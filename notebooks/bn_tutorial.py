@@ -175,7 +175,10 @@ def lab_result(claim, setting):
     rows = json.loads(VERDICTS.read_text())
     found = [r for r in rows if r["claim"] == claim and r["setting"] == setting]
     if not found:
-        return "not in docs/results/verdicts.json (no row for this claim and setting)"
+        return (
+            "no published row yet (docs/results/report.md lists the experiments not yet "
+            "re-run at full scale)"
+        )
     r = found[0]
     if r["effect"] is None or r["low"] is None:
         return f"{r['verdict']} ({r['experiment']}, n={r['n']})"

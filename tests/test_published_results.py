@@ -110,3 +110,45 @@ def test_the_checks_catch_a_quick_run_few_seeds_and_missing_figures(tmp_path):
         "a replay found differences: replayed by 0.1+git.c: 1 of 2 runs DIFFER",
         "runs trained by 2 code versions, but only 1 of 2 experiments state a replay",
     ]
+
+
+README = PUBLISHED.parent.parent / "README.md"
+QUOTED = re.compile(r"<!-- quoted from docs/results -->\n(.*?)<!-- end quote -->", re.DOTALL)
+NUMBER = re.compile(r"[+-−]?\d+\.\d+ (?:pp|log2)")
+
+
+def readme_problems(readme: str, published: str) -> list[str]:
+    """Every quoted block of the README (between the quote markers) whose sentences or
+    numbers are not in the published pages `published` (their text, concatenated)."""
+    blocks = QUOTED.findall(readme)
+    if not blocks:
+        return ["the README quotes nothing from docs/results"]
+    found = []
+    for block in blocks:
+        for line in block.splitlines():
+            text = line.removeprefix("> ").removeprefix("- ").strip()
+            if text and not text.startswith("**") and text not in published:
+                found.append(f"not in the published report: {text[:80]}")
+        found += [
+            f"number {n} not in the report" for n in NUMBER.findall(block) if n not in published
+        ]
+    return found
+
+
+def test_what_the_readme_quotes_is_in_the_published_report():
+    if not (PUBLISHED / "verdicts.json").is_file():
+        pytest.skip(f"{PUBLISHED} holds no layered report yet")
+    published = "\n".join(p.read_text(encoding="utf-8") for p in PUBLISHED.glob("*.md"))
+    assert readme_problems(README.read_text(encoding="utf-8"), published) == []
+
+
+def test_the_readme_check_catches_a_changed_quote():
+    published = "BN helps: +1.29 pp. Nothing else.\n"
+    good = "<!-- quoted from docs/results -->\n> BN helps: +1.29 pp.\n<!-- end quote -->"
+    assert readme_problems(good, published) == []
+    bad = good.replace("+1.29", "+1.30")
+    assert readme_problems(bad, published) == [
+        "not in the published report: BN helps: +1.30 pp.",
+        "number +1.30 pp not in the report",
+    ]
+    assert readme_problems("no quote", published) == ["the README quotes nothing from docs/results"]
