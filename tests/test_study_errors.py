@@ -1,7 +1,7 @@
 """Bad studies fail before any work with a `BnlabError` that names the thing, and nothing is
 written: a model whose output does not match the labels, data with a NaN or a label outside
 the classes, a variant that does not change the model, a claim naming an unknown variant or
-metric."""
+metric, a claim repeated or decided on one seed."""
 
 from __future__ import annotations
 
@@ -124,6 +124,15 @@ def test_claims_naming_an_unknown_variant_or_metric():
         Claim("accuracy", "bn", than="none")
     with pytest.raises(BnlabError, match=r"direction 'similar' needs a margin"):
         Claim("test_loss", "bn", than="none", direction="similar")
+    with pytest.raises(BnlabError, match=r"'similar or higher' needs a margin > 0, got 0"):
+        Claim("test_accuracy", "bn", than="none", direction="similar or higher", margin=0)
+    with pytest.raises(BnlabError, match=r"Study.claims: a claim repeats"):
+        _study(claims=[Claim("test_accuracy", "bn", than="none")] * 2)
+
+
+def test_a_claim_with_one_seed(tmp_path):
+    claim = Claim("test_accuracy", "bn", than="none")
+    _refused(tmp_path, r"--seeds: got 1, expected at least 2", claims=[claim], seeds=1)
 
 
 def test_the_cli_refuses_a_bad_study_file_and_writes_nothing(tmp_path):

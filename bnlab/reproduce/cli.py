@@ -62,16 +62,16 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _study_report(args: argparse.Namespace) -> int:
-    """A `bnlab study` directory: its own report page (no --publish for now)."""
+    """A `bnlab study` directory: its own report pages (no --publish for now)."""
     from bnlab.errors import BnlabError
     from bnlab.study.cli import print_verdicts
     from bnlab.study.report import build_report
 
     if args.publish:
         raise BnlabError("--publish: not available for a study directory yet")
-    html, md, rows = build_report(Path(args.dir))
+    written, rows = build_report(Path(args.dir))
     print_verdicts(rows)
-    print(f"report: {html} and {md}")
+    print(f"report: {written[0]} (and {len(written) - 1} more files)")
     return 0
 
 

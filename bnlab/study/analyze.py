@@ -1,4 +1,5 @@
-"""Read a study's stored runs back as numbers per variant and seed, and decide its claims.
+"""Read a study's stored runs back as numbers per variant and seed (`bnlab.study.decide`
+decides its claims on them).
 
 A claim's metric is one number per seed, the member's *final* value:
 
@@ -7,8 +8,8 @@ A claim's metric is one number per seed, the member's *final* value:
   steps (at least one), since a single step's value at a small batch is mostly noise.
 
 A member diverged when its training loss became non-finite at any logged step; it keeps the
-measures it still has, and a seed whose metric is not finite for either variant of a claim
-is left out of that claim's interval and counted (`claims.effect`).
+measures it still has; a claim whose metric is not finite for some seed is not measurable
+(`bnlab.report.verdicts.measure_rule`: the survivors would be a selected sample).
 """
 
 from __future__ import annotations
@@ -19,12 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from bnlab.engine.store import Store
-from bnlab.report.claims import ScorecardRow
-from bnlab.study.claims import decide, effect
 from bnlab.study.declaration import read_manifest
-from bnlab.study.spec import Claim
 
-__all__ = ["StudyResults", "VariantResults", "read_results", "scorecard"]
+__all__ = ["StudyResults", "VariantResults", "read_results"]
 
 TAIL = 0.1  # share of the logged steps the final training metrics average over
 
@@ -94,26 +92,3 @@ def _variant(store: Store, run: dict, name: str) -> VariantResults:
     return VariantResults(
         name, seeds, steps, train, eval_steps, test, run["status"], run["code_version"]
     )
-
-
-def scorecard(results: StudyResults) -> list[ScorecardRow]:
-    """Every registered claim (the stored ones, not the study file's), decided."""
-    rows = []
-    for stored in results.declaration["claims"]:
-        claim = Claim(**{k: v for k, v in stored.items() if k != "text"})
-        a, b = results.variants.get(claim.variant), results.variants.get(claim.than)
-        if a is None or b is None:
-            continue  # a variant not trained yet: no row rather than a guess
-        estimate, left_out = effect(a.final(claim.metric), b.final(claim.metric), claim.metric)
-        diverged = ((a.name, int(a.diverged.sum())), (b.name, int(b.diverged.sum())))
-        rows.append(
-            decide(
-                claim,
-                estimate,
-                registered=results.manifest["registered"],
-                seeds=len(a.seeds),
-                left_out=left_out,
-                diverged=diverged,
-            )
-        )
-    return rows

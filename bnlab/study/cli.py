@@ -48,17 +48,23 @@ def run_study(args: argparse.Namespace) -> int:
         command="bnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         say=lambda line: print(f"bnlab study: {line}", flush=True),
     )
-    html, md, rows = build_report(out)
+    written, rows = build_report(out)
     print_verdicts(rows)
-    print(f"results in {out}; report: {html} and {md}")
+    print(f"results in {out}; report: {written[0]} (and {len(written) - 1} more files)")
     return 0
 
 
 def print_verdicts(rows) -> None:
-    """Each claim's verdict and measured effect, one line each."""
+    """Each claim's verdict, as `bnlab reproduce` prints its scorecard: the verdict, the
+    rule, its role when not counted, the claim, and the effect with the test that decided
+    it (or why it is not measurable)."""
     for row in rows:
+        role = "" if row.counted else f" [{row.role.value}]"
         extra = f" ({row.divergence_text})" if row.divergence_text else ""
-        print(f"  {row.verdict.value:15s} {row.claim.statement} {row.effect_text}{extra}")
+        print(
+            f"  {row.verdict.value:15s} {row.rule.id}{role}: {row.claim.statement} "
+            f"{row.effect_text}{extra}"
+        )
     if not rows:
         print("  the study declares no claim")
 
@@ -70,8 +76,9 @@ def add_parser(subparsers) -> None:
         "study",
         help="run your own study (a Python file declaring a bnlab.study.Study), then report",
         description="Load the Study declared in FILE, check it, register it (claims included) "
-        "in DIR/bnlab.sqlite, train every variant's seeds (vmapped where the model allows), "
-        "and write DIR/report.html and report.md. Interrupted runs continue with --resume.",
+        "in DIR/bnlab.sqlite and its decision rules in DIR/preregistration.json, train every "
+        "variant's seeds (vmapped where the model allows), and write the report's pages "
+        "(DIR/report.html and .md first). Interrupted runs continue with --resume.",
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )

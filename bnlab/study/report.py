@@ -1,171 +1,139 @@
-"""A study's report page: its claims decided, its protocol, its curves and final numbers,
-rendered by the lab's report writer (`bnlab.report.write_report`) into DIR/report.html and
-DIR/report.md. Nothing is trained; `bnlab report DIR` calls `build_report` on a study
-directory.
+"""A study's report: its claims decided by their pre-registered rules, written as the lab's
+pages (`bnlab.report.write_report`): a summary page `report` (the verdicts, the control
+check, the registration), the study's page `study` (`bnlab.report.pages.experiment_page`:
+every row, the rules as recorded, the protocol, curves and tables) and the `appendix`
+(measures, tests, gates). Nothing is trained; `bnlab report DIR` calls `build_report` on a
+study directory.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from bnlab.engine import replay
-from bnlab.report import ReportFigure, ReportMeta, Section, Table, curve_band, write_report
-from bnlab.report.claims import ScorecardRow
+from bnlab.report import ReportFigure, ReportMeta, Row, Verdict, cells, counts, write_report
+from bnlab.report.document import Bullets, FigureBlock, Heading, Page, Para, link, table
+from bnlab.report.pages import ExperimentPage, appendix_page, experiment_page
 from bnlab.report.sections import machine_description
-from bnlab.report.stats import format_estimate, mean_ci
-from bnlab.study.analyze import StudyResults, read_results, scorecard
-from bnlab.study.claims import SCALES
+from bnlab.report.summary import header_facts
+from bnlab.study.analyze import StudyResults, read_results
+from bnlab.study.controls import Control
+from bnlab.study.decide import Decided, decide
+from bnlab.study.sections import study_section
 
-__all__ = ["build_report"]
+__all__ = ["STUDY_PAGE", "build_report"]
 
-CURVE_POINTS = 50  # training curves are averaged into at most this many bins
+STUDY_PAGE = "study"  # the study's own page; its name may be anything, so not the stem
 
 
-def build_report(out_dir: str | Path) -> tuple[Path, Path, list[ScorecardRow]]:
-    """Write out_dir/report.html and report.md; returns their paths and the claims' rows."""
+def build_report(out_dir: str | Path) -> tuple[list[Path], list[Row]]:
+    """Write the study's pages into out_dir (report.md/.html first); returns the files
+    written and the decided rows."""
     out_dir = Path(out_dir)
     results = read_results(out_dir)
-    rows = scorecard(results)
+    decided = decide(results, out_dir)
     decl = results.declaration
     wall = sum(results.manifest.get("wall_time_s", {}).values())
-    versions = sorted({v.code_version for v in results.variants.values()})
     meta = ReportMeta(
         title=f"bnlab study: {decl['study']}",
-        code_version=", ".join(versions),
+        code_version=", ".join(sorted({v.code_version for v in results.variants.values()})),
         wall_time_s=wall,
         created=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        command=results.manifest.get("command", ""),
         machine=machine_description(),
         regenerate=f"bnlab report {out_dir}",
     )
-    section = Section(
-        title=f"Study: {decl['study']}",
-        protocol=_protocol(results, out_dir),
-        data_source=decl["data"]["source"]
-        + (f" ({decl['data']['note']})" if decl["data"]["note"] else ""),
-        figures=_figures(results, out_dir / "figures"),
-        tables=(_finals(results), _registration(results)),
-        notes=_notes(results),
-        wall_time_s=wall,
+    page = ExperimentPage(
+        STUDY_PAGE,
+        f"Study {decl['study']}: every verdict, the rules, the protocol",
+        (study_section(results, out_dir, decided.controls, wall),),
+        tuple(decided.rows),
+        wall,
+        registered=decided.registered,
     )
-    html, md = write_report(out_dir, [section], rows, meta)
-    return html, md, rows
+    forest = _forest(out_dir, decided.rows)
+    pages = [
+        summary_page(meta, results, decided, forest),
+        experiment_page(page),
+        appendix_page(decided.rows),
+    ]
+    return write_report(out_dir, pages), decided.rows
 
 
-def _protocol(results: StudyResults, out_dir: Path) -> dict[str, str]:
-    decl = results.declaration
-    opt = decl["optimizer"]
-    last = decl["seed"] + decl["seeds"] - 1
-    schedule = opt["schedule"] + (f", {opt['warmup']} warm-up steps" if opt["warmup"] else "")
-    protocol = {
-        "model": f"{decl['factory']}"
-        + (f" in {decl['file']}" if decl["file"] else "")
-        + " (built per seed; torch's RNG seeded from the seed)",
-        "data": f"{decl['data']['train']:,} train / {decl['data']['test']:,} test, "
-        f"{decl['data']['classes']} classes, input {tuple(decl['data']['shape'])}",
-        "optimizer": f"{opt['name']}, lr {opt['lr']:g}, momentum {opt['momentum']:g}, "
-        f"weight decay {opt['weight_decay']:g}; schedule {schedule}",
-        "steps": f"{decl['steps']:,} per model; evaluation every {decl['eval_every']:,}",
-        "seeds": f"{decl['seeds']} per variant: {decl['seed']} .. {last}",
-    }
-    for name, v in decl["variants"].items():
-        how = "vmapped" if v["mode"] == "vmapped" else f"one at a time: {v['reason']}"
-        protocol[f"variant {name}"] = (
-            f"{v['transform'] or 'the model as built'}; lr {v['lr']:g}, batch {v['batch_size']}"
-            f"{', inputs standardized' if v['standardize'] else ''}; "
-            f"{v['parameters']:,} parameters; trained {how}"
-        )
-    protocol["code version"] = ", ".join(
-        sorted({r.code_version for r in results.variants.values()})
+def _forest(out_dir: Path, rows: Sequence[Row]) -> ReportFigure | None:
+    from bnlab.report.forest import forest_plot
+
+    primary = [r for r in rows if r.tests is not None]
+    if not primary:
+        return None
+    files = forest_plot(out_dir / "figures" / "forest", primary)
+    return ReportFigure.from_files(
+        files,
+        "Every measurable claim: effect and 95% interval in units of its margin, oriented so "
+        "that the side where the claim holds is on the right; the shaded band is the margin.",
     )
-    records = replay.read_records(out_dir)
-    if records:
-        protocol["replay"] = replay.summary(records)
-    return protocol
 
 
-def _binned(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(T,), (K, T) -> at most CURVE_POINTS bins of consecutive steps, averaged."""
-    bins = np.array_split(np.arange(steps.size), min(CURVE_POINTS, max(1, steps.size)))
-    x = np.array([steps[b].mean() for b in bins])
-    with np.errstate(invalid="ignore"):
-        y = np.stack([values[:, b].mean(axis=1) for b in bins], axis=1)  # (K, bins)
-    return x, y
-
-
-def _figures(results: StudyResults, figures: Path) -> tuple[ReportFigure, ...]:
-    trained = {n: v for n, v in results.variants.items() if v.train_steps.size}
-    if not trained:
-        return ()
-    any_run = next(iter(trained.values()))
-    x, _ = _binned(any_run.train_steps, any_run.train["train_loss"])
-    loss = {n: _binned(v.train_steps, v.train["train_loss"])[1] for n, v in trained.items()}
-    curves = [
-        ReportFigure.from_files(
-            curve_band(figures / "train_loss", x, loss, xlabel="step", ylabel="training loss"),
-            "Training loss (cross-entropy, averaged over bins of steps): mean over seeds, 95% CI "
-            "band.",
+def _verdicts_table(rows: Sequence[Row]):
+    body = [
+        (
+            r.claim.statement,
+            f"{r.rule.treatment} vs {r.rule.comparison}",
+            cells.effect_cell(r),
+            cells.prediction_cell(r.rule),
+            cells.n_cell(r),
+            cells.test_cell(r),
+            cells.verdict_cell(r),
         )
+        for r in rows
     ]
-    tested = {n: v for n, v in trained.items() if v.eval_steps.size}
-    if tested:
-        first = next(iter(tested.values()))
-        acc = {n: 100 * v.test["test_accuracy"] for n, v in tested.items()}
-        files = curve_band(
-            figures / "test_accuracy",
-            first.eval_steps,
-            acc,
-            xlabel="step",
-            ylabel="test accuracy (%)",
-        )
-        curves.append(
-            ReportFigure.from_files(
-                files, "Test accuracy (eval mode): mean over seeds, 95% CI band."
-            )
-        )
-    return tuple(curves)
+    columns = ("claim", "compared", "effect [95% CI]", "claim predicts", "n", "test", "verdict")
+    return table(columns, body, "Every claim of the study")
 
 
-def _finals(results: StudyResults) -> Table:
-    metrics = ("test_accuracy", "test_loss", "train_loss")
-    rows = []
-    for name, v in results.variants.items():
-        cells = [name]
-        for metric in metrics:
-            scale, unit, digits = SCALES[metric]
-            finite = v.final(metric)[np.isfinite(v.final(metric))]
-            est = mean_ci(finite) if finite.size else None
-            cells.append("—" if est is None else format_estimate(est, digits, scale, unit))
-        cells.append(f"{int(v.diverged.sum())}/{len(v.seeds)}")
-        rows.append(tuple(cells))
-    columns = ("variant", "test accuracy", "test loss", "training loss (last 10%)", "diverged")
-    return Table("Final values per variant: mean ± 95% CI over seeds", columns, tuple(rows))
+def _counts_line(rows: Sequence[Row]) -> str:
+    tally = counts(rows)
+    counted = sum(tally.values())
+    parts = [f"{tally[v]} {v.value}" for v in Verdict if tally[v]]
+    text = f"{counted} claims counted (Holm's correction over the study's claims): "
+    text += ", ".join(parts) if parts else "none"
+    exploratory = len(rows) - counted
+    if exploratory:
+        text += f"; {exploratory} shown as exploratory (their rules were not on record "
+        text += "before the first run), never counted"
+    return text + "."
 
 
-def _registration(results: StudyResults) -> Table:
-    registered = results.manifest["registered"]
-    rows = []
-    for c in results.declaration["claims"]:
-        margin = "—" if c["margin"] is None else f"{c['margin']:g}"
-        rows.append((c["text"], c["metric"], c["direction"], margin, registered))
-    columns = ("claim", "metric", "direction", "margin (metric units)", "registered")
-    return Table("Claims as registered before the first step", columns, tuple(rows))
-
-
-def _notes(results: StudyResults) -> tuple[str, ...]:
-    notes = [
-        "The claims judged here are the ones stored with the runs: written into every run's "
-        "config in the results database, in the transactions that created the runs, before "
-        "any run trained a step (and into study.json). A --resume with any other claim, "
-        "setting, model or data is refused, so the rule could not change after the start.",
-        "An effect is the claim's variant minus its comparison variant, paired by seed: "
-        "member k of every variant has seed k (its initialization stream and data order).",
+def _controls_bullets(controls: dict[str, Control]) -> Bullets:
+    items = [
+        f"**{c.variant}**: " + ("trains" if c.trains else f"FLAGGED, does not train: {c.reason}")
+        for c in controls.values()
     ]
-    unfinished = [n for n, v in results.variants.items() if v.status != "done"]
-    missing = [n for n in results.declaration["variants"] if n not in results.variants]
-    if unfinished or missing:
-        notes.append(f"NOT FINISHED: {', '.join(unfinished + missing)} (resume with --resume).")
-    return tuple(notes)
+    return Bullets(tuple(items))
+
+
+def summary_page(
+    meta: ReportMeta, results: StudyResults, decided: Decided, forest: ReportFigure | None
+) -> Page:
+    blocks = [Heading(1, meta.title)]
+    blocks += [Para(text, "meta") for text in header_facts(meta)]
+    blocks.append(Para(f"**Rules recorded:** {decided.registered}", "meta"))
+    command = results.manifest.get("command", "")
+    if command:
+        blocks.append(Para(f"**Command:** `{command}`", "meta"))
+    blocks.append(Heading(2, "Verdicts"))
+    if decided.rows:
+        blocks += [Para(_counts_line(decided.rows)), _verdicts_table(decided.rows)]
+        blocks.append(Para(cells.LEGEND))
+    else:
+        blocks.append(Para("The study declares no claim, or its variants have not run yet."))
+    if forest is not None:
+        blocks.append(FigureBlock(forest))
+    blocks += [Heading(2, "Control: does each variant train?"), _controls_bullets(decided.controls)]
+    more = (
+        f"Every row with its rule as recorded, the protocol, curves and final numbers: "
+        f"{link('the study page', STUDY_PAGE)}. Measures, tests and gates: "
+        f"{link('appendix', 'appendix')}."
+    )
+    blocks += [Heading(2, "More"), Para(more)]
+    return Page("report", meta.title, tuple(blocks))

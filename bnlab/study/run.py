@@ -5,11 +5,13 @@
 
 1. Load the data and check it, build each variant's first members and check them, and decide
    how each trains (`checks.preflight`). Nothing is written before this passes.
-2. Under the directory's lock (`bnlab.engine.lock`), a fresh directory: register every
-   variant as a run in `bnlab.sqlite` (the engine's `Store`) with the whole declaration,
-   claims included, and write `study.json`; all before any step. A resumed one: the stored
-   declaration must equal this one (`declaration`), and a run still to train resumes only
-   with the torch thread count it trained with (it changes the order of CPU sums).
+2. Under the directory's lock (`bnlab.engine.lock`): record the claims' decision rules in
+   `preregistration.json` (`bnlab.study.rules.register`, entries on record are kept); then, in
+   a fresh directory, register every variant as a run in `bnlab.sqlite` (the engine's
+   `Store`) with the whole declaration, claims included, and write `study.json`; all before
+   any step. A resumed one: the stored declaration must equal this one (`declaration`), and
+   a run still to train resumes only with the torch thread count it trained with (it
+   changes the order of CPU sums).
 3. Train the variants in turn (`loop.train_variant`), each resumable from its checkpoint.
 """
 
@@ -27,7 +29,7 @@ import torch
 from bnlab.engine import lock
 from bnlab.engine.context import RunContext, resolve_device, torch_threads
 from bnlab.engine.runs import stored_threads
-from bnlab.engine.store import DB_NAME, Store
+from bnlab.engine.store import DB_NAME, Store, code_version
 from bnlab.engine.store_file import open_reader
 from bnlab.errors import BnlabError
 from bnlab.study.checks import preflight
@@ -43,6 +45,7 @@ from bnlab.study.declaration import (
 )
 from bnlab.study.loop import run_id, train_variant
 from bnlab.study.members import settings
+from bnlab.study.rules import check_claims, register
 from bnlab.study.spec import Study
 
 __all__ = ["run"]
@@ -83,10 +86,12 @@ def run(
         plans = preflight(study, data, device)
         decl = declare(study, data, plans, file, ctx.device, threads)
         decl = json.loads(json.dumps(decl))  # as stored
+        check_claims(decl)
         _check_out_dir(out_dir, study, decl, _stored_runs(out_dir), resume)  # writes nothing
         with lock.hold(out_dir):
             stored = _stored_runs(out_dir)  # again: another writer may have come first
             _check_out_dir(out_dir, study, decl, stored, resume)
+            register(out_dir, decl, code_version())  # before the first run is created
             with Store(out_dir, "c") as store:
                 if not stored:
                     _register(store, study, decl)

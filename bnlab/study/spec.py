@@ -115,8 +115,11 @@ class Claim:
     """A claim to decide: `metric` of `variant` minus that of `than`, paired by seed, is
     `direction` ("higher", "lower", "similar" within ±margin, "similar or higher").
 
-    `margin` is in the metric's own units (accuracies are fractions: 0.01 is one point):
-    effects inside ±margin are too small to matter. Required for "similar".
+    `margin`: effects inside ±margin are too small to matter. For accuracies it is in their
+    own units (fractions: 0.01 is one point); for losses and gradient norms, whose size
+    depends on the model and data, it is relative (0.25: 25% larger or smaller; the effect
+    is log2(variant / than) per seed). None: the lab's defaults, 0.5 points or 25%
+    (`bnlab.study.rules`). Required for "similar".
     """
 
     metric: str
@@ -135,6 +138,10 @@ class Claim:
             raise BnlabError(f"Claim.margin: got {self.margin!r}, expected a number >= 0")
         if self.direction == "similar" and self.margin is None:
             raise BnlabError("Claim.margin: direction 'similar' needs a margin, got None")
+        if self.direction in ("similar", "similar or higher") and self.margin == 0:
+            raise BnlabError(
+                f"Claim.margin: direction {self.direction!r} needs a margin > 0, got 0"
+            )
         if self.variant == self.than:
             raise BnlabError(f"Claim.than: got {self.than!r}, the claim's own variant")
 
@@ -212,6 +219,12 @@ class Study:
         _choice("Study", "dtype", self.dtype, DTYPES)
         for claim in self.claims:
             _claim_fits(claim, self.variants)
+        seen = [(c.metric, c.variant, c.than, c.direction) for c in self.claims]
+        if len(set(seen)) != len(seen):
+            raise BnlabError(
+                "Study.claims: a claim repeats (the same metric, variants and direction); "
+                "expected each question once"
+            )
 
     @property
     def evaluation_every(self) -> int:
