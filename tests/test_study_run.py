@@ -1,6 +1,7 @@
-"""A study end to end through `bnlab study`: registered before its first step, `kill -9`
-then `--resume` gives the uninterrupted run's rows bit for bit, `bnlab replay` and `bnlab
-report` recognise the directory, and a resume that changes the question is refused."""
+"""A study end to end through `bnlab study`: registered (its decision rules too) before its
+first step, `kill -9` then `--resume` gives the uninterrupted run's rows bit for bit, `bnlab
+replay` and `bnlab report` recognise the directory, and a resume that changes the question is
+refused."""
 
 from __future__ import annotations
 
@@ -84,6 +85,8 @@ def test_kill9_then_resume_is_bitwise_identical_and_the_tools_know_a_study(tmp_p
     db.close()
     assert len(configs) == 2  # both runs, claims included, registered before any step
     assert all(c["claims"][0]["margin"] == 0.005 for c in configs)
+    record = json.loads((killed / "preregistration.json").read_text())["rules"]
+    assert record["test_accuracy:bn-vs-none:higher@digits"]["rule"]["margin"] == 0.5  # pp
 
     again = _bnlab("study", str(file), "--out", str(killed), "--quiet")
     assert again.returncode == 2 and "--resume" in again.stderr
@@ -104,10 +107,12 @@ def test_kill9_then_resume_is_bitwise_identical_and_the_tools_know_a_study(tmp_p
     assert "bit-identical" in replayed.stdout
     report = _bnlab("report", str(killed))
     assert report.returncode == 0, report.stderr
+    assert "higher final test accuracy than none." in report.stdout  # print_verdicts
     md = (killed / "report.md").read_text()
-    assert "bn has a higher final test accuracy than none." in md
-    assert "Claims as registered before the first step" in md
-    assert "replayed by" in md and "trained vmapped" in md
+    assert "bn has a higher final test accuracy than none." in md and "FLAGGED" not in md
+    page = (killed / "study.md").read_text()
+    assert "Pre-registered rules" in page and "test_accuracy:bn-vs-none:higher" in page
+    assert "replayed by" in page and "trained vmapped" in page
     results = _bnlab("results", str(killed), "--json")
     assert results.returncode == 0, results.stderr
     assert {r["norm"] for r in json.loads(results.stdout)} == {"bn", "none"}

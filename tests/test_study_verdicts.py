@@ -134,3 +134,84 @@ def test_unregistered_rules_are_exploratory(tmp_path):
     rows = decide(_results(), tmp_path).rows
     assert all(r.registration.state == "missing" and not r.counted for r in rows)
     assert registration.read(tmp_path) == {}
+
+
+def test_a_real_study_registers_before_training_and_reports(tmp_path, monkeypatch, capsys):
+    """Three variants on digits, one of them frozen (lr 0): the rules are on record before
+    the first training step, the frozen variant is flagged by the control, the claim against
+    it is not measurable, and the report's pages are written."""
+    import importlib
+    import sqlite3
+
+    from torch import nn
+
+    import bnlab
+    from bnlab.engine import RunContext
+    from bnlab.engine.store import first_run_time
+    from bnlab.study import Optimizer, Study, Variant, replace_norm, run
+    from bnlab.study.cli import print_verdicts
+    from bnlab.study.declaration import read_manifest
+    from bnlab.study.report import build_report
+
+    def mlp():
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(64, 32, bias=False), bnlab.BatchNorm1d(32), nn.ReLU(),
+            nn.Linear(32, 10),
+        )  # fmt: skip
+
+    claims = [
+        Claim("test_accuracy", "bn", than="frozen"),
+        Claim("test_accuracy", "bn", than="none", direction="similar or higher", margin=0.05),
+    ]
+    study = Study(
+        "verdicts",
+        mlp,
+        "digits",
+        {"bn": Variant(), "none": Variant(model=replace_norm("none")), "frozen": Variant(lr=0.0)},
+        claims=claims,
+        optimizer=Optimizer("sgd", lr=0.05, momentum=0.9),
+        batch_size=32,
+        steps=60,
+        seeds=2,
+        eval_every=30,
+        checkpoint_every=60,
+    )
+    out = tmp_path / "out"
+    module = importlib.import_module("bnlab.study.run")
+    seen = []
+
+    def train_variant(study, name, *args, **kw):
+        db = sqlite3.connect(out / "bnlab.sqlite")
+        (logged,) = db.execute("SELECT COUNT(*) FROM train_metrics").fetchone()
+        db.close()
+        seen.append((name, registration.read(out), logged))
+        return original(study, name, *args, **kw)
+
+    original = module.train_variant
+    monkeypatch.setattr(module, "train_variant", train_variant)
+    run(study, out, RunContext(progress=False, threads=1))
+    name, record, logged = seen[0]
+    assert name == "bn" and logged == 0  # before the first step of the first variant...
+    rules = study_rules(read_manifest(out)["declaration"])
+    assert {r.id: r.fingerprint() for r in rules} == {
+        k: e["fingerprint"] for k, e in record.items()
+    }  # ...every rule was on record, as the report rebuilds it
+    first = registration.format_time(first_run_time(out))
+    assert all(e["registered"] <= first for e in record.values())
+    run(study, out, RunContext(progress=False, threads=1), resume=True)
+    assert registration.read(out) == record  # a resume keeps the record as it was
+
+    written, rows = build_report(out)
+    assert [p.name for p in written[:2]] == ["report.md", "report.html"]
+    assert {p.name for p in written} >= {"study.md", "appendix.md"}
+    assert rows[0].verdict is Verdict.NOT_MEASURABLE
+    assert rows[0].gate_failed.startswith("frozen does not train")
+    assert rows[1].tests is not None  # bn and none both train: measured
+    summary = (out / "report.md").read_text()
+    assert "FLAGGED, does not train" in summary and "Rules recorded:" in summary
+    assert claims[1].text in summary
+    page = (out / "study.md").read_text()
+    assert "Pre-registered rules" in page and rows[1].rule.fingerprint() in page
+    print_verdicts(rows)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["not", "measurable"] and rows[0].rule.id in lines[0]

@@ -99,8 +99,11 @@ def _counts_line(rows: Sequence[Row]) -> str:
     text += ", ".join(parts) if parts else "none"
     exploratory = len(rows) - counted
     if exploratory:
-        text += f"; {exploratory} shown as exploratory (their rules were not on record "
-        text += "before the first run), never counted"
+        text += (
+            f"; {exploratory} shown as exploratory, never counted: their rules were not "
+            "fixed before the runs (no record, changed since, or recorded from uncommitted "
+            f"code; see {link('the rules', STUDY_PAGE, 'pre-registered-rules')})"
+        )
     return text + "."
 
 

@@ -93,7 +93,13 @@ def _figures(results: StudyResults, figures: Path) -> tuple[ReportFigure, ...]:
     loss = {n: _binned(v.train_steps, v.train["train_loss"])[1] for n, v in trained.items()}
     curves = [
         ReportFigure.from_files(
-            curve_band(figures / "train_loss", x, loss, xlabel="step", ylabel="training loss"),
+            curve_band(
+                figures / "train_loss",
+                x,
+                loss,
+                xlabel="training step (updates)",
+                ylabel="training loss (nats)",
+            ),
             "Training loss (cross-entropy, averaged over bins of steps): mean over seeds, 95% CI "
             "band.",
         )
@@ -106,7 +112,7 @@ def _figures(results: StudyResults, figures: Path) -> tuple[ReportFigure, ...]:
             figures / "test_accuracy",
             first.eval_steps,
             acc,
-            xlabel="step",
+            xlabel="training step (updates)",
             ylabel="test accuracy (%)",
         )
         curves.append(
@@ -157,11 +163,12 @@ def controls_table(controls: dict[str, Control]) -> Table:
 
 def _notes(results: StudyResults, controls: dict[str, Control]) -> tuple[str, ...]:
     notes = [
-        "The claims judged here are the ones stored with the runs: their decision rules were "
-        "recorded in preregistration.json before the first run was created, and the claims "
-        "were written into every run's config in the results database before any run "
-        "trained a step (and into study.json). A --resume with any other claim, setting, "
-        "model or data is refused, so the rule could not change after the start.",
+        "The claims judged here are the ones stored with the runs: `bnlab study` records "
+        "their decision rules in preregistration.json before it creates the first run (the "
+        "rules table shows when, and whether a rule changed since), and writes the claims "
+        "into every run's config in the results database before any run trains a step (and "
+        "into study.json). A --resume with any other claim, setting, model or data is "
+        "refused, so the rule could not change after the start.",
         "An effect is the claim's variant minus its comparison variant, paired by seed: "
         "member k of every variant has seed k (its initialization stream and data order).",
     ]
