@@ -3,8 +3,9 @@
 A small residual CNN (torch.nn, BN in every block and shortcut) on the CIFAR-10 images
 present (the official set, or the 5,000-image subset shipped beside the repository), with
 BN, GroupNorm (4 groups) or no normalization, at batch 8 and batch 128: six variants, each
-trained over 3 seeds as one vmapped computation. The claims are declared here, before any
-run, and stored with the runs; `bnlab report` decides them from 95% intervals over seeds.
+trained over 3 seeds as one vmapped computation. The claims are declared here; their
+decision rules are recorded before the first step, and `bnlab report` decides them with
+paired one-sided t-tests over seeds and Holm's correction over the study's claims.
 
     bnlab study examples/study_resnet_norms.py --out results/study-resnet     # a few minutes
     bnlab study examples/study_resnet_norms.py --out results/study-resnet --resume   # after a crash

@@ -11,8 +11,12 @@ optimizer, steps and seeds, and the claims to decide), then run it:
 
 Each variant's seeds train as one vmapped computation (`torch.func`) where the model allows
 it, BN included (`functional_state`), else one member at a time, saying why. Results go to
-the engine's SQLite store with the declaration and claims fixed before the first step;
-`--resume`, `bnlab replay` and `bnlab report` work on a study directory as on any other.
+the engine's SQLite store with the declaration and claims fixed before the first step, and
+each claim's decision rule (`bnlab.study.rules`: measure, scale, margin, test, the control
+gate) is recorded in preregistration.json before it, as `bnlab reproduce` does; the report
+decides them with the lab's tests and Holm's correction over the study's claims
+(`bnlab.study.decide`). `--resume`, `bnlab replay` and `bnlab report` work on a study
+directory as on any other.
 """
 
 from bnlab._lazy import attach
