@@ -132,7 +132,12 @@ def test_claims_naming_an_unknown_variant_or_metric():
 
 def test_a_claim_with_one_seed(tmp_path):
     claim = Claim("test_accuracy", "bn", than="none")
-    _refused(tmp_path, r"--seeds: got 1, expected at least 2", claims=[claim], seeds=1)
+    _refused(
+        tmp_path,
+        r"seeds: got 1 \(Study.seeds or --seeds\), expected at least 2",
+        claims=[claim],
+        seeds=1,
+    )
 
 
 def test_the_cli_refuses_a_bad_study_file_and_writes_nothing(tmp_path):

@@ -116,8 +116,8 @@ def check_claims(decl: dict) -> None:
     """Refuse, before anything is written, claims whose rules cannot be built."""
     if decl["claims"] and decl["seeds"] < 2:
         raise BnlabError(
-            f"--seeds: got {decl['seeds']}, expected at least 2: a claim is decided by a "
-            "paired t-test over seeds"
+            f"seeds: got {decl['seeds']} (Study.seeds or --seeds), expected at least 2: a "
+            "claim is decided by a paired t-test over seeds"
         )
     try:
         study_rules(decl)
