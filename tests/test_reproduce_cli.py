@@ -116,3 +116,21 @@ def test_full_ioffe2015_mnist_runs_and_reports(tmp_path, capsys):
     line = next(x for x in page.splitlines() if x.startswith("| BN reaches higher final test"))
     assert "✓ reproduced" in line
     assert all(r.seeds == 5 for r in rows)
+
+
+def test_report_on_a_train_directory_groups_its_runs_without_verdicts(tmp_path, capsys):
+    """`bnlab report` on what `bnlab train` wrote: one row per setting with n seeds and
+    mean ± CI (the numbers `bnlab results` prints), a curve per group, no verdict."""
+    out = tmp_path / "runs"
+    args = ["train", "--preset", "smoke", "--steps", "12", "--set", "seeds=3", "--out", str(out)]
+    assert main(args) == 0
+    assert main(["report", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "| norm=batch | 3 | 12 |" in text and "| norm=none | 3 | 12 |" in text
+    assert "reproduced" not in text and (out / "figures" / "test_accuracy.png").is_file()
+    capsys.readouterr()
+    assert main(["results", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    accuracy = next(ln for ln in lines if ln.startswith("batch")).split()[3]
+    assert f"| norm=batch | 3 | 12 | {accuracy} ± " in text  # the same numbers
+    assert main(["report", str(out), "--publish", str(tmp_path / "p")]) == 2

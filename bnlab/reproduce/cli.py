@@ -49,14 +49,29 @@ def run_reproduce(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from bnlab.reproduce.publish import build_report, print_scorecard
+    from bnlab.reproduce.runs_report import is_train_dir
     from bnlab.study.declaration import is_study_dir
 
     if is_study_dir(args.dir):
         return _study_report(args)
+    if is_train_dir(Path(args.dir)):
+        return _runs_report(args)
 
     publish = Path(args.publish) if args.publish else None
     written, rows = build_report(Path(args.dir), publish, args.regenerate or "")
     print_scorecard(rows)
+    print(f"report: {written[0]} (and {len(written) - 1} more files)")
+    return 0
+
+
+def _runs_report(args: argparse.Namespace) -> int:
+    """A `bnlab train` directory: its runs grouped by setting, no verdicts."""
+    from bnlab.errors import BnlabError
+    from bnlab.reproduce.runs_report import build_runs_report
+
+    if args.publish:
+        raise BnlabError("--publish: only for a `bnlab reproduce` results directory")
+    written = build_runs_report(Path(args.dir))
     print(f"report: {written[0]} (and {len(written) - 1} more files)")
     return 0
 
@@ -122,16 +137,21 @@ def add_parser(subparsers) -> None:
     rep.set_defaults(func=run_reproduce)
     report = subparsers.add_parser(
         "report",
-        help="write report.html and report.md from a `bnlab reproduce` or `bnlab study` "
-        "results directory",
-        description="Analyze the stored runs (no training) and write DIR/report.html (one "
-        "self-contained file) and DIR/report.md, with figures as PNG and SVG.",
+        help="write report.html and report.md from a `bnlab reproduce`, `bnlab study` or "
+        "`bnlab train` results directory",
+        description="Analyze the stored runs (no training) and write DIR/report.html and "
+        "DIR/report.md (with more pages for an experiment or a study), figures as PNG and SVG. "
+        "A `bnlab train` directory gets its runs grouped by setting, mean ± 95%% CI over seeds, "
+        "and no verdicts (it declares no claims).",
         epilog="examples:\n  bnlab report results/reproduce\n"
-        "  bnlab report results/full --publish docs/results",
+        "  bnlab report results/full --publish docs/results\n"
+        "  bnlab report results/smoke           # what `bnlab train` wrote",
         formatter_class=HelpFormatter,
     )
     report.add_argument(
-        "dir", metavar="DIR", help="a directory written by `bnlab reproduce` or `bnlab study`"
+        "dir",
+        metavar="DIR",
+        help="a directory written by `bnlab reproduce`, `bnlab study` or `bnlab train`",
     )
     report.add_argument(
         "--publish",
