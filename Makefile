@@ -23,12 +23,12 @@ $(STAMP): pyproject.toml
 data: setup
 	$(BNLAB) data fetch mnist fashion-mnist
 
-# The full ioffe2015-mnist (5 seeds x BN/no BN x 50,000 steps) and its report, in
+# The full ioffe2015-mnist (20 seeds x BN/no BN x 50,000 steps) and its report, in
 # results/reproduce/report.html; rerunning resumes or, when done, only rewrites the report.
 run: data
 	$(BNLAB) reproduce ioffe2015-mnist --out results/reproduce
 
-# Every experiment at its full protocol with 5 seeds (hours on 2 cores; rerunning resumes,
+# Every experiment at its registered protocol and seeds (many hours on 2 cores; rerunning resumes,
 # and finished runs are only read), published to docs/results/: report.md, report.html and
 # their figures, no databases or checkpoints. The replay checks that this code still trains
 # every stored run (runs kept from an earlier version must match bit for bit).
