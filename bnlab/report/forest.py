@@ -40,6 +40,7 @@ from matplotlib.transforms import blended_transform_factory
 from bnlab.report._canvas import FigureFiles, fit_tick_labels, label_axes, new_figure, save
 from bnlab.report.claims import FAMILIES, Direction
 from bnlab.report.rules import Role
+from bnlab.report.sections import ReportFigure
 from bnlab.report.style import BLACK, GREEN, VERMILLION
 from bnlab.report.verdicts import Row, Verdict
 
@@ -140,6 +141,19 @@ def draw_forest_plot(rows: Sequence[Row], *, title: str = "") -> Figure:
 def forest_plot(stem: Path, rows: Sequence[Row], *, hint: str = "", title: str = "") -> FigureFiles:
     """`draw_forest_plot(rows)` written to stem.png and stem.svg."""
     return save(draw_forest_plot(rows, title=title), stem, hint)
+
+
+def forest_figure(out_dir: Path, rows: Sequence[Row], what: str) -> ReportFigure | None:
+    """`forest_plot` of `rows` as out_dir/figures/forest.png (and .svg), captioned for a
+    report page; `what` names the rows ("Every primary verdict"). None without rows."""
+    if not rows:
+        return None
+    files = forest_plot(Path(out_dir) / "figures" / "forest", rows)
+    return ReportFigure.from_files(
+        files,
+        f"{what}: effect and 95% interval in units of its margin, oriented so that the side "
+        "where the claim holds is on the right; the shaded band is the margin.",
+    )
 
 
 def _draw_row(ax, y: float, row: Row) -> list[float]:

@@ -21,7 +21,6 @@ from pathlib import Path
 from bnlab.engine import replay
 from bnlab.engine.store import first_run_time
 from bnlab.report import (
-    ReportFigure,
     ReportMeta,
     Row,
     Section,
@@ -30,6 +29,7 @@ from bnlab.report import (
     registration,
     write_report,
 )
+from bnlab.report.forest import forest_figure
 from bnlab.report.pages import ExperimentPage, appendix_page, experiment_page
 from bnlab.report.sections import machine_description
 from bnlab.report.summary import ExperimentLink, summary_page
@@ -118,7 +118,7 @@ def build_report(
             line,
         )
         pages.append(experiment_page(exp))
-    forest = _forest(out, rows)
+    forest = forest_figure(out, [r for r in rows if r.counted], "Every primary verdict")
     links = [ExperimentLink(r.name, _title(r), r.wall_time_s) for r in results]
     pending = _pending(results)
     pages = [summary_page(meta, rows, links, forest, pending), *pages, appendix_page(rows)]
@@ -140,21 +140,6 @@ def _title(result: ExperimentResult) -> str:
 
     exp = experiments().get(result.name)
     return exp.title if exp is not None else result.name
-
-
-def _forest(out: Path, rows: list[Row]) -> ReportFigure | None:
-    """One picture of every primary verdict (`bnlab.report.forest`)."""
-    from bnlab.report.forest import forest_plot
-
-    primary = [r for r in rows if r.counted]
-    if not primary:
-        return None
-    files = forest_plot(out / "figures" / "forest", primary)
-    return ReportFigure.from_files(
-        files,
-        "Every primary verdict: effect and 95% interval in units of its margin, oriented so "
-        "that the side where the claim holds is on the right; the shaded band is the margin.",
-    )
 
 
 def write_verdicts(path: Path, rows: list[Row]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bnlab.report import ReportFigure, ReportMeta, Row, Verdict, cells, counts, write_report
 from bnlab.report.document import Bullets, FigureBlock, Heading, Page, Para, link, table
+from bnlab.report.forest import forest_figure
 from bnlab.report.pages import ExperimentPage, appendix_page, experiment_page
 from bnlab.report.sections import machine_description
 from bnlab.report.summary import header_facts
@@ -51,27 +52,14 @@ def build_report(out_dir: str | Path) -> tuple[list[Path], list[Row]]:
         wall,
         registered=decided.registered,
     )
-    forest = _forest(out_dir, decided.rows)
+    measurable = [r for r in decided.rows if r.tests is not None]
+    forest = forest_figure(out_dir, measurable, "Every measurable claim")
     pages = [
         summary_page(meta, results, decided, forest),
         experiment_page(page),
         appendix_page(decided.rows),
     ]
     return write_report(out_dir, pages), decided.rows
-
-
-def _forest(out_dir: Path, rows: Sequence[Row]) -> ReportFigure | None:
-    from bnlab.report.forest import forest_plot
-
-    primary = [r for r in rows if r.tests is not None]
-    if not primary:
-        return None
-    files = forest_plot(out_dir / "figures" / "forest", primary)
-    return ReportFigure.from_files(
-        files,
-        "Every measurable claim: effect and 95% interval in units of its margin, oriented so "
-        "that the side where the claim holds is on the right; the shaded band is the margin.",
-    )
 
 
 def _verdicts_table(rows: Sequence[Row]):
