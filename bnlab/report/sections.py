@@ -109,6 +109,7 @@ class ReportMeta:
     created: str = ""  # e.g. an ISO timestamp
     machine: str = ""  # where it ran: CPU, cores, torch version
     regenerate: str = ""  # the command that regenerates this report from scratch
+    carried: int = 0  # experiments read back from their records (run earlier, elsewhere)
 
 
 def machine_description() -> str:

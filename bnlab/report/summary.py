@@ -198,7 +198,13 @@ def header_facts(meta: ReportMeta) -> list[str]:
     facts = [
         f"**Code version:** {meta.code_version}",
         f"**Machine:** {meta.machine}" if meta.machine else "",
-        f"**Wall time:** {format_duration(meta.wall_time_s)}, measured end to end",
+        f"**Wall time:** {format_duration(meta.wall_time_s)}, measured end to end"
+        + (
+            f" (including {meta.carried} experiment(s) read back from their records, "
+            "each with the wall time measured when it ran)"
+            if meta.carried
+            else ""
+        ),
         f"**Regenerate:** `{meta.regenerate}`" if meta.regenerate else "",
     ]
     return [f for f in facts if f]

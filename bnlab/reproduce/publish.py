@@ -33,6 +33,7 @@ from bnlab.report.forest import forest_figure
 from bnlab.report.pages import ExperimentPage, appendix_page, experiment_page
 from bnlab.report.sections import machine_description
 from bnlab.report.summary import ExperimentLink, summary_page
+from bnlab.reproduce import records
 from bnlab.reproduce.common import read_manifest
 from bnlab.reproduce.experiment import ExperimentResult
 from bnlab.reproduce.runner import analyze_all, experiment_dirs
@@ -80,42 +81,52 @@ def build_report(
     root: Path, publish: Path | None = None, regenerate: str = ""
 ) -> tuple[list[Path], list[Row]]:
     """Analyze every experiment under `root` and write the report's pages to `root` (or to
-    `publish`, with copies of the figures and no run state). Returns the files written and
-    every decided row."""
+    `publish`, with copies of the figures, no run state, and a record of each experiment's
+    analysis: `bnlab.reproduce.records`). Publishing to a DEST that holds records of
+    experiments whose runs are not under `root` keeps them in the report, read back from
+    their records. Returns the files written and every decided row."""
     root = Path(root)
+    out = Path(publish) if publish is not None else root
     dirs = experiment_dirs(root)
-    results = analyze_all(root)
-    registered = [registered_rows(r, d) for r, d in zip(results, dirs, strict=True)]
-    rows = decide_families([row for rs, _ in registered for row in rs])
+    analyzed = [_analyze(r, d) for r, d in zip(analyze_all(root), dirs, strict=True)]
+    if publish is not None:
+        analyzed = [replace(r, result=_published_figures(r.result, root, out)) for r in analyzed]
+        for r in analyzed:
+            records.write(out, r)
+    carried = _carried(out, analyzed) if publish is not None else []
+    order = list(_registered())
+    everything = sorted(
+        [*analyzed, *carried],
+        key=lambda r: order.index(r.name) if r.name in order else len(order),
+    )
+    results = [r.result for r in everything]
+    rows = decide_families([row for r in results for row in r.scorecard])
     check_symmetric(rows)
-    versions = {v for d in dirs for v in replay.trained_versions(d)}
-    manifests = [read_manifest(d) for d in dirs]
     wall = end_to_end(root)
+    if wall is None:
+        wall = sum(r.result.wall_time_s for r in analyzed)
     meta = ReportMeta(
         title=TITLE,
-        code_version=", ".join(sorted(versions or {m.code_version for m in manifests})),
-        wall_time_s=wall if wall is not None else sum(r.wall_time_s for r in results),
+        code_version=", ".join(sorted({v for r in everything for v in r.versions})),
+        wall_time_s=wall + sum(r.result.wall_time_s for r in carried),
         quick=any(r.quick for r in results),
         created=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         machine=machine_description(),
         regenerate=regenerate,
+        carried=len(carried),
     )
-    out = Path(publish) if publish is not None else root
     pages, by_name = [], {}
     for row in rows:
         by_name.setdefault(row.experiment.split("/")[0], []).append(row)
-    for result, (_, line) in zip(results, registered, strict=True):
-        sections = result.sections
-        if publish is not None:
-            sections = tuple(_copy_figures(s, root, out / "figures") for s in sections)
+    for r in everything:
         exp = ExperimentPage(
-            result.name,
-            f"{result.name}: {_title(result)}",
-            tuple(sections),
-            tuple(by_name.get(result.name, ())),
-            result.wall_time_s,
-            result.quick,
-            line,
+            r.name,
+            f"{r.name}: {_title(r.result)}",
+            r.result.sections,
+            tuple(by_name.get(r.name, ())),
+            r.result.wall_time_s,
+            r.result.quick,
+            r.registration,
         )
         pages.append(experiment_page(exp))
     forest = forest_figure(out, [r for r in rows if r.counted], "Every primary verdict")
@@ -127,18 +138,38 @@ def build_report(
     return written, rows
 
 
-def _pending(results: list[ExperimentResult]) -> list[str]:
-    """The registered experiments that have no results in this report."""
+def _analyze(result: ExperimentResult, directory: Path) -> records.Record:
+    """An analyzed experiment directory as a record: rows with their registration status."""
+    rows, line = registered_rows(result, directory)
+    versions = replay.trained_versions(directory) or [read_manifest(directory).code_version]
+    return records.Record(replace(result, scorecard=tuple(rows)), line, tuple(versions))
+
+
+def _carried(dest: Path, analyzed: list[records.Record]) -> list[records.Record]:
+    """The experiments published to `dest` earlier whose runs are not among `analyzed`."""
+    here = {r.name for r in analyzed}
+    return [r for r in records.read_all(dest) if r.name not in here]
+
+
+def _published_figures(result: ExperimentResult, root: Path, dest: Path) -> ExperimentResult:
+    sections = tuple(_copy_figures(s, root, dest / "figures") for s in result.sections)
+    return replace(result, sections=sections)
+
+
+def _registered() -> dict:
     from bnlab.reproduce.registry import experiments
 
+    return experiments()
+
+
+def _pending(results: list[ExperimentResult]) -> list[str]:
+    """The registered experiments that have no results in this report."""
     done = {r.name for r in results}
-    return [name for name in experiments() if name not in done]
+    return [name for name in _registered() if name not in done]
 
 
 def _title(result: ExperimentResult) -> str:
-    from bnlab.reproduce.registry import experiments
-
-    exp = experiments().get(result.name)
+    exp = _registered().get(result.name)
     return exp.title if exp is not None else result.name
 
 
