@@ -187,9 +187,9 @@ def summary_page(
 def coverage(reported: int, pending: Sequence[str]) -> str:
     """One sentence: how many of the registered experiments this report covers."""
     return (
-        f"Partial report: {reported} of {reported + len(pending)} experiments. Not run into "
-        f"this results directory yet, so without a verdict here: {', '.join(pending)}. The "
-        "multiplicity corrections (Holm, BH) count only the rows shown."
+        f"Partial report: {reported} of {reported + len(pending)} experiments. Not run yet, "
+        f"so without a verdict here: {', '.join(pending)}. The multiplicity corrections "
+        "(Holm, BH) count only the rows shown."
     )
 
 
