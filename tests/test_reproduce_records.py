@@ -137,8 +137,20 @@ def test_a_report_published_in_two_parts_equals_the_report_published_at_once(
     for page in ("mnist-notebook.md", "init-sensitivity.md", "appendix.md", "verdicts.json"):
         assert (parts / page).read_text() == (whole / page).read_text(), page
     summary = (parts / "report.md").read_text()
+    machine = json.loads((tmp_path / "a" / "mnist-notebook" / "manifest.json").read_text())
+    assert f"**Machine:** {machine['machine']}\n" in summary and " kernels)" in summary
     assert "1 experiment(s) read back from their records" in summary
     assert "Partial report: 2 of" in summary
     # runs present again replace the record; the carried one stays
     assert main(["report", str(tmp_path / "b"), "--publish", str(parts)]) == 0
     assert (parts / "mnist-notebook.md").read_text() == (whole / "mnist-notebook.md").read_text()
+
+
+def test_the_header_names_each_machine_with_its_experiments(tmp_path):
+    from bnlab.reproduce.publish import _machines
+
+    result = _result(tmp_path)
+    one = [records.Record(replace(result, name=n), "", (), "EPYC (AVX512 kernels)") for n in "ab"]
+    assert _machines(one) == "EPYC (AVX512 kernels)"
+    other = records.Record(replace(result, name="c"), "", (), "EPYC (AVX2 kernels)")
+    assert _machines([*one, other]) == "EPYC (AVX512 kernels) (a, b); EPYC (AVX2 kernels) (c)"

@@ -113,7 +113,10 @@ class ReportMeta:
 
 
 def machine_description() -> str:
-    """The CPU model, its core count and the torch version and threads: where numbers ran."""
+    """The CPU model, the vector instructions torch's kernels use on it, the core count and
+    the torch version: where numbers ran. Two machines of one CPU model with different
+    instruction sets (AVX2, AVX512) pick different kernels, so their runs differ in the last
+    bits, and over thousands of steps in more than that."""
     import torch  # only here: the report layer is otherwise plain numbers
 
     model = platform.processor() or platform.machine()
@@ -124,7 +127,8 @@ def machine_description() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     return (
-        f"{model}, {os.cpu_count()} cores, {platform.system()}, Python "
+        f"{model} ({torch.backends.cpu.get_cpu_capability()} kernels), {os.cpu_count()} cores, "
+        f"{platform.system()}, Python "
         f"{platform.python_version()}, torch {torch.__version__}"
     )
 

@@ -28,6 +28,7 @@ from bnlab.engine.config import from_dict, to_dict
 from bnlab.engine.store import code_version
 from bnlab.errors import ResultsNotFoundError
 from bnlab.report import Estimate, Row, Rule, Section, diff_ci
+from bnlab.report.sections import machine_description
 from bnlab.reproduce import overrides
 from bnlab.reproduce.experiment import Experiment, ExperimentResult, Seeds
 from bnlab.reproduce.preregistered import seeds_of
@@ -52,6 +53,7 @@ class Manifest:
     created: str
     command: str = ""
     overrides: tuple[str, ...] = ()  # `--set` items applied to every config (overrides.py)
+    machine: str = ""  # where it trained (`machine_description`); "" before it was recorded
 
 
 def write_manifest(out_dir: Path, manifest: Manifest) -> None:
@@ -73,7 +75,15 @@ def new_manifest(
     created = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     command = " ".join(sys.argv)
     return Manifest(
-        name, seeds, quick, wall_time_s, code_version(), created, command, tuple(changes)
+        name,
+        seeds,
+        quick,
+        wall_time_s,
+        code_version(),
+        created,
+        command,
+        tuple(changes),
+        machine_description(),
     )
 
 

@@ -111,7 +111,7 @@ def build_report(
         wall_time_s=wall + sum(r.result.wall_time_s for r in carried),
         quick=any(r.quick for r in results),
         created=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        machine=machine_description(),
+        machine=_machines(everything),
         regenerate=regenerate,
         carried=len(carried),
     )
@@ -141,8 +141,22 @@ def build_report(
 def _analyze(result: ExperimentResult, directory: Path) -> records.Record:
     """An analyzed experiment directory as a record: rows with their registration status."""
     rows, line = registered_rows(result, directory)
-    versions = replay.trained_versions(directory) or [read_manifest(directory).code_version]
-    return records.Record(replace(result, scorecard=tuple(rows)), line, tuple(versions))
+    manifest = read_manifest(directory)
+    versions = replay.trained_versions(directory) or [manifest.code_version]
+    # runs from before manifests named their machine: the one analyzing them, where
+    # `make results` trains and publishes on one machine
+    machine = manifest.machine or machine_description()
+    return records.Record(replace(result, scorecard=tuple(rows)), line, tuple(versions), machine)
+
+
+def _machines(parts: list[records.Record]) -> str:
+    """The machine that trained every experiment, or each machine with its experiments."""
+    by_machine: dict[str, list[str]] = {}
+    for r in parts:
+        by_machine.setdefault(r.machine, []).append(r.name)
+    if len(by_machine) == 1:
+        return next(iter(by_machine))
+    return "; ".join(f"{m} ({', '.join(names)})" for m, names in by_machine.items())
 
 
 def _carried(dest: Path, analyzed: list[records.Record]) -> list[records.Record]:

@@ -4,11 +4,16 @@ without its runs.
 The full run takes longer than one machine is held, and run state (databases, checkpoints) is
 never published. So `bnlab report DIR --publish DEST` writes, for every experiment it analyzes,
 DEST/records/<experiment>.json: the experiment's sections and its rows *before* the
-families' multiplicity control, with when its rules were registered, which code trained it,
-and its measured wall time (in its result). A later `--publish` to the same DEST analyzes
-the experiments whose runs it has and reads the others back from their records; Holm and
-BH then run over every row of each family, old and new alike, as if all had been analyzed
-together. An experiment with runs in DIR always replaces its record.
+families' multiplicity control, with when its rules were registered, which code on which
+machine trained it, and its measured wall time (in its result). A later `--publish` to the
+same DEST analyzes the experiments whose runs it has and reads the others back from their
+records; Holm and BH then run over every row of each family, old and new alike, as if all
+had been analyzed together. An experiment with runs in DIR always replaces its record.
+
+Parts trained on different machines are each a full run of their experiment, but not the
+same bits: torch picks its kernels by the CPU's instruction set, and float rounding that
+differs in the last bit grows over thousands of steps. The report's header names each
+machine with its experiments; `bnlab replay` checks bits on the machine that trained them.
 
 A record is plain JSON (NaN and infinities written as Python's json writes them): report
 objects become {"type": "module:Class", "fields": {...}}, enums {"enum": ..., "value": ...},
@@ -44,6 +49,7 @@ class Record:
     result: ExperimentResult
     registration: str  # when its rules were recorded and its first run started
     versions: tuple[str, ...]  # the code versions that trained its runs
+    machine: str = ""  # the machine that trained them (`machine_description`)
 
     @property
     def name(self) -> str:
