@@ -6,6 +6,7 @@ import gzip
 import os
 import stat
 import tarfile
+from pathlib import Path
 
 import data_fixtures
 import numpy as np
@@ -252,3 +253,16 @@ def test_digits_is_bundled_split_1500_297_and_scaled_to_uint8():
     assert train.images.shape == (1500, 1, 8, 8) and test.images.shape == (297, 1, 8, 8)
     assert train.images.dtype == np.uint8 and train.images.max() == 255
     assert train.source.startswith("bundled: scikit-learn")
+
+
+def test_paths_in_messages_and_reports_name_no_absolute_path_beside_the_checkout(
+    tmp_path, monkeypatch
+):
+    checkout = tmp_path / "bnlab"
+    checkout.mkdir()
+    monkeypatch.chdir(checkout)
+    shared = tmp_path / "shared" / "datasets" / "cifar10-subset" / "cifar10_subset.npz"
+    assert cache.pretty(shared) == "../shared/datasets/cifar10-subset/cifar10_subset.npz"
+    assert cache.pretty(checkout / "results" / "x") == "results/x"
+    assert cache.pretty(Path.home() / ".cache" / "bnlab") == "~/.cache/bnlab"
+    assert cache.pretty("relative/path") == "relative/path"

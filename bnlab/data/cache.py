@@ -26,9 +26,16 @@ def cache_root() -> Path:
 
 
 def pretty(path: Path | str) -> str:
-    """The path with the home directory shown as `~`, for messages and tables."""
+    """The path with the home directory shown as `~`, or relative to the working directory
+    when it lies beside it (`../shared/...` from a checkout), for messages and tables: a
+    report names no absolute path of the machine it ran on."""
     text, home = str(path), str(Path.home())
-    return "~" + text[len(home) :] if home != "/" and text.startswith(home + os.sep) else text
+    if home != "/" and text.startswith(home + os.sep):
+        return "~" + text[len(home) :]
+    here = Path.cwd()
+    if Path(text).is_absolute() and here.parent != here and Path(text).is_relative_to(here.parent):
+        return os.path.relpath(text, here)
+    return text
 
 
 def atomic_write(path: Path, chunks: Iterable[bytes]) -> Path:
