@@ -1,8 +1,10 @@
 """The published report, docs/results/, is a full run: no QUICK banner on any page, at least
 5 seeds behind every verdict (verdicts.json), every linked figure present (PNG with its SVG
-beside it), no database or checkpoint committed with it, and no `--set` run. Where its runs
-were trained by more than one code version, every experiment states a replay that found them
-bit-identical under one version (`bnlab replay`), so the report speaks for one code version.
+beside it), no database or checkpoint committed with it, no `--set` run, and no absolute
+path of the machine it ran on. Where its runs were trained by more than one code version,
+every experiment states a replay (`bnlab replay`) that found its runs bit-identical under the
+code that replayed them. A report published in parts (`bnlab.reproduce.records`) was
+replayed part by part, on the machine that trained each: its header names them.
 Skipped, saying so, until it is published.
 
 `problems` is also run on reports built here, so a check that could never fail shows up."""
@@ -24,6 +26,7 @@ LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 NOT_PUBLISHED = ("*.sqlite", "*.sqlite-*", "*.db", "*.pt", "*.ckpt")
 VERSION_ROW = re.compile(r"^\| code version \| ([^|]+) \|$", re.MULTILINE)
 REPLAY_ROW = re.compile(r"^\| replay \| ([^|]+) \|$", re.MULTILINE)
+MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:work|root|home|tmp|Users|mnt|srv)/[^\s|);,]*")
 
 
 def problems(root: Path) -> list[str]:
@@ -56,6 +59,9 @@ def problems(root: Path) -> list[str]:
                 found.append(f"figure {link} has no SVG beside it")
     for pattern in NOT_PUBLISHED:
         found += [f"{p} must not be published" for p in root.rglob(pattern)]
+    found += [
+        f"an absolute path of the machine: {p}" for p in sorted(set(MACHINE_PATH.findall(text)))
+    ]
     return found + _version_problems(text)
 
 
@@ -63,15 +69,12 @@ def _version_problems(text: str) -> list[str]:
     trained = VERSION_ROW.findall(text)
     replays = REPLAY_ROW.findall(text)
     found = [f"a replay found differences: {r.strip()}" for r in replays if "DIFFER" in r]
-    replayed_by = {r.split(":")[0].removeprefix("replayed by ").strip() for r in replays}
     if len(set(trained)) > 1:
         if len(replays) < len(trained):
             found.append(
                 f"runs trained by {len(set(trained))} code versions, but only "
                 f"{len(replays)} of {len(trained)} experiments state a replay"
             )
-        if len(replayed_by) > 1:
-            found.append(f"replayed by more than one code version: {sorted(replayed_by)}")
     return found
 
 
@@ -96,7 +99,7 @@ def test_the_checks_catch_a_quick_run_few_seeds_and_missing_figures(tmp_path):
     (root / "report.md").write_text("# summary\n![a](figs/a.png) ![b](figs/b.png)\n")
     (root / "exp.md").write_text(
         "## exp — --set lr=1: not the published protocol\n"
-        "![c](figs/c.png) ![d](../d.png)\n\n"
+        "![c](figs/c.png) ![d](../d.png)\n\nData: /work/shared/s.npz; ../shared/t.npz\n\n"
         "| code version | 0.1+git.a |\n| replay | replayed by 0.1+git.c: 1 of 2 runs DIFFER |\n"
         "| code version | 0.1+git.b |\n"
     )
@@ -107,6 +110,7 @@ def test_the_checks_catch_a_quick_run_few_seeds_and_missing_figures(tmp_path):
         f"figure ../d.png lies outside {root}",
         "figure figs/b.png has no SVG beside it",
         f"{root / 'checkpoints' / 'run.pt'} must not be published",
+        "an absolute path of the machine: /work/shared/s.npz",
         "a replay found differences: replayed by 0.1+git.c: 1 of 2 runs DIFFER",
         "runs trained by 2 code versions, but only 1 of 2 experiments state a replay",
     ]
