@@ -128,6 +128,8 @@ def test_a_report_published_in_two_parts_equals_the_report_published_at_once(
     both = tmp_path / "both"
     shutil.copytree(tmp_path / "a" / "mnist-notebook", both / "mnist-notebook")
     shutil.copytree(tmp_path / "b" / "init-sensitivity", both / "init-sensitivity")
+    calls = [json.loads((tmp_path / r / "wall_clock.json").read_text()) for r in ("a", "b")]
+    (both / "wall_clock.json").write_text(json.dumps(calls[0] + calls[1]))
     assert main(["report", str(both), "--publish", str(whole)]) == 0
 
     assert sorted(p.name for p in (parts / "records").iterdir()) == [
@@ -140,6 +142,9 @@ def test_a_report_published_in_two_parts_equals_the_report_published_at_once(
     machine = json.loads((tmp_path / "a" / "mnist-notebook" / "manifest.json").read_text())
     assert f"**Machine:** {machine['machine']}\n" in summary and " kernels)" in summary
     assert "1 experiment(s) read back from their records" in summary
+    # the read-back experiment brings its own end-to-end time: the sum is the same
+    wall = [line for line in (whole / "report.md").read_text().splitlines() if "Wall time" in line]
+    assert wall and wall[0].removesuffix(", measured end to end") in summary
     assert "Partial report: 2 of" in summary
     # runs present again replace the record; the carried one stays
     assert main(["report", str(tmp_path / "b"), "--publish", str(parts)]) == 0

@@ -201,7 +201,7 @@ def header_facts(meta: ReportMeta) -> list[str]:
         f"**Wall time:** {format_duration(meta.wall_time_s)}, measured end to end"
         + (
             f" (including {meta.carried} experiment(s) read back from their records, "
-            "each with the wall time measured when it ran)"
+            "each with its end-to-end time measured when it ran)"
             if meta.carried
             else ""
         ),

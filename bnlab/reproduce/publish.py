@@ -62,12 +62,15 @@ def registered_rows(result: ExperimentResult, directory: Path) -> tuple[list[Row
     return rows, line
 
 
-def end_to_end(root: Path) -> float | None:
-    """The summed wall-clock time of every `bnlab reproduce` call that wrote `root`."""
+def end_to_end(root: Path, command: str | None = None) -> float | None:
+    """The summed wall-clock time of every `bnlab reproduce` call that wrote `root` (only
+    those of `command`, e.g. "reproduce small-batch", when given); None if none is recorded."""
     path = Path(root) / WALL_CLOCK
     if not path.is_file():
         return None
-    return float(sum(entry["seconds"] for entry in json.loads(path.read_text())))
+    entries = json.loads(path.read_text())
+    seconds = [e["seconds"] for e in entries if command is None or e["command"] == command]
+    return float(sum(seconds)) if seconds else None
 
 
 def record_wall_clock(root: Path, command: str, seconds: float) -> None:
@@ -88,7 +91,7 @@ def build_report(
     root = Path(root)
     out = Path(publish) if publish is not None else root
     dirs = experiment_dirs(root)
-    analyzed = [_analyze(r, d) for r, d in zip(analyze_all(root), dirs, strict=True)]
+    analyzed = [_analyze(r, d, root) for r, d in zip(analyze_all(root), dirs, strict=True)]
     if publish is not None:
         analyzed = [replace(r, result=_published_figures(r.result, root, out)) for r in analyzed]
         for r in analyzed:
@@ -108,7 +111,7 @@ def build_report(
     meta = ReportMeta(
         title=TITLE,
         code_version=", ".join(sorted({v for r in everything for v in r.versions})),
-        wall_time_s=wall + sum(r.result.wall_time_s for r in carried),
+        wall_time_s=wall + sum(r.wall_time_s for r in carried),
         quick=any(r.quick for r in results),
         created=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         machine=_machines(everything),
@@ -138,15 +141,20 @@ def build_report(
     return written, rows
 
 
-def _analyze(result: ExperimentResult, directory: Path) -> records.Record:
-    """An analyzed experiment directory as a record: rows with their registration status."""
+def _analyze(result: ExperimentResult, directory: Path, root: Path) -> records.Record:
+    """An analyzed experiment directory as a record: rows with their registration status,
+    and its `bnlab reproduce NAME` calls' end-to-end time (its training time when it was
+    trained by `reproduce all`)."""
     rows, line = registered_rows(result, directory)
     manifest = read_manifest(directory)
     versions = replay.trained_versions(directory) or [manifest.code_version]
     # runs from before manifests named their machine: the one analyzing them, where
     # `make results` trains and publishes on one machine
     machine = manifest.machine or machine_description()
-    return records.Record(replace(result, scorecard=tuple(rows)), line, tuple(versions), machine)
+    wall = end_to_end(root, f"reproduce {result.name}")
+    wall = result.wall_time_s if wall is None else wall
+    scored = replace(result, scorecard=tuple(rows))
+    return records.Record(scored, line, tuple(versions), machine, wall)
 
 
 def _machines(parts: list[records.Record]) -> str:

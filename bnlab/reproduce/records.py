@@ -5,7 +5,7 @@ The full run takes longer than one machine is held, and run state (databases, ch
 never published. So `bnlab report DIR --publish DEST` writes, for every experiment it analyzes,
 DEST/records/<experiment>.json: the experiment's sections and its rows *before* the
 families' multiplicity control, with when its rules were registered, which code on which
-machine trained it, and its measured wall time (in its result). A later `--publish` to the
+machine trained it, and its measured wall time. A later `--publish` to the
 same DEST analyzes the experiments whose runs it has and reads the others back from their
 records; Holm and BH then run over every row of each family, old and new alike, as if all
 had been analyzed together. An experiment with runs in DIR always replaces its record.
@@ -50,6 +50,7 @@ class Record:
     registration: str  # when its rules were recorded and its first run started
     versions: tuple[str, ...]  # the code versions that trained its runs
     machine: str = ""  # the machine that trained them (`machine_description`)
+    wall_time_s: float = 0.0  # its `bnlab reproduce` calls, end to end (s)
 
     @property
     def name(self) -> str:
