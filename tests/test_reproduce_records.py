@@ -109,6 +109,11 @@ def test_records_refuse_foreign_classes_files_outside_dest_and_other_formats(tmp
     path.write_text(json.dumps(body))
     with pytest.raises(BnlabError, match="not one bnlab reads back"):
         records.read(path, tmp_path)
+    body["record"]["fields"]["result"]["type"] = "bnlab.reproduce.experiment:ExperimentResult"
+    body["record"]["fields"]["result"]["fields"]["renamed"] = 1
+    path.write_text(json.dumps(body))
+    with pytest.raises(BnlabError, match="does not fit this code's report classes"):
+        records.read(path, tmp_path)
     path.write_text(json.dumps({"format": 0, "record": {}}))
     with pytest.raises(BnlabError, match="format 0, expected 1"):
         records.read_all(tmp_path)

@@ -83,7 +83,13 @@ def read(path: Path, dest: Path) -> Record:
             f"record {path}: format {body.get('format')!r}, expected {FORMAT}; "
             "re-run its experiment and publish again"
         )
-    record = _decode(body["record"], Path(dest).resolve())
+    try:
+        record = _decode(body["record"], Path(dest).resolve())
+    except (TypeError, AttributeError, KeyError) as e:  # a report class changed its fields
+        raise BnlabError(
+            f"record {path}: does not fit this code's report classes ({e}); re-run its "
+            "experiment and publish again"
+        ) from e
     if not isinstance(record, Record):
         raise BnlabError(f"record {path}: holds {type(record).__name__}, expected a Record")
     return record
