@@ -19,6 +19,7 @@ import pytest
 from helpers import build_report
 
 from bnlab.report import QUICK_BANNER
+from bnlab.report.claims import PROJECTS
 
 PUBLISHED = Path(__file__).resolve().parent.parent / "docs" / "results"
 MIN_SEEDS = 5
@@ -139,11 +140,60 @@ def readme_problems(readme: str, published: str) -> list[str]:
     return found
 
 
+COUNTS = re.compile(
+    r"(paper|project) claims (\d+) reproduced, (\d+) not reproduced, (\d+) inconclusive, "
+    r"(\d+) not measurable"
+)
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not measurable")
+
+
+def count_problems(readme: str, rows: list[dict]) -> list[str]:
+    """The README's primary-verdict counts (paper and project claims, after Holm) against
+    the published rows of verdicts.json."""
+    said = {kind: tuple(map(int, counts)) for kind, *counts in COUNTS.findall(readme)}
+    if set(said) != {"paper", "project"}:
+        return ["the README gives no primary-verdict counts for paper and project claims"]
+    found = []
+    for kind, counts in said.items():
+        primary = [
+            r["verdict"]
+            for r in rows
+            if r["role"] == "primary" and (r["family"] == PROJECTS) == (kind == "project")
+        ]
+        measured = tuple(primary.count(v) for v in VERDICTS)
+        if counts != measured:
+            found.append(f"{kind} claims: the README says {counts}, the report {measured}")
+    return found
+
+
 def test_what_the_readme_quotes_is_in_the_published_report():
     if not (PUBLISHED / "verdicts.json").is_file():
         pytest.skip(f"{PUBLISHED} holds no layered report yet")
     published = "\n".join(p.read_text(encoding="utf-8") for p in PUBLISHED.glob("*.md"))
-    assert readme_problems(README.read_text(encoding="utf-8"), published) == []
+    readme = README.read_text(encoding="utf-8")
+    assert readme_problems(readme, published) == []
+    rows = json.loads((PUBLISHED / "verdicts.json").read_text())
+    assert count_problems(readme, rows) == []
+
+
+def test_the_count_check_catches_a_wrong_count():
+    rows = [
+        {"role": "primary", "family": "Wu & He 2018", "verdict": "inconclusive"},
+        {"role": "primary", "family": PROJECTS, "verdict": "not reproduced"},
+        {"role": "exploratory", "family": PROJECTS, "verdict": "reproduced"},
+    ]
+    good = (
+        "paper claims 0 reproduced, 0 not reproduced, 1 inconclusive, 0 not measurable; "
+        "project claims 0 reproduced, 1 not reproduced, 0 inconclusive, 0 not measurable"
+    )
+    assert count_problems(good, rows) == []
+    bad = good.replace("1 inconclusive", "0 inconclusive")
+    assert count_problems(bad, rows) == [
+        "paper claims: the README says (0, 0, 0, 0), the report (0, 0, 1, 0)"
+    ]
+    assert count_problems("no counts", rows) == [
+        "the README gives no primary-verdict counts for paper and project claims"
+    ]
 
 
 def test_the_readme_check_catches_a_changed_quote():
