@@ -124,3 +124,15 @@ def test_a_stem_with_dots_keeps_its_whole_name(tmp_path):
     )
     assert beta.png.name == "vgg-lr0.1_beta.png" and beta.svg.name == "vgg-lr0.1_beta.svg"
     assert loss.png != beta.png and loss.png.is_file() and beta.png.is_file()
+
+
+def test_the_same_figure_drawn_twice_gives_the_same_files(tmp_path):
+    """A republication of the same data changes no figure: no timestamp and no random SVG ids
+    (matplotlib draws fresh ones per save unless salted)."""
+    steps = np.arange(0, 500, 100)
+    acc = {"BN": np.linspace(0.5, 0.9, 10).reshape(2, 5), "no BN": np.full((2, 5), 0.4)}
+    a, b = (
+        curve_band(tmp_path / d / "acc", steps, acc, xlabel="step (updates)", ylabel="acc (%)")
+        for d in ("a", "b")
+    )
+    assert a.svg.read_bytes() == b.svg.read_bytes() and a.png.read_bytes() == b.png.read_bytes()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -71,7 +72,10 @@ def save(fig: Figure, stem: Path, hint: str = "") -> FigureFiles:
     stem.parent.mkdir(parents=True, exist_ok=True)
     files = FigureFiles(stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.svg", hint)
     fig.savefig(files.png, dpi=DPI)
-    fig.savefig(files.svg, metadata={"Date": None})  # no timestamp: same data, same file
+    # no timestamp, and element ids hashed from a fixed salt rather than random: same data,
+    # same file
+    with rc_context({"svg.hashsalt": "bnlab"}):
+        fig.savefig(files.svg, metadata={"Date": None})
     return files
 
 
