@@ -1,5 +1,6 @@
 """The summary page (`report`): the bottom line per source, the verdict counts, one picture of
-every verdict, the primary verdicts, and where to read more. A reader sees the answer first.
+every verdict, the primary verdicts, what would decide the undecided ones, and where to
+read more. A reader sees the answer first.
 
 Every number on it comes from the rows; the sentences about what each source claims are
 fixed text with no numbers in them.
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bnlab.report import cells
+from bnlab.report import cells, planning
 from bnlab.report.claims import FAMILIES, PAPERS, PROJECTS
 from bnlab.report.document import Bullets, FigureBlock, Heading, Page, Para, link, table
 from bnlab.report.sections import QUICK_BANNER, ReportFigure, ReportMeta, format_duration
@@ -122,12 +123,10 @@ def primary_table(rows: Sequence[Row], pages: set[str]):
         (r for r in rows if r.counted),
         key=lambda r: (FAMILIES.index(r.claim.family), r.claim.id, r.experiment),
     ):
-        page = row.experiment.split("/")[0]
-        label = cells.setting_label(row)
         body.append(
             (
                 row.claim.statement,
-                link(label, page) if page in pages else label,
+                _setting_link(row, pages),
                 cells.effect_cell(row),
                 cells.prediction_cell(row.rule),
                 cells.n_cell(row),
@@ -137,6 +136,13 @@ def primary_table(rows: Sequence[Row], pages: set[str]):
         )
     columns = ("claim", "setting", "effect [95% CI]", "claim predicts", "n", "test", "verdict")
     return table(columns, body, "Every primary verdict")
+
+
+def _setting_link(row: Row, pages: set[str]) -> str:
+    """The row's setting, linked to its experiment's page where that page is in `pages`."""
+    page = row.experiment.split("/")[0]
+    label = cells.setting_label(row)
+    return link(label, page) if page in pages else label
 
 
 HOW_TO_READ = (
@@ -175,7 +181,11 @@ def summary_page(
     if forest is not None:
         blocks.append(FigureBlock(forest))
     pages = {e.name for e in experiments}
-    blocks += [primary_table(rows, pages), Heading(2, "How to read this"), Para(HOW_TO_READ)]
+    blocks.append(primary_table(rows, pages))
+    undecided = planning.undecided_table(rows, lambda r: _setting_link(r, pages))
+    if undecided is not None:
+        blocks += [undecided, Para(planning.EXPLAINED)]
+    blocks += [Heading(2, "How to read this"), Para(HOW_TO_READ)]
     blocks.append(Heading(2, "Experiments"))
     items = [
         f"{link(e.name, e.name)}: {e.title} ({format_duration(e.wall_time_s)})" for e in experiments
