@@ -131,7 +131,39 @@ def test_bottom_line_names_what_held_and_what_did_not():
     rows = synthetic_rows()
     text = bottom_line("Ioffe & Szegedy 2015", rows)
     assert text.startswith("BN lets a network train") and "held in" in text
-    assert ("not in " in text and "Most likely reason" in text) or "No tested explanation" in text
+    assert "not in " in text and "No tested explanation for what did not hold." in text
+
+
+def test_bottom_line_names_diagnostics_that_disagree_with_passes_and_failures_alike():
+    """A post-hoc diagnostic that disagrees with a ✓ is named as one that disagrees with a ✗
+    is; one that agrees with its verdict is not named; the same text twice is named once."""
+    from dataclasses import replace
+
+    from bnlab.report.diagnostics import Diagnostic
+    from bnlab.report.verdicts import Verdict
+
+    family = "Ioffe & Szegedy 2015"
+    rows = [r for r in synthetic_rows() if r.claim.family == family and r.counted]
+    held = next(r for r in rows if r.verdict is Verdict.REPRODUCED)
+    failed = next(r for r in rows if r.verdict is Verdict.NOT_REPRODUCED)
+    estimate = held.effect
+
+    def diag(name, agrees):
+        return Diagnostic(name, estimate, " pp", agrees=agrees)
+
+    marked = {
+        id(held): replace(held, diagnostics=(diag("twin A", False), diag("twin B", True))),
+        id(failed): replace(failed, diagnostics=(diag("twin C", True), diag("twin C", True))),
+    }
+    text = bottom_line(family, [marked.get(id(r), r) for r in rows])
+    assert "where it held, pointing against the claim: in " in text and "twin A" in text
+    assert "where it did not hold, pointing the claim's way: in " in text
+    assert text.count("twin C (post hoc)") == 1 and "twin B" not in text
+    assert "run on 2 of " in text and "Most likely reason" not in text
+
+    agreeing = {id(held): replace(held, diagnostics=(diag("twin B", True),))}
+    text = bottom_line(family, [agreeing.get(id(r), r) for r in rows])
+    assert "disagree with no verdict" in text
 
 
 def test_the_appendix_defines_measures_tests_and_words():

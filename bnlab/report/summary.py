@@ -67,22 +67,46 @@ def _claim_phrase(rows: Sequence[Row]) -> str:
     return f"{rows[0].claim.statement.rstrip('.')}: {', '.join(parts)}"
 
 
-def _reasons(rows: Sequence[Row]) -> str:
-    """The most likely reasons for the rows not reproduced: a diagnostic that points the
-    claim's way where the verdict did not (post hoc)."""
-    found = []
-    for row in rows:
-        if row.verdict is not Verdict.NOT_REPRODUCED:
-            continue
-        diag = [d for d in row.diagnostics if d.agrees is True]
-        if diag:
-            found.append(f"in {row.experiment}, {diag[0].text}")
-    return "; ".join(found)
+def _disagreements(rows: Sequence[Row]) -> str:
+    """The post-hoc diagnostics that disagree with their row's verdict, on both sides: one
+    pointing the claim's way where it did not hold, one pointing against it where it held.
+    The same diagnostic on two claims of one setting is named once."""
+    sides = {Verdict.NOT_REPRODUCED: ("did not hold", True), Verdict.REPRODUCED: ("held", False)}
+    parts = []
+    for verdict, (word, points) in sides.items():
+        found = dict.fromkeys(
+            f"in {row.experiment}, {d.text}"
+            for row in rows
+            if row.verdict is verdict
+            for d in row.diagnostics
+            if d.agrees is points
+        )
+        if found:
+            way = "the claim's way" if points else "against the claim"
+            parts.append(f"where it {word}, pointing {way}: {'; '.join(found)}")
+    return "; ".join(parts)
+
+
+def _diagnostics_sentence(rows: Sequence[Row]) -> str:
+    """What the rows' post-hoc diagnostics say of the verdicts, ✓ and ✗ alike (they change
+    none); empty when there is nothing to say."""
+    checked = [r for r in rows if r.diagnostics]
+    if not checked:
+        failed = any(r.verdict is Verdict.NOT_REPRODUCED for r in rows)
+        return "No tested explanation for what did not hold." if failed else ""
+    where = f"run on {len(checked)} of {len(rows)} rows, passes and failures alike"
+    disagree = _disagreements(checked)
+    if not disagree:
+        return f"Post-hoc diagnostics ({where}) disagree with no verdict."
+    return (
+        f"Post-hoc diagnostics ({where}; exploratory, they change no verdict) "
+        f"disagree with a verdict {disagree}."
+    )
 
 
 def bottom_line(family: str, rows: Sequence[Row]) -> str:
     """Two or three sentences: what `family` claims, what held where we measured it and what
-    did not, and the most likely reason (from the rows' post-hoc diagnostics)."""
+    did not, and where the rows' post-hoc diagnostics disagree with a verdict, either way."""
     primary = [r for r in rows if r.claim.family == family and r.counted]
     if not primary:
         others = sum(r.claim.family == family for r in rows)
@@ -93,13 +117,9 @@ def bottom_line(family: str, rows: Sequence[Row]) -> str:
         by_claim.setdefault(row.claim.id, []).append(row)
     measured = "; ".join(_claim_phrase(group) for group in by_claim.values())
     parts = [CLAIMS_IN_BRIEF[family], f"We measured: {measured}."]
-    if any(r.verdict is Verdict.NOT_REPRODUCED for r in primary):
-        reasons = _reasons(primary)
-        parts.append(
-            f"Most likely reason (post hoc): {reasons}."
-            if reasons
-            else "No tested explanation for what did not hold."
-        )
+    diagnostics = _diagnostics_sentence(primary)
+    if diagnostics:
+        parts.append(diagnostics)
     return " ".join(parts)
 
 
