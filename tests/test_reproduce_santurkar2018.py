@@ -321,5 +321,24 @@ def test_the_curvature_table_reads_each_network_against_two_over_its_rate():
     assert bn[0] == "BN" and bn[3] == "20" and bn[4].startswith("1.08") and bn[6] == "2 of 3"
     assert base[4].startswith("0.10") and base[6] == "0 of 3"
     assert "BN averages 21.7 along g, 1.08 × 2/η (2/η = 20; a seed's largest 30 = 1.50" in note
-    assert "BN reaches 2/η along the gradient at most probed steps" in note
-    assert "no BN reaches" not in note
+    assert "(BN at 2 of 3 probed steps, no BN at 0 of 3 probed steps)" in note
+    assert "BN is there at most probed steps" in note and "no BN is there" not in note
+    assert "With BN the mean curvature along g is higher: log2(BN / no BN) 3.4" in note
+    assert "holds for steps of that length, not for the local curvature" in note
+
+
+class _FlatCurvature(_Curvature):
+    """BN at 10 and 12 (seeds 0, 1), no BN at 11 and 9: below 2/η = 20, no paired difference."""
+
+    def metric(self, norm, name):
+        values = [[10.0] * 3, [12.0] * 3] if norm == "batch" else [[11.0] * 3, [9.0] * 3]
+        return np.array([100, 200, 300]), np.array(values)
+
+
+def test_the_curvature_reading_says_what_a_lower_bound_below_the_edge_cannot_tell():
+    from bnlab.reproduce.santurkar2018_curvature import curvature_part
+
+    _, note = curvature_part(_FlatCurvature(), "s/x")
+    assert "(BN at 0 of 3 probed steps, no BN at 0 of 3 probed steps)" in note
+    assert "this measure cannot tell" in note and "at most probed steps" not in note
+    assert "is not different (the CI includes 0)" in note and "local curvature" not in note

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnlab.report import Table
+from bnlab.report.stats import mean_ci
 from bnlab.reproduce.common import NORM_LABELS, Results
 from bnlab.reproduce.santurkar2018_steps import LANDSCAPE_ORDER
 from bnlab.reproduce.scoring import fmt
@@ -87,22 +88,61 @@ def _clause(label: str, curvature, ratio, edge, at_edge: int) -> str:
     return text
 
 
+def _paired_log2(res: Results) -> np.ndarray | None:
+    """Per seed, log2(BN's mean curvature along g / no BN's), paired by random seed; None
+    without both networks."""
+    if not all(n in res.runs for n in ("batch", "none")):
+        return None
+    means = {}
+    for norm in ("batch", "none"):
+        curvature, _, _ = edge_ratio(res, norm)
+        seeds = [seed for _, seed, _ in res.members(norm)]
+        means[norm] = dict(zip(seeds, curvature.mean(1)))
+    common = sorted(set(means["batch"]) & set(means["none"]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log2([means["batch"][s] / means["none"][s] for s in common])
+
+
 def _reading(res: Results) -> str:
-    """What the ratios say about the landscape verdicts, from the numbers."""
-    at = {}
+    """What the ratios say, from the numbers: where the curvature along g (a lower bound on
+    the Hessian's largest eigenvalue) reaches 2/η, that network is at or past the edge of
+    stability; below it, this measure cannot tell. Then BN against no BN, and what a higher
+    local curvature beside smaller finite-step measures would mean."""
+    shares, reached = {}, []
     for norm in (n for n in LANDSCAPE_ORDER if n in res.runs):
         _, ratio, _ = edge_ratio(res, norm)
-        at[NORM_LABELS[norm]] = float(np.mean(_seed_mean(ratio) >= 1.0))
-    edge = [label for label, share in at.items() if share >= 0.5]
-    if not edge:
-        return (
-            "Neither network reaches 2/η along the gradient at most probed steps, so along the "
-            "direction each step moves neither trains at the edge of stability; the Hessian's "
-            "largest eigenvalue, which this does not measure, may still reach it."
-        )
-    who = " and ".join(edge)
-    return (
-        f"{who} reach{'es' if len(edge) == 1 else ''} 2/η along the gradient at most probed "
-        "steps: there the curvature along the step is held at the edge by the learning rate, "
-        "so the loss variation and β-smoothness along g say as much about the rate as about BN."
+        at = _seed_mean(ratio) >= 1.0
+        shares[NORM_LABELS[norm]] = float(np.mean(at))
+        reached.append(f"{NORM_LABELS[norm]} at {int(at.sum())} of {at.size} probed steps")
+    text = (
+        "Reading (post hoc): the curvature along g is a lower bound on the Hessian's largest "
+        "eigenvalue, so where its seed mean reaches 2/η the network is at or past the edge of "
+        f"stability ({', '.join(reached)}); where it stays below, this measure cannot tell."
     )
+    edge = [label for label, share in shares.items() if share >= 0.5]
+    if edge:
+        who = " and ".join(edge)
+        text += (
+            f" {who} {'is' if len(edge) == 1 else 'are'} there at most probed steps: the loss "
+            "change along a step is then held by the learning rate as much as by the network, "
+            "so the loss variation and β-smoothness along g say as much about the rate as "
+            "about BN."
+        )
+    paired = _paired_log2(res)
+    if paired is not None and np.isfinite(paired).sum() >= 2:
+        finite = paired[np.isfinite(paired)]
+        est = mean_ci(finite)
+        lo, hi = est.low, est.high
+        side = "higher" if lo > 0 else "lower" if hi < 0 else "not different (the CI includes 0)"
+        text += (
+            f" With BN the mean curvature along g is {side}: log2(BN / no BN) "
+            f"{fmt(finite, 2, ' log2')}, paired by seed."
+        )
+        if lo > 0:
+            text += (
+                " Where the landscape verdicts nevertheless find BN's loss and gradient "
+                "changing less over steps of the grid, that smoothing holds for steps of "
+                "that length, not for the local curvature along the step."
+            )
+    return text
+
