@@ -97,7 +97,7 @@ def _paired_log2(res: Results) -> np.ndarray | None:
     for norm in ("batch", "none"):
         curvature, _, _ = edge_ratio(res, norm)
         seeds = [seed for _, seed, _ in res.members(norm)]
-        means[norm] = dict(zip(seeds, curvature.mean(1)))
+        means[norm] = dict(zip(seeds, curvature.mean(1), strict=True))
     common = sorted(set(means["batch"]) & set(means["none"]))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log2([means["batch"][s] / means["none"][s] for s in common])
@@ -145,4 +145,3 @@ def _reading(res: Results) -> str:
                 "that length, not for the local curvature along the step."
             )
     return text
-
