@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from bnlab.report import Table
-from bnlab.report.stats import mean_ci
-from bnlab.reproduce.common import NORM_LABELS, Results
+from bnlab.report.stats import format_estimate
+from bnlab.reproduce.common import NORM_LABELS, Results, paired_effect
 from bnlab.reproduce.santurkar2018_steps import LANDSCAPE_ORDER
 from bnlab.reproduce.scoring import fmt
 
@@ -88,19 +88,11 @@ def _clause(label: str, curvature, ratio, edge, at_edge: int) -> str:
     return text
 
 
-def _paired_log2(res: Results) -> np.ndarray | None:
-    """Per seed, log2(BN's mean curvature along g / no BN's), paired by random seed; None
-    without both networks."""
-    if not all(n in res.runs for n in ("batch", "none")):
-        return None
-    means = {}
-    for norm in ("batch", "none"):
-        curvature, _, _ = edge_ratio(res, norm)
-        seeds = [seed for _, seed, _ in res.members(norm)]
-        means[norm] = dict(zip(seeds, curvature.mean(1), strict=True))
-    common = sorted(set(means["batch"]) & set(means["none"]))
+def _log2_mean_curvature(res: Results, norm: str) -> np.ndarray:
+    """(seeds,) log2 of each seed's mean curvature along g (NaN where it is not positive)."""
+    curvature, _, _ = edge_ratio(res, norm)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log2([means["batch"][s] / means["none"][s] for s in common])
+        return np.log2(curvature.mean(1))
 
 
 def _reading(res: Results) -> str:
@@ -128,20 +120,51 @@ def _reading(res: Results) -> str:
             "so the loss variation and β-smoothness along g say as much about the rate as "
             "about BN."
         )
-    paired = _paired_log2(res)
-    if paired is not None and np.isfinite(paired).sum() >= 2:
-        finite = paired[np.isfinite(paired)]
-        est = mean_ci(finite)
-        lo, hi = est.low, est.high
-        side = "higher" if lo > 0 else "lower" if hi < 0 else "not different (the CI includes 0)"
+    return text + _bn_against_none(res)
+    est, _ = paired_effect(_log2_mean_curvature(res, "batch"), _log2_mean_curvature(res, "none"))
+    if est is None or not est.has_ci:
+        return text
+    side = (
+        "higher"
+        if est.low > 0
+        else "lower"
+        if est.high < 0
+        else "not different (the CI includes 0)"
+    )
+    text += (
+        f" With BN the mean curvature along g is {side}: log2(BN / no BN) "
+        f"{format_estimate(est, 2, unit=' log2')}, paired by seed."
+    )
+    if est.low > 0:
         text += (
-            f" With BN the mean curvature along g is {side}: log2(BN / no BN) "
-            f"{fmt(finite, 2, ' log2')}, paired by seed."
+            " Where the landscape verdicts nevertheless find BN's loss and gradient "
+            "changing less over steps of the grid, that smoothing holds for steps of "
+            "that length, not for the local curvature along the step."
         )
-        if lo > 0:
-            text += (
-                " Where the landscape verdicts nevertheless find BN's loss and gradient "
-                "changing less over steps of the grid, that smoothing holds for steps of "
-                "that length, not for the local curvature along the step."
-            )
+    return text
+
+
+def _bn_against_none(res: Results) -> str:
+    """' With BN the mean curvature along g is higher: ...' (paired by seed), and what a
+    higher local curvature beside smaller finite-step measures means; '' without a CI."""
+    if not all(n in res.runs for n in ("batch", "none")):
+        return ""
+    est, _ = paired_effect(_log2_mean_curvature(res, "batch"), _log2_mean_curvature(res, "none"))
+    if est is None or not est.has_ci:
+        return ""
+    side = "not different (the CI includes 0)"
+    if est.low > 0:
+        side = "higher"
+    elif est.high < 0:
+        side = "lower"
+    text = (
+        f" With BN the mean curvature along g is {side}: log2(BN / no BN) "
+        f"{format_estimate(est, 2, unit=' log2')}, paired by seed."
+    )
+    if est.low > 0:
+        text += (
+            " Where the landscape verdicts nevertheless find BN's loss and gradient "
+            "changing less over steps of the grid, that smoothing holds for steps of "
+            "that length, not for the local curvature along the step."
+        )
     return text
