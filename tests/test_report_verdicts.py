@@ -4,6 +4,7 @@ Holm within families, what is not counted, gates, rule validation, registration,
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -165,6 +166,10 @@ def test_fingerprints_change_with_the_rule():
     assert a.fingerprint() != rule(C.BN_FINAL_ACCURACY, margin=0.2).fingerprint()
     gated = Rule(C.BN_FINAL_ACCURACY, "s", PP, Scale.DIFFERENCE, 0.5, 5, (Gate("g", "x"),))
     assert a.fingerprint() != gated.fingerprint()
+    # new seeds are a new rule; seed 0 leaves the fingerprints recorded before first_seed existed
+    later = replace(a, first_seed=1000)
+    assert a.fingerprint() != later.fingerprint() and "first_seed" not in a.as_dict()
+    assert (a.seeds_text, later.seeds_text) == ("5", "5 (seeds 1000–1004)")
 
 
 def test_registration_says_whether_a_rule_predates_its_runs(tmp_path):

@@ -40,7 +40,9 @@ def test_every_experiment_is_registered_with_its_seed_plan():
     assert set(known) >= {*NEEDS, "cifar10-cnn"}
     for name in (*NEEDS, "cifar10-cnn"):
         plan = known[name].default_seeds
-        if name in CONV:
+        if name in preregistered.CONFIRMATION:  # the confirmatory replication's plan
+            assert plan == preregistered.CONFIRMATION[name] > preregistered.CONV_SEEDS
+        elif name in CONV:
             assert plan == preregistered.CONV_SEEDS
         elif name == "matrix":
             assert plan["matrix/fashion-mnist/mlp"] == preregistered.MLP_SEEDS
@@ -49,6 +51,7 @@ def test_every_experiment_is_registered_with_its_seed_plan():
             assert plan == preregistered.MLP_SEEDS
         for rule in known[name].rules(plan):
             assert rule.setting.split("/")[0] == name  # rows link to their experiment's page
+            assert rule.first_seed == preregistered.first_seed(rule.setting)
 
 
 @pytest.fixture(scope="module")

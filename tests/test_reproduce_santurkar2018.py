@@ -33,6 +33,7 @@ from bnlab.reproduce.runner import run_experiment
 from bnlab.reproduce.santurkar2018 import NOISE_SCALES, SETTINGS, setting_config
 from bnlab.reproduce.santurkar2018_noise_free import METRIC, reestimate_without_noise
 from bnlab.reproduce.santurkar2018_rules import ics_rules
+from bnlab.reproduce.santurkar2018_settings import setting_rules
 from bnlab.reproduce.santurkar2018_steps import (
     accuracy_at,
     both_train_steps,
@@ -61,10 +62,15 @@ def test_every_setting_is_registered_with_its_seed_plan_and_a_valid_config(quick
         for setting in settings:
             tag = f"{name}/{setting.name}"
             conv = setting.preset in ("santurkar2018-vgg", "santurkar2018-noisy-bn")
-            assert plan[tag] == (CONV if conv else MLP), tag  # the noise sweep pairs with vgg
+            # the noise sweep pairs with vgg; the confirmatory replication has its own plan
+            confirmed = pre.confirmation(tag)
+            assert plan[tag] == (confirmed or (CONV if conv else MLP)), tag
             cfg, probe = setting_config(setting, seeds=plan[tag], quick=quick)
             validate(cfg, check_data=False)  # widths, hook layers and units agree
             assert cfg.seeds == plan[tag]
+            assert cfg.seed == (pre.CONFIRMATION_FIRST_SEED if confirmed else 0), tag
+            for rule in setting_rules(name, setting, plan).all():
+                assert rule.first_seed == cfg.seed, rule.id
             assert probe is None or probe.every <= cfg.steps, tag
 
 
@@ -92,7 +98,8 @@ def test_one_rate_per_sweep_is_primary_and_every_rule_is_declared_once():
     assert cosine.scale is Scale.LOG2_RATIO and cosine.margin == pytest.approx(np.log2(1.25))
     assert cosine.seeds == MLP and cosine.role is Role.PRIMARY
     like = by_id["santurkar-noisy-bn-like-bn@santurkar2018-noisy-bn/vgg"]
-    assert like.measure is pre.FINAL_TRAIN_ACCURACY and like.seeds == CONV
+    assert like.measure is pre.FINAL_TRAIN_ACCURACY
+    assert like.seeds == pre.CONFIRMATION["santurkar2018-noisy-bn"] and like.first_seed == 1000
     assert like.effect_text.endswith("BN + noise − BN")
     # --seeds N applies to every setting
     assert {r.seeds for r in experiments()["santurkar2018-landscape"].rules(3)} == {3}

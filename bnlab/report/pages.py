@@ -75,7 +75,7 @@ def _rules_table(rows: Sequence[Row]):
             f"{r.rule.margin:.3g}{r.rule.unit}",
             TESTS[r.claim.direction].value,
             "; ".join(g.text for g in r.rule.gates) or "none",
-            r.rule.seeds,
+            r.rule.seeds_text,
             r.rule.role.value,
             r.rule.fingerprint(),
             cells.registration_cell(r),

@@ -101,6 +101,7 @@ class Rule:
     comparison: str = "no BN"  # what the effect compares against: "BN − <comparison>"
     treatment: str = "BN"
     digits: int = 2
+    first_seed: int = 0  # the pairs' seeds are first_seed, first_seed + 1, ...
 
     def __post_init__(self) -> None:
         where = f"Rule {self.claim.id} @ {self.setting}"
@@ -129,6 +130,13 @@ class Rule:
         return " log2" if self.scale is Scale.LOG2_RATIO else self.measure.unit
 
     @property
+    def seeds_text(self) -> str:
+        """'20', or '40 (seeds 1000–1039)' when the seeds do not start at 0."""
+        if not self.first_seed:
+            return str(self.seeds)
+        return f"{self.seeds} (seeds {self.first_seed}–{self.first_seed + self.seeds - 1})"
+
+    @property
     def effect_text(self) -> str:
         """'log2(BN / no BN) of <measure>' or '<measure>, BN − no BN'."""
         if self.scale is Scale.LOG2_RATIO:
@@ -136,7 +144,9 @@ class Rule:
         return f"{self.measure.text}, {self.treatment} − {self.comparison}"
 
     def as_dict(self) -> dict:
-        """Everything the verdict depends on, as plain JSON values (what is fingerprinted)."""
+        """Everything the verdict depends on, as plain JSON values (what is fingerprinted).
+        `first_seed` appears only when it is not 0, so rules recorded before it existed keep
+        their fingerprints."""
         return {
             "claim": self.claim.id,
             "statement": self.claim.statement,
@@ -155,7 +165,7 @@ class Rule:
             "gates": [{"id": g.id, "text": g.text} for g in self.gates],
             "role": self.role.value,
             "comparison": f"{self.treatment} − {self.comparison}",
-        }
+        } | ({"first_seed": self.first_seed} if self.first_seed else {})
 
     def fingerprint(self) -> str:
         """sha256 (16 hex digits) of `as_dict`: changes whenever the decision rule does."""

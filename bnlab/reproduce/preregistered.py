@@ -15,6 +15,19 @@ Seed policy, fixed before the runs it governs (the power rule). The previous ful
   except where the pilot showed an undecided effect that a few more seeds would decide
   (`POWER_SEEDS`: n for 80% power at the pilot's own effect size, computed with
   statsmodels' `TTestPower`, used when it is at most 10).
+
+The confirmatory replication (`CONFIRMATION`), registered after the second full run and
+before its own runs. That run, 5 seeds for conv nets and 20 for MLPs, left 12 primary verdicts
+inconclusive; its planning table (`bnlab.report.planning`: the seeds a new run needs for 80%
+power at the observed effect, at the family's strictest Holm level) put six of them within
+reach: train-test-stats' precise vs EMA statistics 15 seeds and batch statistics 38;
+small-batch's GN beats BN 16 and BN's error grows 21; noisy BN beats no BN 23; the landscape's
+MNIST loss variation 58. Those experiments (every setting of each, so that the rows keep
+their gates and diagnostics) are re-run with the planned seeds rounded up, on new seeds that
+start at CONFIRMATION_FIRST_SEED: the data order, the initialization and BN's noise all follow
+a member's seed, so no run shares anything with the earlier runs, and none is pooled with
+them. The other six inconclusive rows need 133 seeds or more (or sit on their margin) and are
+not re-run.
 """
 
 from __future__ import annotations
@@ -125,6 +138,16 @@ PROBED_BOTH_TRAIN = Gate(
 # (Others need more: the VGG's ICS ℓ2, d = 0.82, n = 14; GN flat, d = 0.28, n = 104.)
 POWER_SEEDS = {"matrix/fashion-mnist/convmlp": 8}
 
+# The confirmatory replication (see the module docstring): setting -> seeds; keys are an
+# experiment's name (every setting) or "experiment/setting".
+CONFIRMATION_FIRST_SEED = 1000
+CONFIRMATION = {
+    "train-test-stats": 40,
+    "small-batch": 24,
+    "santurkar2018-noisy-bn": 24,
+    "santurkar2018-landscape/mnist": 60,
+}
+
 LOG2_MARGIN = math.log2(1.25)  # "25% larger or smaller": the margin on every ratio scale
 ACCURACY_MARGIN = 0.5  # percentage points of test accuracy: half a point is negligible
 
@@ -144,6 +167,32 @@ def trains_gate(*mean_accuracies: float) -> str:
 def seeds_of(seeds: int | Mapping[str, int], setting: str) -> int:
     """The seeds of `setting`: one number for every setting, or the plan's per setting."""
     return seeds if isinstance(seeds, int) else seeds[setting]
+
+
+def confirmation(setting: str) -> int | None:
+    """The confirmatory replication's seeds for `setting` ("experiment" or
+    "experiment/setting"), or None if it is not part of it."""
+    name = setting.split("/")[0]
+    return CONFIRMATION.get(setting, CONFIRMATION.get(name))
+
+
+def first_seed(setting: str) -> int:
+    """The seed of member 0 of `setting`'s networks: CONFIRMATION_FIRST_SEED in the
+    confirmatory replication, 0 elsewhere."""
+    return CONFIRMATION_FIRST_SEED if confirmation(setting) is not None else 0
+
+
+def confirmation_note(setting: str) -> str:
+    """What the report says about a setting of the confirmatory replication ('' elsewhere)."""
+    if confirmation(setting) is None:
+        return ""
+    return (
+        f"A confirmatory replication: {confirmation(setting)} new seeds (from "
+        f"{CONFIRMATION_FIRST_SEED}), registered before these runs because the previous full "
+        "run (5 seeds for conv nets, 20 for the MNIST net, from seed 0) left a primary verdict "
+        "here inconclusive and its planning table said this many seeds would decide it. The "
+        "earlier runs are not pooled with these; their verdicts are superseded, not combined."
+    )
 
 
 # ---- the rules every training comparison shares (BN vs no BN, paired by seed)

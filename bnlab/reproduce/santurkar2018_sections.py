@@ -17,6 +17,7 @@ import torch
 
 from bnlab.analysis import ProbeConfig
 from bnlab.report import Section, Table, format_estimate, mean_ci
+from bnlab.reproduce import preregistered as pre
 from bnlab.reproduce.common import (
     NORM_LABELS,
     Part,
@@ -70,12 +71,14 @@ def setting_part(
         table, note = curvature_part(res, tag)
         tables.append(table)
         notes.append(note)
+    if pre.confirmation_note(tag):
+        notes.append(pre.confirmation_note(tag))
     cfg = res.config(next(iter(res.runs)))
     protocol = {
         "preset": cfg["preset"],
         "norms": ", ".join(NORM_LABELS[n] for n in NORM_LABELS if n in res.runs),
         "role": f"{setting.role.value}: {setting.why}",
-        "planned seeds": str(rules.all()[0].seeds) if rules.all() else "—",
+        "planned seeds": rules.all()[0].seeds_text if rules.all() else "—",
         **describe_runs(stored_configs(res)),
         **probe_protocol(setting.probe, cfg, res),
         **extra,

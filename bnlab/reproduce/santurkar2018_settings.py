@@ -8,12 +8,14 @@ which no baseline seed diverged. The other rates are secondary (declared, shown,
 counted). The MNIST net's ICS and landscape settings are primary, as is noisy BN's `vgg`.
 
 Seeds (`preregistered`): MLP_SEEDS for the MNIST net and the deep linear net, CONV_SEEDS for
-the VGG settings (the noise sweep's included: its seeds pair with `vgg`'s).
+the VGG settings (the noise sweep's included: its seeds pair with `vgg`'s); the settings of
+the confirmatory replication (`preregistered.CONFIRMATION`: the landscape's MNIST net, every
+noisy-BN setting) its seeds, from its first seed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from bnlab.analysis import LandscapeConfig, ProbeConfig
 from bnlab.engine import HookConfig, TrainConfig, get_preset
@@ -43,6 +45,7 @@ class Setting:
     role: Role = Role.PRIMARY
     why: str = ""  # why this role, for the protocol table
     seeds: int = pre.CONV_SEEDS  # the pre-registered plan
+    first_seed: int = 0  # member k of every network has seed first_seed + k
 
 
 # The paper's Fig. 4 grid: steps along the gradient of up to 0.4 x the gradient (its caption),
@@ -95,7 +98,15 @@ def _dln_lr(lr: float) -> Setting:
     )
 
 
-SETTINGS = {
+def _confirmed(name: str, setting: Setting) -> Setting:
+    """`setting` with the confirmatory replication's seeds, where it is part of it."""
+    seeds = pre.confirmation(f"{name}/{setting.name}")
+    if seeds is None:
+        return setting
+    return replace(setting, seeds=seeds, first_seed=pre.CONFIRMATION_FIRST_SEED)
+
+
+_SETTINGS = {
     "santurkar2018-landscape": (
         *(_vgg_lr(lr) for lr in VGG_LRS),
         Setting(
@@ -122,6 +133,10 @@ SETTINGS = {
             for s in NOISE_SCALES
         ),
     ),
+}
+
+SETTINGS = {
+    name: tuple(_confirmed(name, s) for s in settings) for name, settings in _SETTINGS.items()
 }
 
 TITLES = {
@@ -157,11 +172,24 @@ def setting_rules(name: str, setting: Setting, seeds: Seeds) -> SettingRules:
     if setting.noise_scale is not None:
         return SettingRules()  # the sweep is a diagnostic: no rules of its own
     if setting.preset == "santurkar2018-noisy-bn":
-        return SettingRules(noisy=noisy_rules(tag, n, role))
-    return SettingRules(
+        return _from_seed(SettingRules(noisy=noisy_rules(tag, n, role)), setting.first_seed)
+    found = SettingRules(
         landscape=landscape_rules(tag, n, role) if probe.landscape else None,
         ics=ics_rules(tag, n, role) if probe.ics else None,
     )
+    return _from_seed(found, setting.first_seed)
+
+
+def _from_seed(found, first_seed: int):
+    """`found` (rules, or dataclasses and tuples of them) with every rule's first seed set."""
+    if found is None or not first_seed:
+        return found
+    if isinstance(found, Rule):
+        return replace(found, first_seed=first_seed)
+    if isinstance(found, tuple):
+        return tuple(_from_seed(f, first_seed) for f in found)
+    changes = {f.name: _from_seed(getattr(found, f.name), first_seed) for f in fields(found)}
+    return replace(found, **changes)
 
 
 def experiment_rules(name: str, seeds: Seeds) -> tuple[Rule, ...]:
@@ -194,7 +222,7 @@ def _quick(cfg: TrainConfig) -> TrainConfig:
 def setting_config(
     setting: Setting, seeds: int, quick: bool
 ) -> tuple[TrainConfig, ProbeConfig | None]:
-    cfg = replace(get_preset(setting.preset), seeds=seeds)
+    cfg = replace(get_preset(setting.preset), seeds=seeds, seed=setting.first_seed)
     if setting.lr is not None:
         cfg = replace(cfg, optim=replace(cfg.optim, lr=setting.lr))
     if setting.noise_scale is not None:

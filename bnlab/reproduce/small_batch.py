@@ -117,6 +117,7 @@ def config(seeds: int, quick: bool, batch: int) -> TrainConfig:
         optim=OptimConfig(name="sgd", lr=BASE_LR * batch / BASE_BATCH, momentum=0.9),
         norms=NORMS,
         seeds=seeds,
+        seed=pre.first_seed(NAME),
         batch_size=batch,
         epochs=epochs,
         eval_every=0,  # once per epoch
@@ -136,7 +137,17 @@ def rules(seeds: Seeds) -> tuple[Rule, ...]:
 
     def rule(claim, margin, treatment, comparison) -> Rule:
         return Rule(
-            claim, where, pre.FINAL_ERROR, pp, margin, n, gates, Role.PRIMARY, comparison, treatment
+            claim,
+            where,
+            pre.FINAL_ERROR,
+            pp,
+            margin,
+            n,
+            gates,
+            Role.PRIMARY,
+            comparison,
+            treatment,
+            first_seed=pre.first_seed(NAME),
         )
 
     return (
@@ -251,7 +262,7 @@ def _section(out_dir: Path, sizes, errors, configs: list, declared: tuple[Rule, 
         data_source=data_source("cifar10"),
         figures=[fig],
         tables=[table],
-        notes=[WU_HE],
+        notes=[WU_HE, pre.confirmation_note(NAME)],
         configs=configs,
     )
     return section, rows
@@ -264,6 +275,6 @@ EXPERIMENT = register(
         run,
         analyze,
         rules,
-        pre.CONV_SEEDS,
+        pre.confirmation(NAME),
     )
 )

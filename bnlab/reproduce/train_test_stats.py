@@ -87,6 +87,7 @@ def rules(seeds: Seeds) -> tuple[Rule, ...]:
                 role,
                 "EMA statistics",
                 "precise statistics",
+                first_seed=pre.first_seed(NAME),
             ),
             Rule(
                 claims.BATCH_STATS_SMALL_BATCH,
@@ -99,6 +100,7 @@ def rules(seeds: Seeds) -> tuple[Rule, ...]:
                 role,
                 "precise statistics",
                 "batch statistics",
+                first_seed=pre.first_seed(NAME),
             ),
         ]
     return tuple(out)
@@ -106,7 +108,7 @@ def rules(seeds: Seeds) -> tuple[Rule, ...]:
 
 def config(seeds: int, quick: bool, batch: int) -> TrainConfig:
     cfg = small_batch.config(seeds, quick, batch)  # the same CNN, data, lr scaling, epochs
-    return replace(cfg, preset=f"{NAME}-b{batch}", norms=("batch",))
+    return replace(cfg, preset=f"{NAME}-b{batch}", norms=("batch",), seed=pre.first_seed(NAME))
 
 
 def cell_dir(out_dir: Path, batch: int) -> Path:
@@ -254,7 +256,8 @@ def _section(out_dir: Path, sizes, acc, configs: list, declared: tuple[Rule, ...
         notes=[
             "A batch size is measurable only where the BN network trains (precise-statistics "
             "accuracy at least 10 points above chance): a comparison of test-time statistics "
-            "on a network at chance says nothing about them."
+            "on a network at chance says nothing about them.",
+            pre.confirmation_note(NAME),
         ],
         configs=configs,
     )
@@ -268,6 +271,6 @@ EXPERIMENT = register(
         run,
         analyze,
         rules,
-        pre.CONV_SEEDS,
+        pre.confirmation(NAME),
     )
 )
