@@ -166,6 +166,19 @@ def test_bottom_line_names_diagnostics_that_disagree_with_passes_and_failures_al
     assert "disagree with no verdict" in text
 
 
+def test_a_confirmatory_replication_is_named_with_its_seeds_only_where_there_is_one():
+    from dataclasses import replace
+
+    from bnlab.report.summary import confirmation
+
+    rows = [r for r in synthetic_rows() if r.counted]
+    assert confirmation(rows) == ""  # every row's seeds start at 0
+    first = replace(rows[0], rule=replace(rows[0].rule, first_seed=1000))
+    text = confirmation([first, *rows[1:]])
+    assert text.startswith("**A confirmatory replication.** Primary rows from runs on new seeds: 1 ")
+    assert "from seed 1000" in text and f"{first.experiment} (n = {first.rule.seeds})" in text
+
+
 def test_the_appendix_defines_measures_tests_and_words():
     page = appendix_page(synthetic_rows())
     titles = [h.text for h in page.headings()]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from bnlab.report import cells, planning
 from bnlab.report.claims import FAMILIES, PAPERS, PROJECTS
 from bnlab.report.document import Bullets, FigureBlock, Heading, Page, Para, link, table
+from bnlab.report.rules import Role
 from bnlab.report.sections import QUICK_BANNER, ReportFigure, ReportMeta, format_duration
 from bnlab.report.verdicts import Row, Verdict, counts
 
@@ -206,12 +207,32 @@ def summary_page(
     if undecided is not None:
         blocks += [undecided, Para(planning.EXPLAINED)]
     blocks += [Heading(2, "How to read this"), Para(HOW_TO_READ)]
+    replicated = confirmation(rows)
+    if replicated:
+        blocks.append(Para(replicated))
     blocks.append(Heading(2, "Experiments"))
     items = [
         f"{link(e.name, e.name)}: {e.title} ({format_duration(e.wall_time_s)})" for e in experiments
     ]
     blocks.append(Bullets(tuple(items)))
     return Page("report", meta.title, tuple(blocks))
+
+
+def confirmation(rows: Sequence[Row]) -> str:
+    """The design of the rows run on seeds that do not start at 0 (a confirmatory replication
+    of rows an earlier run left undecided), or '' if there are none."""
+    found = [r for r in rows if r.rule.first_seed and r.rule.role is Role.PRIMARY]
+    if not found:
+        return ""
+    settings = ", ".join(dict.fromkeys(f"{r.experiment} (n = {r.rule.seeds})" for r in found))
+    first = sorted({r.rule.first_seed for r in found})
+    return (
+        f"**A confirmatory replication.** Primary rows from runs on new seeds: {len(found)} "
+        f"(from seed {', '.join(map(str, first))}): {settings}. They were registered before "
+        "those runs because an earlier full run (seeds from 0) left a primary verdict in each "
+        "of these settings inconclusive, with n from its planning table; they replace that "
+        "run's rows and are not pooled with them. Every other row's seeds start at 0."
+    )
 
 
 def coverage(reported: int, pending: Sequence[str]) -> str:
