@@ -175,7 +175,9 @@ def test_a_confirmatory_replication_is_named_with_its_seeds_only_where_there_is_
     assert confirmation(rows) == ""  # every row's seeds start at 0
     first = replace(rows[0], rule=replace(rows[0].rule, first_seed=1000))
     text = confirmation([first, *rows[1:]])
-    assert text.startswith("**A confirmatory replication.** Primary rows from runs on new seeds: 1 ")
+    assert text.startswith(
+        "**A confirmatory replication.** Primary rows from runs on new seeds: 1 "
+    )
     assert "from seed 1000" in text and f"{first.experiment} (n = {first.rule.seeds})" in text
 
 
