@@ -92,6 +92,32 @@ def test_reproduce_refuses_a_directory_of_another_protocol(tmp_path, capsys):
     assert sorted(p.name for p in done.iterdir()) == ["manifest.json"], "nothing was trained"
 
 
+def test_an_interrupted_call_s_time_counts_in_the_wall_time(tmp_path, monkeypatch):
+    """A run stopped by a signal and resumed reports the time of both calls, not the last."""
+    import time
+    from dataclasses import replace
+
+    from bnlab.reproduce import runner
+    from bnlab.reproduce.common import read_manifest
+
+    name, calls = "cifar10-cnn", []
+
+    def run(out, seeds, quick, ctx):  # the first call is stopped after 0.3 s, the second ends
+        calls.append(out)
+        time.sleep(0.3)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    known = {**experiments(), name: replace(experiments()[name], run=run)}
+    monkeypatch.setattr(runner, "experiments", lambda: known)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(name, tmp_path, 2, quick=True)
+    assert not (tmp_path / name / "manifest.json").is_file()
+    runner.run_experiment(name, tmp_path, 2, quick=True)
+    assert read_manifest(tmp_path / name).wall_time_s >= 0.6
+    assert not (tmp_path / name / runner.STOPPED).is_file()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif("mnist" not in PRESENT, reason="mnist not present")
 def test_full_ioffe2015_mnist_runs_and_reports(tmp_path, capsys):

@@ -22,6 +22,8 @@ from bnlab.reproduce.common import MANIFEST, QUICK_SEEDS, new_manifest, read_man
 from bnlab.reproduce.experiment import ExperimentResult, Seeds
 from bnlab.reproduce.registry import experiments
 
+STOPPED = "stopped.json"  # the time of this run's calls that were interrupted (s)
+
 
 def resolve_names(name: str) -> list[str]:
     known = experiments()
@@ -77,15 +79,34 @@ def run_experiment(
         say(name, QUICK_BANNER)
     say(name, f"{seeds} seed(s) per setting, results in {out}")
     start = time.monotonic()
-    experiments()[name].run(out, seeds, quick, ctx)
-    wall = time.monotonic() - start
-    # A resumed run adds its time to what the earlier, interrupted call measured.
+    try:
+        experiments()[name].run(out, seeds, quick, ctx)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (`Interrupted`): its time still counts
+        _record_stopped(out, time.monotonic() - start)
+        raise
+    wall = time.monotonic() - start + _stopped_time(out)
+    # A call over a finished run adds its time to what the earlier calls measured.
     if (out / MANIFEST).is_file():
         wall += read_manifest(out).wall_time_s
     manifest = new_manifest(name, seeds, quick, wall, ctx.overrides)
     (out / MANIFEST).write_text(json.dumps(manifest.__dict__))
+    (out / STOPPED).unlink(missing_ok=True)
     say(name, f"trained in {wall:.1f} s")
     return out
+
+
+def _stopped_time(out: Path) -> float:
+    """Seconds the interrupted calls of this run spent before they stopped (STOPPED)."""
+    path = out / STOPPED
+    return float(json.loads(path.read_text())["wall_time_s"]) if path.is_file() else 0.0
+
+
+def _record_stopped(out: Path, seconds: float) -> None:
+    """Add an interrupted call's time to STOPPED, which the call that finishes the run adds
+    to its own: an experiment's wall time is all of its calls, end to end."""
+    tmp = out / (STOPPED + ".tmp")
+    tmp.write_text(json.dumps({"wall_time_s": _stopped_time(out) + seconds}))
+    tmp.replace(out / STOPPED)
 
 
 def experiment_dirs(root: Path) -> list[Path]:
