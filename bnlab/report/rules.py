@@ -131,10 +131,7 @@ class Rule:
 
     @property
     def seeds_text(self) -> str:
-        """'20', or '40 (seeds 1000–1039)' when the seeds do not start at 0."""
-        if not self.first_seed:
-            return str(self.seeds)
-        return f"{self.seeds} (seeds {self.first_seed}–{self.first_seed + self.seeds - 1})"
+        return seeds_text(self.seeds, self.first_seed)
 
     @property
     def effect_text(self) -> str:
@@ -171,6 +168,13 @@ class Rule:
         """sha256 (16 hex digits) of `as_dict`: changes whenever the decision rule does."""
         text = json.dumps(self.as_dict(), sort_keys=True, ensure_ascii=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def seeds_text(seeds: int, first_seed: int = 0) -> str:
+    """'20', or '40 (seeds 1000–1039)' when the seeds do not start at 0."""
+    if not first_seed:
+        return str(seeds)
+    return f"{seeds} (seeds {first_seed}–{first_seed + seeds - 1})"
 
 
 def check_margin(rule: Rule, comparison_values) -> None:

@@ -28,6 +28,7 @@ from bnlab.engine.config import from_dict, to_dict
 from bnlab.engine.store import code_version
 from bnlab.errors import ResultsNotFoundError
 from bnlab.report import Estimate, Row, Rule, Section, diff_ci
+from bnlab.report.rules import seeds_text
 from bnlab.report.sections import machine_description
 from bnlab.reproduce import overrides
 from bnlab.reproduce.experiment import Experiment, ExperimentResult, Seeds
@@ -340,13 +341,8 @@ def describe(cfg: dict) -> dict[str, str]:
         "batch": f"{cfg['batch_size']}, each epoch's last partial batch "
         + ("dropped" if cfg.get("drop_last", True) else "kept (BN over fewer examples)"),
         "length": length,
-        "seeds": _seeds_text(cfg["seeds"], cfg.get("seed", 0)),
+        "seeds": seeds_text(cfg["seeds"], cfg.get("seed", 0)),
     }
-
-
-def _seeds_text(seeds: int, first: int) -> str:
-    """'5', or '40 (seeds 1000–1039)' for a stack whose seeds do not start at 0."""
-    return f"{seeds} (seeds {first}–{first + seeds - 1})" if first else str(seeds)
 
 
 def describe_runs(configs: Sequence[dict]) -> dict[str, str]:
