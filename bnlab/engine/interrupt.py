@@ -10,11 +10,21 @@ once (KeyboardInterrupt), for a user who does not want to wait for the step.
 
 Handlers can only be installed from the main thread; elsewhere (a thread of a notebook
 kernel, a Ray worker) the signals keep their own behaviour and the flag is never raised.
+
+Stacks that train in child processes (`bnlab reproduce` on two cores) run in their own
+process groups (`child_init`), and the parent passes each signal on (`forward_stops`): so
+`kill PARENT` stops every stack at a checkpoint, as Ctrl-C does, and each child's
+`Interrupted` reaches the parent through its future. Without this, a signal to the parent
+alone ended it and left its children training with no one to record their time; and a
+terminal's Ctrl-C, which reaches the whole foreground group, reached the children twice
+once the parent passed it on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -68,4 +78,33 @@ def stop_requests() -> Iterator[StopFlag]:
             signal.signal(s, handler)
 
 
-__all__ = ["Interrupted", "StopFlag", "stop_requests"]
+def child_init() -> None:
+    """Initializer of a process that trains for a parent under `forward_stops`: leave the
+    terminal's process group (the parent passes signals on), and let SIGTERM that lands
+    before training starts stop the child as SIGINT would (KeyboardInterrupt)."""
+    os.setpgrp()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def forward_stops() -> Iterator[None]:
+    """While the block waits on children started with `child_init`, pass SIGINT and
+    SIGTERM on to every live child instead of acting on them here (module docstring)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum: int, frame) -> None:
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signum)
+
+    before = {s: signal.signal(s, forward) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+__all__ = ["Interrupted", "StopFlag", "child_init", "forward_stops", "stop_requests"]

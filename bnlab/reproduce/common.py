@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,6 +25,7 @@ import numpy as np
 
 from bnlab.engine import Probe, RunContext, Store, TrainConfig, lock, train
 from bnlab.engine.config import from_dict, to_dict
+from bnlab.engine.interrupt import child_init, forward_stops
 from bnlab.engine.store import code_version
 from bnlab.errors import ResultsNotFoundError
 from bnlab.report import Estimate, Row, Rule, Section, diff_ci
@@ -137,12 +138,11 @@ def train_variants(
             _train_job(*job, replace(ctx, threads=ctx.threads or 1))
         return
     side_by_side = replace(ctx, threads=ctx.threads or max(1, cores // len(jobs)), progress=False)
-    spawn = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
     # this process holds the directory's lock for both children (see bnlab.engine.lock)
-    with lock.hold(out_dir) as token, ProcessPoolExecutor(len(jobs), mp_context=spawn) as pool:
+    with lock.hold(out_dir) as token, _children(len(jobs)) as pool:
         futures = [pool.submit(_train_job, *job, side_by_side, token) for job in jobs]
         for future in futures:
-            future.result()  # re-raises a stack's error here
+            future.result()  # re-raises a stack's error here, or its `Interrupted`
 
 
 def train_side_by_side(
@@ -160,11 +160,10 @@ def train_side_by_side(
             train_variants(f"{name} {label}", cfg, out, ctx, parallel=False)
         return
     side_by_side = replace(ctx, threads=ctx.threads or 1, progress=False)
-    spawn = multiprocessing.get_context("spawn")
     with contextlib.ExitStack() as held:
         # this process holds each directory's lock for its child (see bnlab.engine.lock)
         tokens = [held.enter_context(lock.hold(out)) for _, _, out in jobs]
-        pool = held.enter_context(ProcessPoolExecutor(min(cores, len(jobs)), mp_context=spawn))
+        pool = held.enter_context(_children(min(cores, len(jobs))))
         futures = [
             pool.submit(
                 _train_job,
@@ -179,6 +178,19 @@ def train_side_by_side(
         ]
         for future in futures:
             future.result()
+
+
+@contextlib.contextmanager
+def _children(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of `workers` spawned processes (fork after torch's thread pools can hang) that
+    a signal to this process stops at a checkpoint (`bnlab.engine.interrupt.forward_stops`)."""
+    spawn = multiprocessing.get_context("spawn")
+    # forwarding outlasts the pool: its shutdown waits for the children's checkpoints
+    with (
+        forward_stops(),
+        ProcessPoolExecutor(workers, mp_context=spawn, initializer=child_init) as pool,
+    ):
+        yield pool
 
 
 def _train_job(
