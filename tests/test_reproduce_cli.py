@@ -118,6 +118,34 @@ def test_an_interrupted_call_s_time_counts_in_the_wall_time(tmp_path, monkeypatc
     assert not (tmp_path / name / runner.STOPPED).is_file()
 
 
+def test_a_sigterm_outside_training_still_counts_the_call_s_time(tmp_path, monkeypatch):
+    """`kill` while the run measures rather than trains (no `stop_requests` active) stops
+    the call as Ctrl-C does: its time goes to stopped.json, and the handler is put back.
+    Without the runner's mapping, SIGTERM's default action ends the test process."""
+    import os
+    import signal
+    import time
+    from dataclasses import replace
+
+    from bnlab.reproduce import runner
+
+    name = "cifar10-cnn"
+
+    def run(out, seeds, quick, ctx):  # measures for 0.2 s, then receives `kill`
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # not reached: the signal raises in the main thread
+
+    known = {**experiments(), name: replace(experiments()[name], run=run)}
+    monkeypatch.setattr(runner, "experiments", lambda: known)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(name, tmp_path, 2, quick=True)
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert 0.2 <= runner._stopped_time(tmp_path / name) < 5
+    assert not (tmp_path / name / "manifest.json").is_file()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif("mnist" not in PRESENT, reason="mnist not present")
 def test_full_ioffe2015_mnist_runs_and_reports(tmp_path, capsys):

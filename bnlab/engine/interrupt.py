@@ -78,6 +78,21 @@ def stop_requests() -> Iterator[StopFlag]:
             signal.signal(s, handler)
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the block, as Ctrl-C does, so a caller's
+    `except KeyboardInterrupt` also sees `kill` outside training, where neither
+    `stop_requests` nor `forward_stops` is active (they override it inside)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def child_init() -> None:
     """Initializer of a process that trains for a parent under `forward_stops`: leave the
     terminal's process group (the parent passes signals on), and let SIGTERM that lands
@@ -107,4 +122,11 @@ def forward_stops() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-__all__ = ["Interrupted", "StopFlag", "child_init", "forward_stops", "stop_requests"]
+__all__ = [
+    "Interrupted",
+    "StopFlag",
+    "child_init",
+    "forward_stops",
+    "sigterm_as_interrupt",
+    "stop_requests",
+]

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bnlab.engine import RunContext, replay
+from bnlab.engine.interrupt import sigterm_as_interrupt
 from bnlab.engine.store import code_version
 from bnlab.errors import BnlabError, ResultsNotFoundError, did_you_mean
 from bnlab.report import QUICK_BANNER, registration
@@ -80,8 +81,9 @@ def run_experiment(
     say(name, f"{seeds} seed(s) per setting, results in {out}")
     start = time.monotonic()
     try:
-        experiments()[name].run(out, seeds, quick, ctx)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (`Interrupted`): its time still counts
+        with sigterm_as_interrupt():
+            experiments()[name].run(out, seeds, quick, ctx)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, in training or not: its time still counts
         _record_stopped(out, time.monotonic() - start)
         raise
     wall = time.monotonic() - start + _stopped_time(out)
