@@ -11,7 +11,7 @@ from scipy import stats
 
 from bnlab.report import Measure, Role, Rule, Scale, Verdict, decide_families, measure_rule
 from bnlab.report import claims as C
-from bnlab.report.planning import seeds_to_decide, undecided_table
+from bnlab.report.planning import seeds_to_decide, undecided_sentence, undecided_table
 from bnlab.report.verdicts import ALPHA
 
 PP = Measure("acc", "final test accuracy (%)", " pp", low=0, high=100)
@@ -80,3 +80,19 @@ def test_the_table_lists_every_inconclusive_primary_row_and_only_those():
     assert [r[1] for r in block.rows] == ["a"]
     assert block.rows[0][2] == "5" and int(block.rows[0][3]) == seeds_to_decide(rows[0], 2)
     assert undecided_table(rows[1:]) is None  # the secondary row is not listed
+
+
+def test_the_sentence_splits_lack_of_seeds_from_an_effect_on_a_boundary():
+    near = measure_rule(rule(C.SANTURKAR_NOISY_BN_LIKE_BN, "a"), seeds(0.3, 1.0), np.zeros(5))
+    d = seeds(0.5, 1.0)
+    on = measure_rule(rule(C.SANTURKAR_NOISY_BN_LIKE_BN, "b", margin=0.5), d, np.zeros_like(d))
+    rows = decide_families([near, on])
+    assert [r.verdict for r in rows] == [Verdict.INCONCLUSIVE] * 2
+    n = seeds_to_decide(rows[0], 2)
+    assert undecided_sentence(rows) == (
+        f"Of the 2 inconclusive primary rows, 1 is inconclusive for lack of seeds (from {n:,} "
+        f"to {n:,} seeds at the observed effect) and 1 would stay inconclusive with any number "
+        "up to 10,000: the observed effect sits at a boundary of both tests."
+    )
+    assert undecided_sentence(rows[:1]).startswith("Of the 1 inconclusive primary row, 1 is")
+    assert undecided_sentence([]) == ""

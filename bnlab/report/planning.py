@@ -72,31 +72,62 @@ def _power(effect_size: float, n: int, alpha: float) -> float:
     return float(TTestPower().power(effect_size, n, alpha, alternative="larger"))
 
 
-def undecided_table(rows: Sequence[Row], label=lambda r: r.experiment):
-    """Every inconclusive primary row with the seeds that would decide it, or None when there
-    is none. `label(row)` names the setting (the summary links it to its page)."""
-    undecided = [r for r in rows if r.counted and r.verdict is Verdict.INCONCLUSIVE]
-    if not undecided:
-        return None
+def _plans(rows: Sequence[Row]) -> list[tuple[Row, int | None]]:
+    """Every inconclusive primary row with `seeds_to_decide` at its family's size."""
     family_size: dict[str, int] = {}
     for row in rows:
         if row.counted and row.tests is not None:
             family_size[row.claim.family] = family_size.get(row.claim.family, 0) + 1
-    body = []
-    for row in undecided:
-        n = seeds_to_decide(row, family_size[row.claim.family])
-        body.append(
-            (
-                row.claim.statement,
-                label(row),
-                str(row.seeds),
-                f"{n:,}"
-                if n is not None
-                else f"none up to {MAX_SEEDS:,}: the effect sits at a boundary of both tests",
-            )
+    return [
+        (r, seeds_to_decide(r, family_size[r.claim.family]))
+        for r in rows
+        if r.counted and r.verdict is Verdict.INCONCLUSIVE
+    ]
+
+
+def undecided_table(rows: Sequence[Row], label=lambda r: r.experiment):
+    """Every inconclusive primary row with the seeds that would decide it, or None when there
+    is none. `label(row)` names the setting (the summary links it to its page)."""
+    plans = _plans(rows)
+    if not plans:
+        return None
+    body = [
+        (
+            row.claim.statement,
+            label(row),
+            str(row.seeds),
+            f"{n:,}"
+            if n is not None
+            else f"none up to {MAX_SEEDS:,}: the effect sits at a boundary of both tests",
         )
+        for row, n in plans
+    ]
     columns = ("claim", "setting", "n run", f"seeds for {POWER:.0%} power at the observed effect")
     return table(columns, body, "What would decide the inconclusive verdicts (exploratory)")
+
+
+def undecided_sentence(rows: Sequence[Row]) -> str:
+    """How many inconclusive primary rows more seeds would decide, and how many no number
+    of seeds up to MAX_SEEDS would (empty when no row is inconclusive)."""
+    plans = _plans(rows)
+    if not plans:
+        return ""
+    by_seeds = [n for _, n in plans if n is not None]
+    never = len(plans) - len(by_seeds)
+    rows_word = "row" if len(plans) == 1 else "rows"
+    verb = "is" if len(by_seeds) == 1 else "are"
+    text = (
+        f"Of the {len(plans)} inconclusive primary {rows_word}, {len(by_seeds)} {verb} "
+        "inconclusive for lack of seeds"
+    )
+    if by_seeds:
+        text += f" (from {min(by_seeds):,} to {max(by_seeds):,} seeds at the observed effect)"
+    if never:
+        text += (
+            f" and {never} would stay inconclusive with any number up to {MAX_SEEDS:,}: "
+            "the observed effect sits at a boundary of both tests"
+        )
+    return text + "."
 
 
 EXPLAINED = (

@@ -205,7 +205,7 @@ def summary_page(
     blocks.append(primary_table(rows, pages))
     undecided = planning.undecided_table(rows, lambda r: _setting_link(r, pages))
     if undecided is not None:
-        blocks += [undecided, Para(planning.EXPLAINED)]
+        blocks += [undecided, Para(planning.undecided_sentence(rows) + " " + planning.EXPLAINED)]
     blocks += [Heading(2, "How to read this"), Para(HOW_TO_READ)]
     replicated = confirmation(rows)
     if replicated:
