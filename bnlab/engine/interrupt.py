@@ -18,6 +18,10 @@ process groups (`child_init`), and the parent passes each signal on (`forward_st
 alone ended it and left its children training with no one to record their time; and a
 terminal's Ctrl-C, which reaches the whole foreground group, reached the children twice
 once the parent passed it on.
+
+Outside training neither is active, so `bnlab reproduce` maps SIGTERM to KeyboardInterrupt
+for the whole call (`sigterm_as_interrupt`): a `kill` during a measurement stops it at once,
+as Ctrl-C does, and the runner still counts the call's time.
 """
 
 from __future__ import annotations
